@@ -1,0 +1,1 @@
+"""Infrastructure: settings and the local Kafka and ClickHouse services."""

@@ -1,0 +1,42 @@
+"""clickhouse-connect clients from the settings; hunting clients are read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from infra.kafka.clients import NotConfiguredError
+from infra.settings import Settings
+
+
+def connect(settings: Settings, *, readonly: bool = False, database: str | None = None, **kwargs: Any) -> Client:
+    """A client for ``settings.clickhouse.url``. ``readonly`` sets ClickHouse's ``readonly=1``:
+    the server itself refuses every write on that session."""
+    ch = settings.clickhouse
+    if not ch.url:
+        msg = "no ClickHouse address: set AIWARDEN_CLICKHOUSE__URL or run `aiwarden up`"
+        raise NotConfiguredError(msg)
+    url = urlparse(ch.url)
+    secure = url.scheme == "https"
+    extra: dict[str, Any] = {}
+    if secure:
+        extra["verify"] = ch.verify_tls
+        if ch.ca_cert:
+            extra["ca_cert"] = str(ch.ca_cert)
+    settings_: dict[str, Any] = dict(kwargs.pop("settings", {}) or {})
+    if readonly:
+        settings_["readonly"] = 1
+    return clickhouse_connect.get_client(
+        host=url.hostname or "127.0.0.1",
+        port=url.port or (8443 if secure else 8123),
+        username=ch.username,
+        password=ch.password.get_secret_value(),
+        secure=secure,
+        database=database if database is not None else "",
+        settings=settings_,
+        **extra,
+        **kwargs,
+    )

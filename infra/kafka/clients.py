@@ -1,0 +1,77 @@
+"""Client configuration for every Kafka client aiwarden uses, from the one settings object."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from infra.settings import Settings
+
+
+class NotConfiguredError(RuntimeError):
+    """A service address is missing: neither set in the settings nor started locally."""
+
+
+def bootstrap(settings: Settings) -> str:
+    servers = settings.kafka.bootstrap_servers
+    if not servers:
+        msg = "no Kafka address: set AIWARDEN_KAFKA__BOOTSTRAP_SERVERS or run `aiwarden up`"
+        raise NotConfiguredError(msg)
+    return servers
+
+
+def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """librdkafka configuration (producer, consumer or admin), security options included."""
+    kafka = settings.kafka
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap(settings), "security.protocol": kafka.security_protocol}
+    if kafka.sasl_mechanism:
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        config["sasl.username"] = kafka.sasl_username or ""
+        config["sasl.password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+    if kafka.ssl_cafile:
+        config["ssl.ca.location"] = str(kafka.ssl_cafile)
+    config.update(extra)
+    return config
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if "SSL" not in settings.kafka.security_protocol:
+        return None
+    cafile = str(settings.kafka.ssl_cafile) if settings.kafka.ssl_cafile else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka's consumer and producer."""
+    kafka = settings.kafka
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": bootstrap(settings).split(","),
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism:
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
+        kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+    context = ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    return kwargs
+
+
+def faust_broker(settings: Settings) -> tuple[list[str], Any]:
+    """Faust broker URLs and credentials."""
+    import faust
+
+    urls = [f"kafka://{server}" for server in bootstrap(settings).split(",")]
+    kafka = settings.kafka
+    credentials: Any = None
+    if kafka.sasl_mechanism:
+        credentials = faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=ssl_context(settings),
+        )
+    elif "SSL" in kafka.security_protocol:
+        credentials = faust.SSLCredentials(ssl_context(settings))
+    return urls, credentials

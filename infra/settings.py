@@ -1,0 +1,96 @@
+"""One frozen settings object, built once from the environment and passed down.
+
+Every field reads ``AIWARDEN_<NAME>`` (nested: ``AIWARDEN_<GROUP>__<NAME>``). Nothing else in
+aiwarden reads ``os.environ``. Unset service addresses mean "start the local one".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    bootstrap_servers: str | None = Field(
+        None, description="Kafka bootstrap servers (host:port,…). Unset: the local broker is started."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
+    partitions: int = Field(4, ge=1, description="Partitions of every aiwarden topic created by up/migrate.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of aiwarden topics.")
+    version: str = Field("3.9.1", description="Apache Kafka version of the local broker (Maven artifact).")
+    heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
+
+
+class ClickHouseSettings(_Group):
+    url: str | None = Field(
+        None, description="ClickHouse HTTP(S) URL, e.g. https://ch:8443. Unset: the local chdb server is started."
+    )
+    database: str = Field("aiwarden", description="Database holding aiwarden's tables.")
+    username: str = Field("default", description="ClickHouse user.")
+    password: SecretStr = Field(SecretStr(""), description="ClickHouse password (never logged).")
+    verify_tls: bool = Field(True, description="Verify the server certificate on https URLs.")
+    ca_cert: Path | None = Field(None, description="CA bundle for https URLs.")
+    ttl_days: int = Field(90, ge=1, description="Days rows are kept in the events and findings tables.")
+    cluster: str | None = Field(None, description="Cluster name: DDL runs ON CLUSTER with replicated tables.")
+
+
+class WorkerSettings(_Group):
+    app_id: str = Field("aiwarden", description="Faust application id (consumer group and changelog prefix).")
+    web_port: int = Field(0, ge=0, le=65535, description="Worker web server port; 0 picks a free one.")
+    session_timeout_s: float = Field(
+        10.0, gt=0, description="Kafka consumer session timeout; low keeps group joins quick."
+    )
+    sink_batch_rows: int = Field(10_000, ge=1, description="Rows per ClickHouse insert batch.")
+    sink_batch_seconds: float = Field(1.0, gt=0, description="Longest wait before a partial batch is inserted.")
+
+
+class IngestSettings(_Group):
+    max_record_bytes: int = Field(1_048_576, ge=1024, description="Largest raw record accepted; larger go to the DLQ.")
+    max_depth: int = Field(32, ge=2, description="Deepest JSON nesting accepted.")
+    max_string_chars: int = Field(65_536, ge=64, description="Longest string value accepted in a record.")
+    prompt_chars: int = Field(2_048, ge=0, description="Prompt text kept in the envelope (truncated beyond).")
+
+
+class Settings(BaseSettings):
+    """aiwarden settings; env prefix ``AIWARDEN_``, nested delimiter ``__``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIWARDEN_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    state_dir: Path = Field(Path(".aiwarden"), description="Where local services keep data, logs and ports.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "aiwarden", description="Downloads shared by checkouts (Kafka's jars)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    ingest: IngestSettings = IngestSettings()
+
+
+def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:
+    """Every setting's env var, mapped to its description (the README table is checked against it)."""
+    names: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names.update(env_var_names(annotation, f"{prefix}{name.upper()}__"))
+        else:
+            names[f"{prefix}{name.upper()}"] = field.description or ""
+    return names

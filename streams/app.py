@@ -1,0 +1,49 @@
+"""The Faust application: ``create_app(settings)`` wires topics, agents and the sink."""
+
+from __future__ import annotations
+
+import faust
+
+from infra.kafka.clients import faust_broker
+from infra.services import free_port
+from infra.settings import Settings
+from streams.agents import normalize
+from streams.agents.sink import ClickHouseSink
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app for resolved ``settings`` (service addresses filled in)."""
+    urls, credentials = faust_broker(settings)
+    worker = settings.worker
+    app = faust.App(
+        worker.app_id,
+        broker=urls,
+        broker_credentials=credentials,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_port=worker.web_port or free_port(),
+        web_host="127.0.0.1",
+        broker_session_timeout=worker.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, worker.session_timeout_s / 4),
+        broker_rebalance_timeout=max(30.0, worker.session_timeout_s * 3),
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger=0.005,
+        producer_compression_type="lz4",
+        datadir=str(settings.state_dir.resolve() / "worker" / worker.app_id),
+    )
+    normalize.register(app, settings)
+    sink = ClickHouseSink(settings)
+
+    @app.task
+    async def clickhouse_sink() -> None:
+        await sink.run()
+
+    app.aiwarden_sink = sink  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,46 @@
+"""aiwarden's Kafka topics, created explicitly (the broker never auto-creates them)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from infra.kafka.clients import confluent_config
+from infra.settings import Settings
+
+RAW_RUNTIME = "aiwarden.raw.runtime"
+RAW_CLOUD = "aiwarden.raw.cloud"
+RAW_INFERENCE = "aiwarden.raw.inference"
+EVENTS = "aiwarden.events"
+FINDINGS = "aiwarden.findings"
+ALERTS = "aiwarden.alerts"
+ACTIONS = "aiwarden.actions"
+DLQ = "aiwarden.dlq"
+
+RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE)
+ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ)
+
+# The message header naming a raw record's source format (falco, cloudtrail, …); optional.
+SOURCE_HEADER = "aiwarden-source"
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create every aiwarden topic that does not exist; returns those created."""
+    admin = AdminClient(confluent_config(settings))
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(name, num_partitions=settings.kafka.partitions, replication_factor=settings.kafka.replication_factor)
+        for name in ALL_TOPICS
+        if name not in existing
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created

@@ -1,0 +1,95 @@
+"""Run `aiwarden worker` as a child process (the demo, tests and benchmarks use it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from infra.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that rebuild ``settings`` in a child process (secrets included)."""
+    env: dict[str, str] = {}
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            value: Any = getattr(model, name)
+            key = f"{prefix}{name.upper()}"
+            if isinstance(value, BaseModel):
+                walk(value, f"{key}__")
+            elif value is None:
+                continue
+            elif isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif isinstance(value, bool):
+                env[key] = "true" if value else "false"
+            else:
+                env[key] = str(value)
+
+    walk(settings, "AIWARDEN_")
+    return env
+
+
+class WorkerProcess:
+    """One worker process with its log file; ``kill()`` is a SIGKILL, ``stop()`` a clean stop."""
+
+    def __init__(self, settings: Settings, log_path: Path, **overrides: str) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.overrides = overrides
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
+        env.update(settings_env(self.settings))
+        env.update(self.overrides)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "streams.cli", "worker"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_for_log(self, text: str, timeout_s: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.log_path.exists() and text in self.log_path.read_text(errors="replace"):
+                return True
+            if not self.running:
+                return False
+            time.sleep(0.2)
+        return False

@@ -1,0 +1,90 @@
+"""Shared fixtures. Integration tests get real Kafka and ClickHouse from one session fixture:
+
+1. the external services when AIWARDEN_KAFKA__BOOTSTRAP_SERVERS / AIWARDEN_CLICKHOUSE__URL are set;
+2. testcontainers' Kafka and ClickHouse when a Docker engine answers (or AIWARDEN_TEST_SERVICES=testcontainers);
+3. otherwise the local launchers (Apache Kafka from Maven, ClickHouse from chdb-core), as on CI here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import services
+from infra.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _docker_answers() -> bool:
+    import docker
+
+    try:
+        client = docker.from_env(timeout=3)
+    except Exception:  # noqa: BLE001 - any failure means no engine
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        client.close()
+
+
+def _testcontainers(base: Settings) -> Iterator[Settings]:
+    from testcontainers.clickhouse import ClickHouseContainer
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka, ClickHouseContainer(
+        "clickhouse/clickhouse-server:24.8"
+    ) as clickhouse:
+        url = f"http://{clickhouse.get_container_host_ip()}:{clickhouse.get_exposed_port(8123)}"
+        yield base.model_copy(
+            update={
+                "kafka": base.kafka.model_copy(update={"bootstrap_servers": kafka.get_bootstrap_server()}),
+                "clickhouse": base.clickhouse.model_copy(
+                    update={"url": url, "username": clickhouse.username, "password": clickhouse.password}
+                ),
+            }
+        )
+
+
+@pytest.fixture(scope="session")
+def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Resolved settings pointing at a real broker and a real ClickHouse, schema applied."""
+    from streams.setup import migrate
+
+    state_dir = tmp_path_factory.mktemp("aiwarden-state")
+    base = Settings(state_dir=state_dir)
+    mode = os.environ.get("AIWARDEN_TEST_SERVICES", "")
+    if base.kafka.bootstrap_servers and base.clickhouse.url:
+        print("integration services: external (from AIWARDEN_* settings)", file=sys.stderr)
+        migrate(base)
+        yield base
+    elif mode == "testcontainers" or (mode != "local" and _docker_answers()):
+        print("integration services: testcontainers", file=sys.stderr)
+        for settings in _testcontainers(base):
+            migrate(settings)
+            yield settings
+    else:
+        print("integration services: local launchers (Apache Kafka + chdb ClickHouse)", file=sys.stderr)
+        try:
+            resolved = services.up(base)
+            migrate(resolved)
+            yield resolved
+        finally:
+            services.down(base)
+
+
+@pytest.fixture()
+def ch(service_settings: Settings):  # type: ignore[no-untyped-def]
+    from infra.clickhouse.client import connect
+
+    client = connect(service_settings)
+    yield client
+    client.close()
