@@ -1,0 +1,124 @@
+"""`aiwarden demo`: the whole pipeline on the embedded defaults, start to finish."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from infra import services
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+from streams.publish import Publisher, check_broker
+from streams.setup import migrate
+from streams.simulate import publish_simulation
+from streams.simulator import SimConfig
+from streams.worker_process import WorkerProcess
+
+# Records a careless or hostile producer might send: they must land in the DLQ, not vanish.
+BAD_RECORDS = (
+    (b'{"rule": "Terminal shell in container", "output_fields": ', "falco"),
+    (b'{"schemaType": "ModelInvocationLog", "timestamp": 12, "modelId": []}', "bedrock"),
+    (b"\xff\xfe not even text", "gateway"),
+)
+
+
+def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, console: Console) -> int:
+    local = services.local_services(settings)
+    already = {s.name for s in local if s.status().running}
+    console.rule("[bold]aiwarden demo")
+    with console.status("starting local Apache Kafka and ClickHouse…"):
+        resolved = services.up(settings)
+    for st in services.status(settings):
+        console.print(f"  {st.name:<11} {st.address}  {'healthy' if st.healthy else 'UNHEALTHY'}")
+    created, applied = migrate(resolved)
+    console.print(f"  topics created: {len(created)}, ClickHouse migrations applied: {len(applied)}")
+    check_broker(resolved)
+
+    log_path = Path(resolved.state_dir).resolve() / "demo-worker.log"
+    worker = WorkerProcess(resolved, log_path).start()
+    console.print(f"  worker started (pid {worker.proc.pid if worker.proc else '?'}, log {log_path})")
+    try:
+        return _run(resolved, worker, duration, rate, console)
+    finally:
+        worker.stop()
+        if not keep:
+            stopped = [s.name for s in reversed(local) if s.name not in already and s.stop()]
+            console.print(f"stopped: {', '.join(stopped) or 'nothing (services were already running)'}")
+        else:
+            console.print("services left running (--keep); `aiwarden down` stops them")
+
+
+def _run(settings: Settings, worker: WorkerProcess, duration: float, rate: float, console: Console) -> int:
+    start_ms = int(time.time() * 1000)
+    config = SimConfig(seed=7, duration_s=duration, rate=rate, start_ms=start_ms)
+    publisher = Publisher(settings)
+    for data, source in BAD_RECORDS:
+        publisher.publish(data, source, {"file": "demo", "line": 0})
+    total = round(duration * rate)
+    console.rule(f"publishing {total} simulated events ({rate:.0f}/s, {duration:.0f}s) with confluent-kafka")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("publishing", total=total)
+        summary, achieved = publish_simulation(
+            publisher, config, settings.state_dir / "demo-labels.jsonl",
+            on_progress=lambda n: progress.update(task, completed=n),
+        )
+    console.print(f"  published {sum(summary.published.values())} at {achieved:.0f}/s; "
+                  f"dead-lettered at publish: {sum(summary.dead_lettered.values())}; failed: {summary.failed}")
+    expected = sum(summary.published.values())
+    end_ms = start_ms + int(duration * 1000) + 1
+
+    client = connect(settings)
+    db = settings.clickhouse.database
+    query = f"SELECT count() FROM {db}.events FINAL WHERE time_ms >= {start_ms} AND time_ms < {end_ms}"
+    deadline = time.monotonic() + 120
+    landed = 0
+    with console.status("waiting for events to go Kafka → Faust → ClickHouse…"):
+        while time.monotonic() < deadline:
+            landed = int(client.query(query).result_rows[0][0])
+            if landed >= expected:
+                break
+            if not worker.running:
+                console.print(f"[red]worker exited:[/]\n{worker.log_tail()}")
+                return 1
+            time.sleep(1)
+    _print_results(client, db, start_ms, end_ms, console)
+    ok = landed == expected
+    colour = "green" if ok else "red"
+    console.print(f"[{colour}]{landed} of {expected} published events are in ClickHouse[/]")
+    client.close()
+    return 0 if ok else 1
+
+
+def _print_results(client, db: str, start_ms: int, end_ms: int, console: Console) -> None:  # type: ignore[no-untyped-def]
+    window = f"time_ms >= {start_ms} AND time_ms < {end_ms}"
+    table = Table("source", "class", "events", "entities", title="events in ClickHouse, by source")
+    rows = client.query(
+        f"SELECT source, any(class_uid), count(), uniqExact(entity_id) FROM {db}.events FINAL "
+        f"WHERE {window} GROUP BY source ORDER BY source"
+    ).result_rows
+    for source, class_uid, count, entities in rows:
+        table.add_row(source, str(class_uid), str(count), str(entities))
+    console.print(table)
+    sample = Table("time", "source", "entity", "what", title="a few of them")
+    for row in client.query(
+        f"SELECT time, source, entity_id, multiIf(model_id != '', concat(api_operation, ' ', model_id), "
+        f"process_name != '', concat(process_name, ' ', left(process_cmdline, 40)), "
+        f"api_operation != '', concat(api_service, ':', api_operation), activity) "
+        f"FROM {db}.events WHERE {window} ORDER BY time DESC LIMIT 8"
+    ).result_rows:
+        sample.add_row(str(row[0])[11:23], row[1], row[2][:48], row[3][:60])
+    console.print(sample)
+    letters = Table("source", "stage", "reason", title="dead letters (bad input, kept with its reason)")
+    for source, stage, reason in client.query(
+        f"SELECT source, stage, reason FROM {db}.dead_letters WHERE time_ms >= {start_ms} - 60000 "
+        "ORDER BY time DESC LIMIT 5"
+    ).result_rows:
+        letters.add_row(source, stage, reason[:90])
+    console.print(letters)
+
+
