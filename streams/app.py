@@ -15,6 +15,8 @@ def create_app(settings: Settings) -> faust.App:
     """A Faust app for resolved ``settings`` (service addresses filled in)."""
     urls, credentials = faust_broker(settings)
     worker = settings.worker
+    datadir = settings.state_dir.resolve() / "worker"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         worker.app_id,
         broker=urls,
@@ -36,7 +38,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger=0.005,
         producer_compression_type="lz4",
-        datadir=str(settings.state_dir.resolve() / "worker" / worker.app_id),
+        datadir=str(datadir / worker.app_id),
     )
     normalize.register(app, settings)
     sink = ClickHouseSink(settings)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +14,9 @@ from rich.table import Table
 from infra import services
 from infra.settings import Settings
 
+if TYPE_CHECKING:
+    from streams.publish import PublishSummary
+
 app = typer.Typer(help="aiwarden: streaming detection for AI workload security.", no_args_is_help=True)
 console = Console(stderr=True)
 out = Console()
@@ -20,7 +24,9 @@ out = Console()
 
 def _settings(ctx: typer.Context) -> Settings:
     settings = ctx.obj
-    assert isinstance(settings, Settings)
+    if not isinstance(settings, Settings):
+        msg = "settings were not loaded"
+        raise TypeError(msg)
     return settings
 
 
@@ -35,7 +41,8 @@ def main_callback(ctx: typer.Context) -> None:
     try:
         ctx.obj = Settings()
     except Exception as exc:  # noqa: BLE001 - pydantic's message names the bad variable
-        raise _fail(f"invalid settings: {exc}", 2) from None
+        msg = f"invalid settings: {exc}"
+        raise _fail(msg, 2) from None
     logging.basicConfig(level=ctx.obj.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -108,6 +115,104 @@ def worker(ctx: typer.Context) -> None:
     settings = resolved_or_exit(_settings(ctx))
     faust_app = create_app(settings)
     faust.Worker(faust_app, loglevel=settings.log_level.lower()).execute_from_commandline()
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option(help="falco|native|cloudtrail|k8s-audit|bedrock|gateway")],
+    paths: Annotated[list[str], typer.Argument(help="Files (plain or .gz), or - for stdin.")],
+) -> None:
+    """Publish raw records to the raw topics; bad records go to the DLQ with their reason."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from schemas.sources import CLI_NAMES
+    from streams.publish import Publisher, PublishError, check_broker, iter_inputs
+
+    if source not in CLI_NAMES:
+        msg = f"unknown source {source!r}; choose one of {', '.join(CLI_NAMES)}"
+        raise _fail(msg, 2)
+    name = CLI_NAMES[source]
+    settings = resolved_or_exit(_settings(ctx))
+    try:
+        check_broker(settings)
+    except PublishError as exc:
+        raise _fail(str(exc)) from None
+    publisher = Publisher(settings)
+    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed} records"))
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("publishing")
+        try:
+            for data, position in iter_inputs(paths, name, sys.stdin.buffer):
+                publisher.publish(data, name, position)
+                progress.advance(task)
+        except OSError as exc:
+            msg = f"cannot read input: {exc}"
+            raise _fail(msg) from None
+        summary = publisher.flush()
+    _print_summary(summary)
+    if summary.failed:
+        msg = f"{summary.failed} records were not delivered: {'; '.join(summary.errors)}"
+        raise _fail(msg)
+
+
+def _print_summary(summary: PublishSummary) -> None:
+    table = Table("topic", "records", title="published")
+    for topic, count in sorted(summary.published.items()):
+        table.add_row(topic, str(count))
+    for source, count in sorted(summary.dead_lettered.items()):
+        table.add_row(f"aiwarden.dlq ({source})", str(count))
+    out.print(table)
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    seed: Annotated[int, typer.Option(help="Same seed, same events.")] = 7,
+    duration: Annotated[float, typer.Option(help="Seconds of traffic.")] = 60.0,
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 1000.0,
+    scenarios: Annotated[str, typer.Option(help="Comma-separated attack scenarios (default: all).")] = "",
+    labels: Annotated[Path, typer.Option(help="Where to write the attack labels (JSON lines).")] = Path(
+        "labels.jsonl"
+    ),
+    start_ms: Annotated[int, typer.Option(help="Event time of the first record (epoch ms); 0 = now.")] = 0,
+) -> None:
+    """Publish a simulated organisation's traffic with labelled attacks, paced at --rate."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from streams.publish import Publisher, PublishError, check_broker
+    from streams.simulate import publish_simulation
+    from streams.simulator import ALL_SCENARIOS, SimConfig
+
+    chosen = tuple(s.strip() for s in scenarios.split(",") if s.strip()) or ALL_SCENARIOS
+    unknown = [s for s in chosen if s not in ALL_SCENARIOS]
+    if unknown:
+        msg = f"unknown scenarios {unknown}; choose from {', '.join(ALL_SCENARIOS)}"
+        raise _fail(msg, 2)
+    settings = resolved_or_exit(_settings(ctx))
+    try:
+        check_broker(settings)
+    except PublishError as exc:
+        raise _fail(str(exc)) from None
+    config = SimConfig(
+        seed=seed, duration_s=duration, rate=rate, scenarios=chosen, start_ms=start_ms or int(time.time() * 1000)
+    )
+    total = round(duration * rate)
+    columns = (
+        TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn()
+    )
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("simulate", total=total)
+        summary, achieved = publish_simulation(
+            Publisher(settings), config, labels, on_progress=lambda n: progress.update(task, completed=n)
+        )
+    _print_summary(summary)
+    console.print(f"achieved {achieved:.0f} events/s (target {rate:.0f}); labels in {labels}")
+    if summary.failed:
+        msg = f"{summary.failed} records were not delivered: {'; '.join(summary.errors)}"
+        raise _fail(msg)
 
 
 @app.command()

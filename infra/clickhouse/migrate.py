@@ -77,7 +77,8 @@ def apply(client: Client, settings: Settings) -> list[str]:
         "(version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
         f"ENGINE = {placeholders(settings)['merge_engine']} ORDER BY version"
     )
-    done = {row[0] for row in client.query(f"SELECT version FROM {db}.schema_migrations").result_rows}
+    # Identifiers come from the settings, never from input.
+    done = {row[0] for row in client.query(f"SELECT version FROM {db}.schema_migrations").result_rows}  # noqa: S608
     applied = []
     for migration in load(settings):
         if migration.version in done:
