@@ -289,10 +289,13 @@ def local_services(settings: Settings) -> list[LocalService]:
     return services
 
 
-def resolved(settings: Settings) -> Settings:
-    """Settings with the local services' addresses filled in (external ones are left as set)."""
+def resolved(settings: Settings, need: tuple[str, ...] = ("kafka", "clickhouse")) -> Settings:
+    """Settings with the addresses of the ``need``-ed local services filled in (external ones are left
+    as set); a needed local service that was never started is an error."""
     kafka, clickhouse = settings.kafka, settings.clickhouse
     for service in local_services(settings):
+        if service.name not in need:
+            continue
         ports = service.ports()
         if not ports:
             msg = f"local {service.name} has not been started: run `aiwarden up`"

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from detectors.config import DetectionConfig
+
 
 class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +59,9 @@ class WorkerSettings(_Group):
     )
     sink_batch_rows: int = Field(10_000, ge=1, description="Rows per ClickHouse insert batch.")
     sink_batch_seconds: float = Field(1.0, gt=0, description="Longest wait before a partial batch is inserted.")
+    checkpoint_interval_s: float = Field(
+        30.0, gt=0, description="How often anomaly models are checkpointed to their changelog table."
+    )
 
 
 class IngestSettings(_Group):
@@ -82,6 +87,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     worker: WorkerSettings = WorkerSettings()
     ingest: IngestSettings = IngestSettings()
+    detection: DetectionConfig = DetectionConfig()
 
 
 def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:
@@ -94,3 +100,36 @@ def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") 
         else:
             names[f"{prefix}{name.upper()}"] = field.description or ""
     return names
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from the fields (``python -m infra.settings``)."""
+    lines = ["| env var | default | meaning |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name.upper()}__")
+                continue
+            default = field.default
+            if isinstance(default, SecretStr):
+                shown = "empty" if not default.get_secret_value() else "(set)"
+            elif default is None:
+                shown = "unset"
+            elif name == "cache_dir":
+                shown = "`~/.cache/aiwarden`"
+            elif isinstance(default, tuple | list | frozenset):
+                shown = "`" + ", ".join(str(v) for v in default)[:80] + ("…`" if len(str(default)) > 82 else "`")
+            elif isinstance(default, dict):
+                shown = f"{len(default)} entries" if default else "`{}`"
+            else:
+                shown = f"`{default}`"
+            lines.append(f"| `{prefix}{name.upper()}` | {shown} | {field.description or ''} |")
+
+    walk(Settings, "AIWARDEN_")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -232,5 +232,14 @@ def main() -> None:
     app()
 
 
+def _mount_subcommands() -> None:
+    from streams.hunt import hunt_app
+
+    app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
+
+
+_mount_subcommands()
+
+
 if __name__ == "__main__":
     main()

@@ -16,9 +16,10 @@ FINDINGS = "aiwarden.findings"
 ALERTS = "aiwarden.alerts"
 ACTIONS = "aiwarden.actions"
 DLQ = "aiwarden.dlq"
+INVENTORY = "aiwarden.inventory"  # AI inventory changes (AIBOM), for the sink and the console
 
 RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE)
-ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ)
+ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY)
 
 # The message header naming a raw record's source format (falco, cloudtrail, …); optional.
 SOURCE_HEADER = "aiwarden-source"

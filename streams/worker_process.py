@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +32,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
                 env[key] = value.get_secret_value()
             elif isinstance(value, bool):
                 env[key] = "true" if value else "false"
+            elif isinstance(value, list | tuple | frozenset | set | dict):
+                env[key] = json.dumps(value if isinstance(value, dict) else list(value), default=str)
             else:
                 env[key] = str(value)
 

@@ -1,17 +1,17 @@
 """Versioned, idempotent ClickHouse migrations, recorded in ``<database>.schema_migrations``.
 
 Migrations are ``schemas/clickhouse/migrations/NNNN_name.sql`` files of ``;``-separated
-statements with ``${database}``, ``${on_cluster}``, ``${merge_engine}``,
-``${replacing_engine}`` and ``${ttl_days}`` placeholders; a cluster setting turns them into
+statements with ``${database}``, ``${on_cluster}``, ``${merge_engine}``, ``${aggregating_engine}``,
+``${replacing_engine}(ver)`` and ``${ttl_days}`` placeholders; a cluster setting turns them into
 ``ON CLUSTER`` DDL with replicated engines.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 
 from clickhouse_connect.driver.client import Client
 
@@ -36,6 +36,7 @@ def placeholders(settings: Settings) -> dict[str, str]:
             "database": ch.database,
             "on_cluster": f"ON CLUSTER '{ch.cluster}'",
             "merge_engine": f"ReplicatedMergeTree({path}, '{{replica}}')",
+            "aggregating_engine": f"ReplicatedAggregatingMergeTree({path}, '{{replica}}')",
             "replacing_engine": f"ReplicatedReplacingMergeTree({path}, '{{replica}}', ",
             "ttl_days": str(ch.ttl_days),
         }
@@ -43,16 +44,30 @@ def placeholders(settings: Settings) -> dict[str, str]:
         "database": ch.database,
         "on_cluster": "",
         "merge_engine": "MergeTree",
+        "aggregating_engine": "AggregatingMergeTree",
         "replacing_engine": "ReplacingMergeTree(",
         "ttl_days": str(ch.ttl_days),
     }
 
 
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
 def render(sql: str, values: dict[str, str]) -> tuple[str, ...]:
+    """Comment-free statements with ``${name}`` placeholders filled (any other ``$`` is left alone)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
     # ReplacingMergeTree(ver) and ReplicatedReplacingMergeTree(path, replica, ver) share one placeholder.
-    text = Template(sql.replace("${replacing_engine}(", "${replacing_engine}")).substitute(values)
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
-    return tuple(s.strip() for s in "\n".join(lines).split(";") if s.strip())
+    text = "\n".join(lines).replace("${replacing_engine}(", "${replacing_engine}")
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            msg = f"unknown migration placeholder ${{{name}}}"
+            raise KeyError(msg)
+        return values[name]
+
+    text = _PLACEHOLDER.sub(fill, text)
+    return tuple(s.strip() for s in text.split(";") if s.strip())
 
 
 def load(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[Migration]:

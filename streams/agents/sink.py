@@ -40,7 +40,13 @@ log = logging.getLogger(__name__)
 DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 130, 131, 321, 349})
 _CODE = re.compile(r"Code: (\d+)")
 
-TOPIC_TABLES: dict[str, str] = {topics.EVENTS: "events", topics.DLQ: "dead_letters"}
+TOPIC_TABLES: dict[str, str] = {
+    topics.EVENTS: "events",
+    topics.DLQ: "dead_letters",
+    topics.FINDINGS: "findings",
+    topics.ALERTS: "alerts",
+    topics.INVENTORY: "inventory",
+}
 INSERT_SETTINGS = {
     "input_format_skip_unknown_fields": 1,
     "input_format_json_read_numbers_as_strings": 1,

@@ -6,11 +6,17 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from infra.settings import Settings, env_var_names
+from infra.settings import Settings, env_var_names, markdown_table
 from streams.worker_process import settings_env
 
 pytestmark = pytest.mark.unit
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_settings_table_is_the_generated_one() -> None:
+    text = README.read_text()
+    section = text.split("<!-- settings:start", 1)[1].split("-->", 1)[1].split("<!-- settings:end -->")[0]
+    assert section.strip() == markdown_table(), "regenerate: python -m infra.settings"
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
