@@ -1,0 +1,138 @@
+"""Source parsers: raw vendor records → ``schemas.envelope.Event``, and the registry that routes them.
+
+Each module (``falco``, ``native``, ``cloudtrail``, ``k8s_audit``, ``bedrock``, ``gateway``) has a typed
+``msgspec`` model of its vendor record, ``normalize(record, *, prompt_chars) -> Event`` and a cheap
+``primary_key(record) -> str`` (the Kafka message key). ``SOURCES`` maps each source name to its
+``SourceSpec``; ``normalize_bytes`` is the one entry point for raw bytes and raises only ``RecordError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.codec import DEFAULT_LIMITS, Limits, RecordError, decode_record
+from schemas.envelope import Event
+from schemas.sources import bedrock, cloudtrail, falco, gateway, k8s_audit, native
+
+RUNTIME_TOPIC = "aiwarden.raw.runtime"
+CLOUD_TOPIC = "aiwarden.raw.cloud"
+INFERENCE_TOPIC = "aiwarden.raw.inference"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str  # "falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway"
+    topic: str  # raw topic the source is published to
+    normalize: Callable[..., Event]
+    primary_key: Callable[[dict[str, Any]], str]
+    split: Callable[[dict[str, Any]], list[dict[str, Any]]]  # one file record -> records
+
+
+def single(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """``split`` for sources whose every record is one event."""
+    return [record]
+
+
+SOURCES: dict[str, SourceSpec] = {
+    "falco": SourceSpec("falco", RUNTIME_TOPIC, falco.normalize, falco.primary_key, single),
+    "native": SourceSpec("native", RUNTIME_TOPIC, native.normalize, native.primary_key, single),
+    "cloudtrail": SourceSpec(
+        "cloudtrail", CLOUD_TOPIC, cloudtrail.normalize, cloudtrail.primary_key, cloudtrail.split
+    ),
+    "k8s_audit": SourceSpec("k8s_audit", CLOUD_TOPIC, k8s_audit.normalize, k8s_audit.primary_key, single),
+    "bedrock": SourceSpec("bedrock", INFERENCE_TOPIC, bedrock.normalize, bedrock.primary_key, single),
+    "gateway": SourceSpec("gateway", INFERENCE_TOPIC, gateway.normalize, gateway.primary_key, single),
+}
+
+# CLI spelling -> source name.
+CLI_NAMES = {
+    "falco": "falco",
+    "native": "native",
+    "cloudtrail": "cloudtrail",
+    "k8s-audit": "k8s_audit",
+    "bedrock": "bedrock",
+    "gateway": "gateway",
+}
+
+_GATEWAY_KEYS = ("request_id", "model", "endpoint", "status")
+
+
+def detect_source(record: dict[str, Any]) -> str | None:
+    """The source a record's shape belongs to, for messages without a source header; ``None`` if unknown."""
+    get = record.get
+    if get("schema") == native.SCHEMA:
+        return "native"
+    if "rule" in record and ("output_fields" in record or ("priority" in record and "output" in record)):
+        return "falco"
+    if "eventSource" in record and (
+        "eventVersion" in record or ("eventName" in record and "eventTime" in record)
+    ):
+        return "cloudtrail"
+    if "eventVersion" in record and "insightDetails" in record:  # CloudTrail Insights
+        return "cloudtrail"
+    if type(get("Records")) is list:  # an S3-delivered CloudTrail log file
+        return "cloudtrail"
+    if get("kind") == "Event":
+        api_version = get("apiVersion")
+        if type(api_version) is str and api_version.startswith("audit.k8s.io/"):
+            return "k8s_audit"
+        if api_version is None and "verb" in record and ("auditID" in record or "requestURI" in record):
+            return "k8s_audit"  # early audit events carry no apiVersion
+    if get("schemaType") == bedrock.SCHEMA_TYPE:
+        return "bedrock"
+    if all(key in record for key in _GATEWAY_KEYS):
+        return "gateway"
+    if "call_type" in record and "startTime" in record and ("request_id" in record or "id" in record):
+        return "gateway"  # LiteLLM spend-log row / StandardLoggingPayload
+    return None
+
+
+def resolve(source: str | None, record: dict[str, Any]) -> SourceSpec:
+    """The spec for a source header (a source or CLI name), or the detected source when there is none."""
+    if source is None or source == "":
+        name = detect_source(record)
+        if name is None:
+            msg = "unknown source: no source header and the record matches no known format"
+            raise RecordError(msg)
+    else:
+        name = CLI_NAMES.get(source, source)
+    spec = SOURCES.get(name)
+    if spec is None:
+        msg = f"unknown source {source[:64]!r}" if source else f"unknown source {name!r}"
+        raise RecordError(msg)
+    return spec
+
+
+def normalize_bytes(
+    data: bytes, source: str | None, *, limits: Limits = DEFAULT_LIMITS, prompt_chars: int = 2048
+) -> Event:
+    """Decode (within ``limits``), route and normalize one raw record; every failure is a ``RecordError``."""
+    record = decode_record(data, limits)
+    spec = resolve(source, record)
+    try:
+        return spec.normalize(record, prompt_chars=prompt_chars)
+    except RecordError:
+        raise
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        msg = f"{spec.name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
+        raise RecordError(msg) from exc
+
+
+__all__ = [
+    "CLI_NAMES",
+    "SOURCES",
+    "SourceSpec",
+    "detect_source",
+    "normalize_bytes",
+    "resolve",
+]
