@@ -7,7 +7,7 @@ import faust
 from infra.kafka.clients import faust_broker
 from infra.services import free_port
 from infra.settings import Settings
-from streams.agents import normalize
+from streams.agents import detect, normalize
 from streams.agents.sink import ClickHouseSink
 
 
@@ -41,6 +41,8 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(datadir / worker.app_id),
     )
     normalize.register(app, settings)
+    detect.register(app, settings)
+    detect.register_correlation(app, settings)
     sink = ClickHouseSink(settings)
 
     @app.task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from rich.console import Console
@@ -13,10 +14,11 @@ from rich.table import Table
 from infra import services
 from infra.clickhouse.client import connect
 from infra.settings import Settings
+from streams.evaluate import evaluate
 from streams.publish import Publisher, check_broker
 from streams.setup import migrate
 from streams.simulate import publish_simulation
-from streams.simulator import SimConfig
+from streams.simulator import SimConfig, read_labels
 from streams.worker_process import WorkerProcess
 
 WINDOW = "time_ms >= {start:Int64} AND time_ms < {end:Int64}"
@@ -94,8 +96,55 @@ def _run(settings: Settings, worker: WorkerProcess, duration: float, rate: float
     ok = landed == expected
     colour = "green" if ok else "red"
     console.print(f"[{colour}]{landed} of {expected} published events are in ClickHouse[/]")
+    detected = _print_detections(client, db, window, settings.state_dir / "demo-labels.jsonl", expected, console)
     client.close()
-    return 0 if ok else 1
+    return 0 if ok and detected else 1
+
+
+def fetch_alerts(client: Client, db: str, window: dict[str, int]) -> list[dict[str, Any]]:
+    return list(
+        client.query(
+            "SELECT alert_id, first_seen, last_seen, severity, risk_score, detectors, entities, summary, "  # noqa: S608
+            f"attack_techniques, atlas_techniques, maturity FROM {db}.alerts FINAL "
+            "WHERE last_seen >= {start:Int64} AND first_seen < {end:Int64} + 600000 ORDER BY risk_score DESC",
+            parameters=window,
+        ).named_results()
+    )
+
+
+def _print_detections(
+    client: Client, db: str, window: dict[str, int], labels_path: Path, published: int, console: Console
+) -> bool:
+    """The alerts raised on the simulated attacks, and recall / precision per attack class."""
+    labels = read_labels(labels_path)
+    with console.status("waiting for detections to settle…"):
+        previous, alerts = -1, []
+        for _ in range(30):
+            alerts = fetch_alerts(client, db, window)
+            if alerts and len(alerts) == previous:
+                break
+            previous = len(alerts)
+            time.sleep(2)
+    table = Table("sev", "risk", "detectors", title=f"alerts ({len(alerts)})")
+    table.add_column("summary", no_wrap=True, overflow="ellipsis")
+    colours = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
+    for alert in alerts[:15]:
+        severity = alert["severity"]
+        table.add_row(f"[{colours.get(severity, 'white')}]{severity}[/]", f"{alert['risk_score']:.0f}",
+                      ",".join(alert["detectors"])[:30], alert["summary"][:110])
+    console.print(table)
+    attack_events = sum(label.events for label in labels)
+    quality = evaluate(labels, alerts, max(0, published - attack_events))
+    scores = Table("attack class", "attacks", "detected", "recall", "time to detect (event time)",
+                   title="detection quality against the simulator's labels")
+    for scenario, q in sorted(quality.classes.items()):
+        delay = f"{min(q.detect_ms) / 1000:.0f}s" if q.detect_ms else "-"
+        colour = "green" if q.recall >= 0.95 else "red"
+        scores.add_row(scenario, str(q.attacks), str(q.detected), f"[{colour}]{q.recall:.2f}[/]", delay)
+    console.print(scores)
+    console.print(f"alerts: {quality.total_alerts}, false: {quality.false_alerts} "
+                  f"({quality.false_per_100k:.1f} per 100k benign events), precision {quality.precision:.2f}")
+    return bool(alerts)
 
 
 def _print_results(client: Client, db: str, window: dict[str, int], console: Console) -> None:
@@ -109,7 +158,8 @@ def _print_results(client: Client, db: str, window: dict[str, int], console: Con
     for source, count, entities in rows:
         table.add_row(source, str(count), str(entities))
     console.print(table)
-    sample = Table("time", "source", "entity", "what", title="a few of them")
+    sample = Table("time", "source", "entity", title="a few of them")
+    sample.add_column("what", no_wrap=True, overflow="ellipsis")
     for row in client.query(
         "SELECT time, source, entity_id, multiIf(model_id != '', concat(api_operation, ' ', model_id), "  # noqa: S608
         "process_name != '', concat(process_name, ' ', left(process_cmdline, 40)), "

@@ -16,6 +16,10 @@ from pydantic import BaseModel, SecretStr
 from infra.settings import Settings
 
 
+# Nested settings groups (AIWARDEN_<GROUP>__<NAME>); other model-valued fields are JSON.
+GROUPS = ("kafka", "clickhouse", "worker", "ingest", "detection")
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that rebuild ``settings`` in a child process (secrets included)."""
     env: dict[str, str] = {}
@@ -24,18 +28,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
         for name in type(model).model_fields:
             value: Any = getattr(model, name)
             key = f"{prefix}{name.upper()}"
-            if isinstance(value, BaseModel):
+            if isinstance(value, BaseModel) and name in GROUPS:
                 walk(value, f"{key}__")
             elif value is None:
                 continue
             elif isinstance(value, SecretStr):
                 env[key] = value.get_secret_value()
-            elif isinstance(value, bool):
-                env[key] = "true" if value else "false"
-            elif isinstance(value, list | tuple | frozenset | set | dict):
-                env[key] = json.dumps(value if isinstance(value, dict) else list(value), default=str)
             else:
-                env[key] = str(value)
+                plain = model.model_dump(mode="json", include={name})[name]
+                env[key] = plain if isinstance(plain, str) else json.dumps(plain)
 
     walk(settings, "AIWARDEN_")
     return env

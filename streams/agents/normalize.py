@@ -9,9 +9,9 @@ import faust
 
 from infra.settings import Settings
 from schemas.codec import Limits, RecordError, encode
-from schemas.dead_letter import DeadLetter
 from schemas.sources import normalize_bytes
 from streams import topics
+from streams.agents.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,6 @@ def register(app: faust.App, settings: Settings) -> None:
             try:
                 normalized = normalize_bytes(value, source, limits=limits, prompt_chars=prompt_chars)
             except RecordError as exc:
-                position = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-                letter = DeadLetter.of(exc.reason, source or "unknown", "normalize", value, position)
-                await dlq.send(key=message.key, value=encode(letter.to_dict()))
+                await dead_letter(dlq, message, exc.reason, source or "unknown", "normalize")
                 continue
             await events.send(key=normalized.entity_id.encode(), value=encode(normalized))
