@@ -320,9 +320,40 @@ def down(settings: Settings) -> list[str]:
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
+    """Local services from their state; external ones by asking them (credentials never shown)."""
     statuses = [s.status() for s in local_services(settings)]
     if settings.kafka.bootstrap_servers:
-        statuses.append(ServiceStatus("kafka", settings.kafka.bootstrap_servers, False, True, True, detail="external"))
+        ok, detail = _external_kafka(settings)
+        statuses.append(ServiceStatus("kafka", settings.kafka.bootstrap_servers, False, ok, ok, detail=detail))
     if settings.clickhouse.url:
-        statuses.append(ServiceStatus("clickhouse", settings.clickhouse.url, False, True, True, detail="external"))
+        ok, detail = _external_clickhouse(settings)
+        statuses.append(ServiceStatus("clickhouse", settings.clickhouse.url, False, ok, ok, detail=detail))
     return statuses
+
+
+def _external_kafka(settings: Settings) -> tuple[bool, str]:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from infra.kafka.clients import confluent_config
+
+    try:
+        metadata = AdminClient(confluent_config(settings)).list_topics(timeout=5)
+    except KafkaException as exc:
+        return False, f"external, unreachable: {exc.args[0].str()}"
+    return bool(metadata.brokers), f"external, {len(metadata.brokers)} broker(s)"
+
+
+def _external_clickhouse(settings: Settings) -> tuple[bool, str]:
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from infra.clickhouse.client import connect
+
+    try:
+        client = connect(settings, connect_timeout=5)
+    except (ClickHouseError, OSError) as exc:
+        return False, f"external, unreachable: {type(exc).__name__}"
+    try:
+        return True, f"external, ClickHouse {client.server_version}"
+    finally:
+        client.close()

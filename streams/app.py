@@ -7,6 +7,7 @@ import faust
 from infra.kafka.clients import faust_broker
 from infra.services import free_port
 from infra.settings import Settings
+from streams import web
 from streams.agents import detect, normalize
 from streams.agents.sink import ClickHouseSink
 
@@ -45,9 +46,10 @@ def create_app(settings: Settings) -> faust.App:
     detect.register_correlation(app, settings)
     sink = ClickHouseSink(settings)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def clickhouse_sink() -> None:
         await sink.run()
 
     app.aiwarden_sink = sink  # type: ignore[attr-defined]
+    web.register(app)
     return app

@@ -46,9 +46,9 @@ def main_callback(ctx: typer.Context) -> None:
     logging.basicConfig(level=ctx.obj.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def resolved_or_exit(settings: Settings) -> Settings:
+def resolved_or_exit(settings: Settings, need: tuple[str, ...] = ("kafka", "clickhouse")) -> Settings:
     try:
-        return services.resolved(settings)
+        return services.resolved(settings, need)
     except services.ServiceError as exc:
         raise _fail(str(exc)) from None
 
@@ -213,6 +213,72 @@ def simulate(
     if summary.failed:
         msg = f"{summary.failed} records were not delivered: {'; '.join(summary.errors)}"
         raise _fail(msg)
+
+
+@app.command()
+def inventory(
+    ctx: typer.Context,
+    output_format: Annotated[str, typer.Option("--format", help="table or cyclonedx (JSON, CycloneDX 1.6).")] = "table",
+) -> None:
+    """The AI inventory (AIBOM): workloads, models, API keys and cloud AI services seen so far."""
+    import orjson
+
+    from detectors.inventory import to_cyclonedx
+    from infra.clickhouse.client import connect
+    from streams.inventory_report import load_inventory
+
+    if output_format not in ("table", "cyclonedx"):
+        msg = f"unknown format {output_format!r}: table or cyclonedx"
+        raise _fail(msg, 2)
+    settings = resolved_or_exit(_settings(ctx), need=("clickhouse",))
+    client = connect(settings)
+    try:
+        items = load_inventory(client, settings.clickhouse.database)
+    finally:
+        client.close()
+    if output_format == "cyclonedx":
+        sys.stdout.write(orjson.dumps(to_cyclonedx(items), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table("asset", "kind", "namespace", "runtimes / models", "sanctioned", "exposed", "last seen",
+                  title=f"AI inventory ({len(items)} assets)")
+    for item in items:
+        parts = ", ".join([*item.runtimes, *item.models])[:60]
+        table.add_row(item.asset_id[:60], item.kind, item.namespace, parts,
+                      "yes" if item.sanctioned else "[red]no[/]", "[red]yes[/]" if item.public_exposure else "no",
+                      _iso(item.last_seen))
+    out.print(table)
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    labels: Annotated[Path, typer.Option(help="The labels file written by `aiwarden simulate`.")],
+    benign_events: Annotated[int, typer.Option(help="Benign events published (for false alerts per 100k).")] = 0,
+) -> None:
+    """Recall, precision and time-to-detect per attack class, from the simulator's labels and the
+    alerts in ClickHouse."""
+    from infra.clickhouse.client import connect
+    from streams.demo import fetch_alerts, print_quality
+    from streams.simulator import read_labels
+
+    attack_labels = read_labels(labels)
+    if not attack_labels:
+        msg = f"no labels in {labels}"
+        raise _fail(msg, 2)
+    settings = resolved_or_exit(_settings(ctx), need=("clickhouse",))
+    window = {"start": min(x.start_ms for x in attack_labels) - 600_000, "end": max(x.end_ms for x in attack_labels)}
+    client = connect(settings)
+    try:
+        alerts = fetch_alerts(client, settings.clickhouse.database, window)
+    finally:
+        client.close()
+    print_quality(attack_labels, alerts, benign_events, out)
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
 
 
 @app.command()

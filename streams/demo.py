@@ -18,7 +18,7 @@ from streams.evaluate import evaluate
 from streams.publish import Publisher, check_broker
 from streams.setup import migrate
 from streams.simulate import publish_simulation
-from streams.simulator import SimConfig, read_labels
+from streams.simulator import AttackLabel, SimConfig, read_labels
 from streams.worker_process import WorkerProcess
 
 WINDOW = "time_ms >= {start:Int64} AND time_ms < {end:Int64}"
@@ -134,7 +134,12 @@ def _print_detections(
                       ",".join(alert["detectors"])[:30], alert["summary"][:110])
     console.print(table)
     attack_events = sum(label.events for label in labels)
-    quality = evaluate(labels, alerts, max(0, published - attack_events))
+    print_quality(labels, alerts, max(0, published - attack_events), console)
+    return bool(alerts)
+
+
+def print_quality(labels: list[AttackLabel], alerts: list[dict[str, Any]], benign: int, console: Console) -> None:
+    quality = evaluate(labels, alerts, benign)
     scores = Table("attack class", "attacks", "detected", "recall", "time to detect (event time)",
                    title="detection quality against the simulator's labels")
     for scenario, q in sorted(quality.classes.items()):
@@ -144,7 +149,8 @@ def _print_detections(
     console.print(scores)
     console.print(f"alerts: {quality.total_alerts}, false: {quality.false_alerts} "
                   f"({quality.false_per_100k:.1f} per 100k benign events), precision {quality.precision:.2f}")
-    return bool(alerts)
+    for summary in quality.false_alert_examples[:5]:
+        console.print(f"  false alert: {summary}")
 
 
 def _print_results(client: Client, db: str, window: dict[str, int], console: Console) -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -23,6 +23,9 @@ from schemas.codec import Limits, RecordError, decode, encode
 from schemas.dead_letter import DeadLetter
 from schemas.sources import SOURCES, normalize_bytes
 from streams import topics
+
+
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class PublishError(RuntimeError):
@@ -87,7 +90,7 @@ class Publisher:
             if len(self.summary.errors) < 10:
                 self.summary.errors.append(f"{message.topic()}: {err.str()}")
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
@@ -127,12 +130,10 @@ class Publisher:
 
 
 def _open(path: Path) -> IO[bytes]:
-    raw = path.open("rb")
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.open(raw, "rb")
-    raw.seek(0)
-    return raw
+    """A file, transparently gunzipped when it starts with gzip's magic bytes."""
+    with path.open("rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    return cast(IO[bytes], gzip.open(path, "rb")) if gzipped else path.open("rb")
 
 
 def read_records(stream: IO[bytes], name: str, source: str) -> Iterator[tuple[bytes, dict[str, str | int]]]:
@@ -150,9 +151,10 @@ def read_records(stream: IO[bytes], name: str, source: str) -> Iterator[tuple[by
             document = _json_or_none(line)
             if document is None and number == 1:
                 # Not one object per line: the whole file is one (pretty-printed) document.
-                document = _json_or_none(line + b"\n" + b"".join(lines))
-                if document is None:
-                    yield line, {"file": name, "line": number}
+                whole = line + b"\n" + b"".join(lines)
+                document = _json_or_none(whole)
+                if document is None:  # the whole file is the bad record: keep all of it
+                    yield whole.rstrip(b"\r\n"), {"file": name, "line": number}
                     return
             if isinstance(document, dict) and "Records" in document:
                 for index, record in enumerate(spec.split(document)):

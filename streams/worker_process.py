@@ -15,7 +15,6 @@ from pydantic import BaseModel, SecretStr
 
 from infra.settings import Settings
 
-
 # Nested settings groups (AIWARDEN_<GROUP>__<NAME>); other model-valued fields are JSON.
 GROUPS = ("kafka", "clickhouse", "worker", "ingest", "detection")
 

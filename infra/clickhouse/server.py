@@ -41,7 +41,7 @@ def serve(workdir: Path, data_dir: Path, http_port: int, tcp_port: int) -> None:
     os.chdir(workdir)
     print(f"serving ClickHouse HTTP 127.0.0.1:{http_port} TCP 127.0.0.1:{tcp_port} data {data_dir}", flush=True)
     # TabSeparated: the session's default output format, which HTTP clients rely on.
-    chdb_engine.query(PARK, "TabSeparated", path=str(data_dir))
+    chdb_engine.query(PARK, "TabSeparated", path=str(data_dir))  # type: ignore[attr-defined]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,7 +37,9 @@ class ModelCheckpoints:
 
     def __init__(self, table: Any, detectors: list[Detector], interval_s: float) -> None:
         self.table = table
-        self.models = {d.id: d.model for d in detectors if getattr(d, "model", None) is not None}
+        self.models: dict[str, Any] = {
+            d.id: getattr(d, "model") for d in detectors if getattr(d, "model", None) is not None  # noqa: B009
+        }
         self.interval_s = interval_s
         self.last = time.monotonic()
         self.restored = False
@@ -45,11 +47,11 @@ class ModelCheckpoints:
     def restore(self) -> None:
         """Load the most-trained checkpoint of each model among the partitions this worker holds."""
         self.restored = True
-        best: dict[str, tuple[int, bytes]] = {}
+        best: dict[str, tuple[int, str]] = {}
         for key, value in self.table.items():
             detector_id, _, _ = key.partition("|")
             n, blob = int(value["n"]), value["blob"]
-            if detector_id in self.models and n > best.get(detector_id, (-1, b""))[0]:
+            if detector_id in self.models and n > best.get(detector_id, (-1, ""))[0]:
                 best[detector_id] = (n, blob)
         for detector_id, (n, blob) in best.items():
             try:
@@ -100,6 +102,7 @@ def register(app: faust.App, settings: Settings) -> None:
     model_table = app.Table("model-checkpoints", default=None, key_type=str,
                             partitions=settings.kafka.partitions)
     checkpoints = ModelCheckpoints(model_table, detectors, settings.worker.checkpoint_interval_s)
+    app.aiwarden_models = checkpoints.models  # type: ignore[attr-defined]
     inventory = Inventory(config)
     inventory_topic = app.topic(topics.INVENTORY, key_type=bytes, value_type=bytes, value_serializer="raw")
     inventory_table = app.Table("inventory-state", default=None, key_type=str,
