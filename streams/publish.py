@@ -24,7 +24,6 @@ from schemas.dead_letter import DeadLetter
 from schemas.sources import SOURCES, normalize_bytes
 from streams import topics
 
-
 Headers = list[tuple[str, str | bytes | None]]
 
 
