@@ -1,0 +1,1 @@
+"""Anomaly detectors: windowed per-entity features scored by a class-level River model, plus hard guards."""

@@ -1,0 +1,160 @@
+"""Model extraction (ATLAS AML.T0024.002): a caller sweeping the model with systematic queries.
+
+Per API key (else principal), per window: requests, tokens in / out per request, the
+completion / prompt ratio, distinct prompt templates (digits removed, 48-register linear counting)
+and the PRADA-style distance of each prompt to the nearest of the key's last 3 prompts
+(``detectors.text.distance``: mean, min, share of near-duplicates). Model: River HalfSpaceTrees on
+the log-scaled features (volume relative to the key's own EWMA, so heavy and light keys share one
+model); it may fire only on windows that also lean towards extraction (``confirm``).
+
+Guards (fire regardless of the model):
+
+* **sweep**: at least ``extraction_sweep_pairs`` consecutive prompt pairs in the window, of which
+  ``extraction_sweep_fraction`` are near-duplicates, mean distance under ``extraction_max_distance``
+  (no baseline needed: a key that asks the same templated question hundreds of times a minute);
+* **volume** (after the key's warm-up): requests over ``extraction_volume_factor`` x the key's EWMA
+  with mean distance under ``extraction_max_distance``.
+
+State per key (bounded, ~1.1 KiB, < 2 KiB whatever the prompts): window counters, the last 3
+prompts' 64-char views, EWMA, an 8-id evidence ring and 5 entities.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from detectors.anomaly.windowed import (
+    WindowedAnomalyDetector,
+    log1p,
+    strength,
+    synthetic_event,
+    synthetic_prompt,
+    who,
+)
+from detectors.base import State, clean
+from detectors.text import bitmap_add, bitmap_estimate, distance, template, view
+from schemas.envelope import Event
+
+RECENT_PROMPTS = 3
+FEATURES = ("rel_requests", "tokens_in", "tokens_out", "ratio", "distinct", "distance", "near_dup")
+
+
+class ModelExtraction(WindowedAnomalyDetector):
+    id = "model_extraction"
+    title = "Model extraction sweep against an inference API"
+    maturity = "incubating"
+    severity = "high"
+    tactics = ("exfiltration", "ml-model-access")
+    atlas = ("AML.T0024.002", "AML.T0040")
+    attack = ()
+    features = FEATURES
+    description = __doc__ or ""
+
+    def reset_window(self, state: State) -> None:
+        state.update(r=0, ti=0, to=0, np=0, pc=0, ds=0.0, dm=1.0, dd=0, tb=0)
+
+    def accumulate(self, event: Event, state: State) -> None:
+        state["r"] += 1
+        state["ti"] += event.tokens_in
+        state["to"] += event.tokens_out
+        if event.model_id:
+            state["md"] = clean(event.model_id, 64)
+        prompt = event.prompt
+        if not prompt:
+            return
+        cur = view(prompt)
+        state["np"] += 1
+        state["tb"] = bitmap_add(int(state["tb"]), template(cur))
+        recent: list[list[Any]] = state.setdefault("pv", [])
+        if recent:
+            # PRADA-style: the distance to the nearest of the last few prompts, so a sweep interleaved
+            # with the key's ordinary traffic still shows as near-duplicates
+            d = min(distance(str(v), int(n), cur, len(prompt)) for v, n in recent)
+            state["pc"] += 1
+            state["ds"] = round(float(state["ds"]) + d, 4)
+            if d < float(state["dm"]):
+                state["dm"] = round(d, 4)
+            if d < self.config.extraction_near_duplicate:
+                state["dd"] += 1
+        recent.append([cur, len(prompt)])
+        del recent[:-RECENT_PROMPTS]
+
+    def window_features(self, state: State) -> dict[str, float]:
+        r = max(1, int(state["r"]))
+        pairs = int(state["pc"])
+        prompts = int(state["np"])
+        baseline = float(state.get("b", 0.0))
+        return {
+            # relative to the key's own EWMA: a class-level model cannot compare a key that always sends
+            # 400 requests a minute with one that sends 2 on absolute volume (heavy-tailed keys)
+            "rel_requests": log1p(r) - log1p(baseline) if self.warmed(state) else 0.0,
+            "tokens_in": log1p(int(state["ti"]) / r),
+            "tokens_out": log1p(int(state["to"]) / r),
+            "ratio": log1p(int(state["to"]) / (int(state["ti"]) + 1)),
+            "distinct": min(1.0, bitmap_estimate(int(state["tb"])) / prompts) if prompts else 1.0,
+            "distance": float(state["ds"]) / pairs if pairs else 1.0,
+            "near_dup": int(state["dd"]) / pairs if pairs else 0.0,
+        }
+
+    def confirm(self, state: State) -> bool:
+        """The model may fire on a big enough window that also leans towards extraction: similar
+        successive prompts, or a volume jump over the key's own baseline."""
+        r = int(state["r"])
+        if r < self.config.anomaly_min_requests:
+            return False
+        pairs = int(state["pc"])
+        if pairs and (float(state["ds"]) / pairs <= 0.6 or int(state["dd"]) / pairs >= 0.3):
+            return True
+        return self.warmed(state) and r >= 3 * max(float(state.get("b", 0.0)), 1.0)
+
+    def volume(self, state: State) -> float:
+        return float(state["r"])
+
+    def guard(self, state: State) -> tuple[str, str, float] | None:
+        c = self.config
+        pairs = int(state["pc"])
+        if pairs == 0:
+            return None
+        mean = float(state["ds"]) / pairs
+        if mean > c.extraction_max_distance:
+            return None
+        near = int(state["dd"]) / pairs
+        if pairs >= c.extraction_sweep_pairs and near >= c.extraction_sweep_fraction:
+            return "systematic sweep of near-identical prompts", self.severity, max(0.5, 1.0 - mean)
+        requests = int(state["r"])
+        baseline = float(state.get("b", 0.0))
+        if self.warmed(state) and requests >= c.extraction_min_requests and pairs >= 5:
+            limit = c.extraction_volume_factor * max(baseline, 1.0)
+            if requests > limit:
+                return (
+                    f"{requests / max(baseline, 1.0):.0f}x the key's usual requests with near-identical prompts",
+                    self.severity,
+                    strength(requests, limit),
+                )
+        return None
+
+    def describe(self, key: str, state: State, reason: str) -> tuple[str, str]:
+        r = max(1, int(state["r"]))
+        pairs = int(state["pc"])
+        mean = float(state["ds"]) / pairs if pairs else 1.0
+        templates = bitmap_estimate(int(state["tb"]))
+        model = state.get("md") or "the model"
+        summary = (
+            f"{who(state, key)} sent {r} requests to {model} in one {self.config.window_s}s window: "
+            f"{int(state['dd'])}/{pairs} consecutive prompts near-identical (mean distance {mean:.2f}, "
+            f"~{templates:.0f} templates), {int(state['to']) / r:.0f} completion tokens/request ({reason})"
+        )
+        return summary, f"swept {model} with near-identical prompts"
+
+    @classmethod
+    def synthetic_window(cls, rng: random.Random, key: str, start_ms: int, window_ms: int, attack: bool) -> list[Event]:
+        if attack:  # a templated sweep: hundreds of one-token variations, one-word answers
+            n, first = rng.randint(120, 400), rng.randrange(10_000)
+            template = "Classify the sentiment of review #{:05d}. One word."
+            spec = [(template.format(first + i), 20, rng.randint(1, 5)) for i in range(n)]
+        else:
+            n = rng.randint(2, 40)
+            spec = [(synthetic_prompt(rng), rng.randint(50, 800), rng.randint(50, 600)) for _ in range(n)]
+        step = max(1, window_ms // (n + 1))
+        return [synthetic_event(key, i, start_ms + (i + 1) * step, p, ti, to) for i, (p, ti, to) in enumerate(spec)]

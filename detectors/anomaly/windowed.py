@@ -1,0 +1,262 @@
+"""Base class of the anomaly detectors: per-entity tumbling windows of event time, a class-level
+River model scored on each closed window, and hard guards evaluated as the window fills.
+
+Per entity (API key, else principal) the state holds the open window's counters, the entity's own
+EWMA baseline over its *active* windows (windows with no event are skipped, so an idle key keeps a
+meaningful baseline), a short evidence ring and the window's entities. When an event opens a new
+window, the previous one is closed:
+
+1. its features (log-scaled) are **scored** by ``self.model`` (an ``AnomalyModel`` shared by every
+   entity of this detector) and, if the model is warm and the window is big enough
+   (``confirm``), a score at or above ``anomaly_threshold`` is a finding;
+2. the model then **learns** the window, unless the window fired (a detected attack is not taught
+   to the model as normal);
+3. the entity's baseline is updated.
+
+Guards (``guard``) run on every event against the open window, so a blatant burst fires at once
+rather than when the entity's next window opens. One finding per entity and window, whichever of
+guard or model comes first; its id is ``stable_id(detector, entity, window index)``.
+
+A window closes only when the entity's next event arrives (there is no timer in ``detect``); a
+late event (older than the open window) is counted in the open window.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from abc import abstractmethod
+from typing import ClassVar
+
+from detectors.anomaly.model import AnomalyModel
+from detectors.base import Detector, State, clean, push
+from detectors.config import DetectionConfig
+from schemas import entities as ent
+from schemas.envelope import API_ACTIVITY, Event
+from schemas.findings import Finding
+
+EVIDENCE_KEPT = 8
+ENTITIES_KEPT = 5
+ENTITY_CHARS = 100
+MAX_WINDOWS = 1_000_000
+
+
+def inference_key(event: Event) -> str:
+    """The caller of a model invocation: the API key, else the principal ('' if neither)."""
+    if event.api_key_id:
+        return ent.apikey(event.api_key_id)
+    if event.principal:
+        return ent.principal(event.principal)
+    return ""
+
+
+def strength(observed: float, threshold: float) -> float:
+    """0.5 at the threshold, towards 1 as ``observed`` grows past it (a guard's anomaly score)."""
+    if threshold <= 0:
+        return 1.0
+    ratio = max(0.0, observed / threshold)
+    return ratio / (1.0 + ratio)
+
+
+class WindowedAnomalyDetector(Detector):
+    """Windowed per-entity features + a class-level ``AnomalyModel`` + hard guards."""
+
+    features: ClassVar[tuple[str, ...]]
+    classes = frozenset({API_ACTIVITY})
+    sources = frozenset({"gateway", "bedrock"})
+
+    def __init__(self, config: DetectionConfig) -> None:
+        super().__init__(config)
+        self.model = AnomalyModel(
+            self.features,
+            seed=config.model_seed,
+            n_trees=config.hst_trees,
+            height=config.hst_height,
+            window_size=config.hst_window,
+            warmup=config.warmup_observations,
+            margin=config.hst_margin,
+        )
+        self.threshold = config.anomaly_threshold
+        self.alpha = config.ewma_alpha
+        self.warmup_windows = config.warmup_windows
+
+    # --- hooks -------------------------------------------------------------------------------
+    @abstractmethod
+    def reset_window(self, state: State) -> None:
+        """Zero the window counters."""
+
+    @abstractmethod
+    def accumulate(self, event: Event, state: State) -> None:
+        """Add one event to the open window."""
+
+    @abstractmethod
+    def window_features(self, state: State) -> dict[str, float]:
+        """The model's features of the open window (log-scaled, JSON-free floats)."""
+
+    @abstractmethod
+    def volume(self, state: State) -> float:
+        """The window's volume measure the entity's EWMA baseline tracks."""
+
+    @abstractmethod
+    def guard(self, state: State) -> tuple[str, str, float] | None:
+        """``(reason, severity, anomaly score)`` if the open window already crosses a hard guard."""
+
+    @abstractmethod
+    def describe(self, key: str, state: State, reason: str) -> tuple[str, str]:
+        """``(summary, phrase)`` of the window for a finding."""
+
+    @classmethod
+    @abstractmethod
+    def synthetic_window(cls, rng: random.Random, key: str, start_ms: int, window_ms: int, attack: bool) -> list[Event]:
+        """One window of events for key ``key``: normal traffic, or this detector's attack (contract tests:
+        the model must rank attack windows above normal ones, ROC AUC > 0.5)."""
+
+    def confirm(self, state: State) -> bool:
+        """Whether a model score may fire for this window (default: enough requests)."""
+        return int(state.get("r", 0)) >= self.config.anomaly_min_requests
+
+    def update_baselines(self, state: State) -> None:
+        """EWMA of ``volume`` over active windows (override to track more)."""
+        state["b"] = self.ewma(state, "b", self.volume(state))
+
+    # --- machinery ------------------------------------------------------------------------------
+    def ewma(self, state: State, slot: str, value: float) -> float:
+        if int(state.get("nw", 0)) == 0 or slot not in state:
+            return round(value, 3)
+        old = float(state[slot])
+        return round(old + self.alpha * (value - old), 3)
+
+    def warmed(self, state: State) -> bool:
+        """The entity's own baseline is trusted (enough closed windows)."""
+        return int(state.get("nw", 0)) >= self.warmup_windows
+
+    def state_key(self, event: Event) -> str | None:
+        if event.source not in self.policy.inference_sources or event.activity != "invoke_model":
+            return None
+        return inference_key(event) or None
+
+    def open_window(self, state: State, window: int) -> None:
+        state["w"] = window
+        state["ev"] = []
+        state["en"] = []
+        self.reset_window(state)
+
+    def score_window(self, state: State) -> float:
+        """The model's score of the open window (no learning)."""
+        return self.model.score_one(self.window_features(state))
+
+    def detect(self, event: Event, state: State) -> list[Finding]:
+        key = inference_key(event)
+        if not key or event.source not in self.policy.inference_sources or event.activity != "invoke_model":
+            return []
+        out: list[Finding] = []
+        window = self.window(event.time_ms)
+        current = state.get("w")
+        if current is None:
+            self.open_window(state, window)
+        elif window > current:
+            closed = self.close_window(state, key)
+            if closed is not None:
+                out.append(closed)
+            self.open_window(state, window)
+        self.accumulate(event, state)
+        push(state["ev"], clean(event.event_id, 64), EVIDENCE_KEPT)
+        seen = state["en"]
+        if len(seen) < ENTITIES_KEPT:
+            for entity in event.entities:
+                entity = clean(entity, ENTITY_CHARS)
+                if entity not in seen:
+                    seen.append(entity)
+            del seen[ENTITIES_KEPT:]
+        if event.time_ms > state.get("tl", 0):
+            state["tl"] = event.time_ms
+        if state.get("fw") != state["w"]:
+            hit = self.guard(state)
+            if hit is not None:
+                reason, severity, score = hit
+                state["fw"] = state["w"]
+                out.append(self._finding(event, key, state, reason, severity, score))
+        return out
+
+    def close_window(self, state: State, key: str) -> Finding | None:
+        """Score, maybe fire, learn, update the baseline (see the module docstring)."""
+        x = self.window_features(state)
+        fired = state.get("fw") == state["w"]
+        found: Finding | None = None
+        if not fired and self.model.ready and self.confirm(state):
+            score = self.model.score_one(x)
+            if score >= self.threshold:
+                state["fw"] = state["w"]
+                fired = True
+                reason = f"anomaly score {score:.3f} vs the population of windows"
+                found = self._finding(None, key, state, reason, self.severity, score)
+        if not fired:
+            self.model.learn_one(x)
+        self.update_baselines(state)
+        state["nw"] = min(MAX_WINDOWS, int(state.get("nw", 0)) + 1)
+        return found
+
+    def _finding(
+        self, event: Event | None, key: str, state: State, reason: str, severity: str, score: float
+    ) -> Finding:
+        summary, phrase = self.describe(key, state, reason)
+        return self.finding(
+            event=event,
+            entity_id=key,
+            discriminator=str(state["w"]),
+            summary=summary,
+            entities=state["en"],
+            evidence=state["ev"],
+            severity=severity,
+            anomaly_score=score,
+            ai_asset=True,
+            attributes={"phrase": phrase, "reason": reason, "window_start_ms": str(state["w"] * self.window_ms)},
+            time_ms=int(state.get("tl", 0)) if event is None else None,
+        )
+
+
+_WORDS = (
+    "how", "do", "i", "write", "a", "query", "for", "the", "report", "summarize", "these", "notes", "about",
+    "pricing", "customer", "churn", "explain", "why", "python", "fails", "to", "parse", "dates", "draft", "reply",
+    "translate", "into", "french", "compare", "kafka", "and", "redis", "list", "risks", "of", "migration", "plan",
+    "review", "this", "code", "snippet", "suggest", "names", "feature", "rate", "limit", "clients", "schedule",
+)
+
+
+def synthetic_prompt(rng: random.Random) -> str:
+    """A natural-looking prompt (random words) for synthetic streams."""
+    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 24))).capitalize() + "?"
+
+
+def synthetic_event(key: str, index: int, time_ms: int, prompt: str, tokens_in: int, tokens_out: int) -> Event:
+    """One gateway invocation by API key ``key`` (synthetic streams of the contract tests and demos)."""
+    entity = ent.apikey(key)
+    return Event(
+        event_id=f"syn-{key}-{time_ms}-{index}",
+        time_ms=time_ms,
+        source="gateway",
+        class_uid=API_ACTIVITY,
+        activity="invoke_model",
+        principal=f"user-of-{key}",
+        api_key_id=key,
+        src_ip="10.1.2.3",
+        model_id="llama-3.1-70b-instruct",
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        prompt=prompt,
+        entity_id=entity,
+        entities=[entity, ent.principal(f"user-of-{key}"), ent.model("llama-3.1-70b-instruct")],
+    )
+
+
+def log1p(value: float) -> float:
+    return math.log1p(max(0.0, value))
+
+
+def who(state: State, key: str) -> str:
+    """``key-123 (alice@acme)``: the key and the principal behind it, from the window's entities."""
+    name = key.split(":", 1)[1]
+    principals = [e.split(":", 1)[1] for e in state.get("en", ()) if e.startswith("principal:")]
+    if key.startswith("apikey:") and principals:
+        return f"API key {name} ({principals[0]})"
+    return f"API key {name}" if key.startswith("apikey:") else f"principal {name}"

