@@ -1,6 +1,6 @@
-"""Can the simulator hold its rate? Publishes at --rate for --duration to the real broker and
-records the achieved rate per second of wall clock, plus a check that the labels match what
-was published."""
+"""Can the simulator hold its rate? Publishes at ``rate`` for ``duration_s`` to the real broker
+through the same path as `aiwarden simulate`, records the achieved rate in every second of wall
+clock, and checks that the labels match the attack records that were published."""
 
 from __future__ import annotations
 
@@ -9,47 +9,39 @@ from collections import Counter
 from typing import Any
 
 from infra.settings import Settings
-from schemas.sources import SOURCES
 from streams.publish import Publisher
+from streams.simulate import publish_simulation
 from streams.simulator import SimConfig, Simulator
 
 
 def run(settings: Settings, rate: float = 20_000, duration_s: float = 60.0) -> dict[str, Any]:
     config = SimConfig(seed=42, duration_s=duration_s, rate=rate, start_ms=int(time.time()) * 1000)
-    simulator = Simulator(config)
-    publisher = Publisher(settings)
     per_second: Counter[int] = Counter()
-    attack_records: Counter[str] = Counter()
+    last = [0]
     started = time.perf_counter()
-    count = 0
-    for record in simulator.records():
-        publisher.publish_record(record.source, record.record, SOURCES[record.source].primary_key(record.record))
-        if record.attack:
-            attack_records[record.attack] += 1
-        count += 1
-        if count % 200 == 0:
-            elapsed = time.perf_counter() - started
-            per_second[int(elapsed)] += 200
-            ahead = count / rate - elapsed
-            if ahead > 0:
-                time.sleep(ahead)
-    summary = publisher.flush()
-    elapsed = time.perf_counter() - started
-    full_seconds = [per_second[s] for s in range(int(duration_s)) if s in per_second][1:-1]
-    labels = simulator.labels()
+
+    def tick(count: int) -> None:
+        per_second[int(time.perf_counter() - started)] += count - last[0]
+        last[0] = count
+
+    summary, achieved = publish_simulation(Publisher(settings), config, on_progress=tick)
+    # The simulator is deterministic: replaying it tells which published records were attacks.
+    simulator = Simulator(config)
+    attack_records = Counter(r.attack for r in simulator.records() if r.attack)
     labelled = Counter()
-    for label in labels:
+    for label in simulator.labels():
         labelled[label.scenario] += label.events
+    seconds = [per_second[s] for s in sorted(per_second)][1:-1]  # whole seconds only
     return {
         "target_rate": rate,
         "duration_s": duration_s,
         "published": sum(summary.published.values()),
         "failed": summary.failed,
-        "achieved_rate": round(count / elapsed, 1),
-        "worst_second": min(full_seconds) if full_seconds else None,
-        "best_second": max(full_seconds) if full_seconds else None,
-        "seconds_within_5pct": sum(1 for n in full_seconds if abs(n - rate) <= 0.05 * rate),
-        "seconds_measured": len(full_seconds),
-        "labels": len(labels),
+        "achieved_rate": round(achieved, 1),
+        "worst_second": min(seconds) if seconds else None,
+        "best_second": max(seconds) if seconds else None,
+        "seconds_within_5pct": sum(1 for n in seconds if abs(n - rate) <= 0.05 * rate),
+        "seconds_measured": len(seconds),
+        "labels": len(simulator.labels()),
         "labels_match_published": dict(labelled) == dict(attack_records),
     }

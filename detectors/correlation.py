@@ -36,7 +36,8 @@ medium 35, high 55, critical 75 (of the alert's severity after the tactic bump).
 ``sandbox`` detectors must never trigger containment: that policy is the caller's (containment
 agent), the alert only carries ``maturity``.
 
-State per anchor: the open alert in compact form, bounded lists; measured about 4.3 KiB after 2000 findings on one anchor.
+State per anchor: the open alert in compact form, bounded lists; measured about 4.3 KiB after 2000
+findings on one anchor.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def publish_simulation(
         spec = SOURCES[record.source]
         publisher.publish_record(record.source, record.record, spec.primary_key(record.record))
         count += 1
-        if count % 200 == 0:
+        if count % 50 == 0:
             if on_progress is not None:
                 on_progress(count)
             if paced:
