@@ -118,12 +118,15 @@ def _print_detections(
     """The alerts raised on the simulated attacks, and recall / precision per attack class."""
     labels = read_labels(labels_path)
     with console.status("waiting for detections to settle…"):
-        previous, alerts = -1, []
-        for _ in range(30):
+        # Settled: the alerts (and their versions) unchanged for 10 s, or 90 s at most.
+        seen, stable, alerts = None, 0, []
+        for _ in range(45):
             alerts = fetch_alerts(client, db, window)
-            if alerts and len(alerts) == previous:
+            current = sorted((a["alert_id"], a["last_seen"]) for a in alerts)
+            stable = stable + 1 if current == seen else 0
+            if alerts and stable >= 5:
                 break
-            previous = len(alerts)
+            seen = current
             time.sleep(2)
     table = Table("sev", "risk", "detectors", title=f"alerts ({len(alerts)})")
     table.add_column("summary", no_wrap=True, overflow="ellipsis")

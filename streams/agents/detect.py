@@ -31,6 +31,8 @@ from streams.agents.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
 
+DETECTOR_HEADER = "aiwarden-detector"
+
 
 class ModelCheckpoints:
     """Checkpoints of the detectors' class-level models, one table entry per detector and partition."""
@@ -109,12 +111,24 @@ def register(app: faust.App, settings: Settings) -> None:
                                 partitions=settings.kafka.partitions)
     dlq = app.topic(topics.DLQ, key_type=bytes, value_type=bytes, value_serializer="raw")
 
-    async def process(event: Event) -> None:
+    rekey = app.topic(f"{settings.worker.app_id}-detect-rekey", key_type=bytes, value_type=bytes,
+                      value_serializer="raw", internal=True, partitions=settings.kafka.partitions)
+    by_id = {d.id: d for d in detectors}
+
+    async def run_detector(detector: Detector, event: Event, key: str) -> None:
+        slot = f"{detector.id}|{key}"
+        state, before = load_state(state_table.get(slot))
+        for finding in detector.detect(event, state):
+            await findings_topic.send(key=anchor(finding).encode(), value=encode(finding))
+        if orjson.dumps(state) != before:  # each write is a changelog record: only real changes
+            state_table[slot] = state
+
+    async def process(event: Event, raw: bytes) -> None:
         for asset_id in inventory.assets(event):
             state, before = load_state(inventory_table.get(asset_id))
             for change in inventory.observe(event, state, asset_id):
                 await inventory_topic.send(key=asset_id.encode(), value=encode(inventory_row(change)))
-            if orjson.dumps(state) != before:  # each write is a changelog record: only real changes
+            if orjson.dumps(state) != before:
                 inventory_table[asset_id] = state
         for detector in dispatch.get(event.class_uid, ()):
             if detector.sources is not None and event.source not in detector.sources:
@@ -122,12 +136,28 @@ def register(app: faust.App, settings: Settings) -> None:
             key = detector.state_key(event)
             if key is None:
                 continue
-            slot = f"{detector.id}|{key}"
-            state, before = load_state(state_table.get(slot))
-            for finding in detector.detect(event, state):
-                await findings_topic.send(key=anchor(finding).encode(), value=encode(finding))
-            if orjson.dumps(state) != before:
-                state_table[slot] = state
+            if key == event.entity_id:
+                await run_detector(detector, event, key)
+            else:
+                # State keyed on another entity (a bucket, an access key): repartition the event by
+                # that key so the one worker owning the key sees every event about it.
+                await rekey.send(key=key.encode(), value=raw, headers={DETECTOR_HEADER: detector.id.encode()})
+
+    @app.agent(rekey, name="detect-rekeyed")
+    async def detect_rekeyed(stream: faust.StreamT[bytes]) -> None:
+        async for record in stream.events():
+            message = record.message
+            headers = dict(message.headers or [])
+            detector = by_id.get(headers.get(DETECTOR_HEADER, b"").decode())
+            try:
+                if detector is None:
+                    msg = f"unknown detector in header {headers.get(DETECTOR_HEADER)!r}"
+                    raise ValueError(msg)
+                event = Event.from_dict(orjson.loads(record.value))
+                await run_detector(detector, event, message.key.decode())
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
+                log.exception("rekeyed detection failed")
+                await dead_letter(dlq, message, f"detection failed: {exc!r}", "events", "detect")
 
     @app.agent(events, name="detect")
     async def detect(stream: faust.StreamT[bytes]) -> None:
@@ -140,7 +170,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 await dead_letter(dlq, event_record.message, f"not an aiwarden event: {exc}", "events", "detect")
                 continue
             try:
-                await process(event)
+                await process(event, event_record.value)
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                 log.exception("detection failed on event %s", event.event_id)
                 await dead_letter(dlq, event_record.message, f"detection failed: {exc!r}", event.source, "detect")
