@@ -53,7 +53,9 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Free to listen on (connections of a stopped server lingering in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -44,16 +44,15 @@ class ModelCheckpoints:
         }
         self.interval_s = interval_s
         self.last = time.monotonic()
-        self.restored = False
 
     def restore(self) -> None:
         """Load the most-trained checkpoint of each model among the partitions this worker holds."""
-        self.restored = True
         best: dict[str, tuple[int, str]] = {}
         for key, value in self.table.items():
             detector_id, _, _ = key.partition("|")
             n, blob = int(value["n"]), value["blob"]
-            if detector_id in self.models and n > best.get(detector_id, (-1, ""))[0]:
+            # Runs after every rebalance: never replace a model that has learned more since.
+            if detector_id in self.models and n > max(self.models[detector_id].n, best.get(detector_id, (-1, ""))[0]):
                 best[detector_id] = (n, blob)
         for detector_id, (n, blob) in best.items():
             try:
@@ -105,6 +104,11 @@ def register(app: faust.App, settings: Settings) -> None:
                             partitions=settings.kafka.partitions)
     checkpoints = ModelCheckpoints(model_table, detectors, settings.worker.checkpoint_interval_s)
     app.aiwarden_models = checkpoints.models  # type: ignore[attr-defined]
+
+    # Agents start before tables are recovered from their changelogs: restore once they are.
+    @model_table.on_recover
+    async def restore_models() -> None:
+        checkpoints.restore()
     inventory = Inventory(config)
     inventory_topic = app.topic(topics.INVENTORY, key_type=bytes, value_type=bytes, value_serializer="raw")
     inventory_table = app.Table("inventory-state", default=None, key_type=str,
@@ -161,8 +165,6 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.agent(events, name="detect")
     async def detect(stream: faust.StreamT[bytes]) -> None:
-        if not checkpoints.restored:
-            checkpoints.restore()
         async for event_record in stream.events():
             try:
                 event = Event.from_dict(orjson.loads(event_record.value))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
@@ -75,6 +76,8 @@ class Batch:
     started: float = field(default_factory=time.monotonic)
 
     def add(self, tp: TopicPartition, offset: int, table: str, value: bytes) -> None:
+        if not self.count:  # the batch's age counts from its first row
+            self.started = time.monotonic()
         self.rows.setdefault(table, []).append(value)
         first, _ = self.ranges.get(tp, (offset, offset))
         self.ranges[tp] = (first, offset)
@@ -120,44 +123,45 @@ class ClickHouseSink:
             f"{self.database}.{table}", insert_block=b"\n".join(lines), settings=insert_settings, fmt="JSONEachRow"
         )
 
-    def _insert_one_by_one(self, table: str, lines: list[bytes]) -> list[tuple[bytes, str]]:
-        """Fallback after a data error: insert rows singly; return the rejected ones with reasons."""
-        rejected = []
-        for line in lines:
-            token = hashlib.blake2b(line, digest_size=16).hexdigest()
-            try:
-                self._insert(table, [line], token)
-            except ClickHouseError as exc:
-                if not is_data_error(exc):
-                    raise
-                rejected.append((line, f"ClickHouse rejected the row for {table}: {str(exc)[:500]}"))
-        return rejected
+    def _isolate_bad_rows(self, table: str, lines: list[bytes]) -> list[tuple[bytes, str]]:
+        """After a data error: insert halves, splitting only those ClickHouse rejects, down to single
+        rows (O(bad rows × log n) inserts); returns the rejected rows with ClickHouse's reason."""
+        try:
+            self._insert(table, lines, hashlib.blake2b(b"\n".join(lines), digest_size=16).hexdigest())
+            return []
+        except ClickHouseError as exc:
+            if not is_data_error(exc):
+                raise
+            if len(lines) == 1:
+                return [(lines[0], f"ClickHouse rejected the row for {table}: {str(exc)[:500]}")]
+        middle = len(lines) // 2
+        return self._isolate_bad_rows(table, lines[:middle]) + self._isolate_bad_rows(table, lines[middle:])
+
+    async def _retry_later(self, delay: float, reason: object) -> float:
+        """Pause consumption and wait ``delay``; returns the next (doubled, capped) delay."""
+        self._client = None
+        self._pause()
+        log.warning("ClickHouse sink cannot write (%s); retrying in %.1fs", reason, delay)
+        await asyncio.sleep(delay)
+        return min(delay * 2, 10.0)
 
     async def _write(self, batch: Batch) -> None:
-        """Insert every table's rows, retrying transient failures until they succeed."""
+        """Insert every table's rows, retrying transient failures until they succeed; rows ClickHouse
+        rejects as bad data are dead-lettered and the rest of their batch still lands."""
         delay = 0.2
         pending = dict(batch.rows)
         while pending:
             table, lines = next(iter(pending.items()))
             try:
-                await asyncio.to_thread(self._insert, table, lines, batch.token(table))
-            except ClickHouseError as exc:
-                if is_data_error(exc):
-                    rejected = await asyncio.to_thread(self._insert_one_by_one, table, lines)
+                try:
+                    await asyncio.to_thread(self._insert, table, lines, batch.token(table))
+                except ClickHouseError as exc:
+                    if not is_data_error(exc):
+                        raise
+                    rejected = await asyncio.to_thread(self._isolate_bad_rows, table, lines)
                     await self._dead_letter(table, rejected)
-                else:
-                    self._client = None
-                    self._pause()
-                    log.warning("ClickHouse insert into %s failed (%s); retrying in %.1fs", table, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-            except OSError as exc:
-                self._client = None
-                self._pause()
-                log.warning("ClickHouse unreachable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            except (ClickHouseError, OSError, KafkaError) as exc:
+                delay = await self._retry_later(delay, exc)
                 continue
             pending.pop(table)
         self._resume()
@@ -217,7 +221,8 @@ class ClickHouseSink:
         await self._consumer.start()
         try:
             while True:
-                records = await self._consumer.getmany(timeout_ms=200, max_records=self.batch_rows)
+                room = max(1, self.batch_rows - self._batch.count)
+                records = await self._consumer.getmany(timeout_ms=200, max_records=room)
                 for tp, messages in records.items():
                     table = self.topic_tables[tp.topic]
                     for message in messages:
