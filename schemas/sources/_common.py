@@ -309,6 +309,22 @@ def primary(entities: list[str], *preferred: str) -> str:
     return entities[0] if entities else ""
 
 
+def principal_key(
+    record: dict[str, Any], outer: str, inner: str, normalize: Callable[[dict[str, Any]], Event]
+) -> str:
+    """``principal:<record[outer][inner]>`` read straight from the record; full normalization only
+    when that is missing or of an unexpected type."""
+    try:
+        section = record.get(outer)
+        if type(section) is dict:
+            name = key_str(section.get(inner))
+            if name:
+                return ent.principal(name)
+    except SlowPath:
+        pass
+    return fallback_key(normalize, record)
+
+
 def fallback_key(normalize: Callable[[dict[str, Any]], Event], record: dict[str, Any]) -> str:
     """``normalize(record).entity_id``; '' for a record that cannot be normalized (it is dead-lettered
     later, by the normalizer, with the reason)."""

@@ -28,14 +28,12 @@ import msgspec
 from schemas import entities as ent
 from schemas.envelope import API_ACTIVITY, Event, unique
 from schemas.sources._common import (
-    SlowPath,
     convert,
     dig,
     fail,
-    fallback_key,
     identity_and_raw,
-    key_str,
     primary,
+    principal_key,
     prompt_text,
     put,
     to_time_ms,
@@ -145,12 +143,4 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
 
 def primary_key(record: dict[str, Any]) -> str:
     """The principal straight from ``identity.arn``; full normalization only as a fallback."""
-    try:
-        identity = record.get("identity")
-        if type(identity) is dict:
-            arn = key_str(identity.get("arn"))
-            if arn:
-                return ent.principal(arn)
-    except SlowPath:
-        pass
-    return fallback_key(normalize, record)
+    return principal_key(record, "identity", "arn", normalize)

@@ -37,17 +37,15 @@ from schemas.envelope import API_ACTIVITY, Event, unique
 from schemas.sources._common import (
     EXTRA_CHARS,
     MESSAGE_CHARS,
-    SlowPath,
     convert,
     dig,
     fail,
-    fallback_key,
     identity_and_raw,
     ip_entity,
     ip_of,
     join_texts,
-    key_str,
     primary,
+    principal_key,
     put,
     text,
     to_time_ms,
@@ -281,12 +279,4 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
 
 def primary_key(record: dict[str, Any]) -> str:
     """The principal straight from ``user.username``; full normalization only as a fallback."""
-    try:
-        user = record.get("user")
-        if type(user) is dict:
-            name = key_str(user.get("username"))
-            if name:
-                return ent.principal(name)
-    except SlowPath:
-        pass
-    return fallback_key(normalize, record)
+    return principal_key(record, "user", "username", normalize)
