@@ -1,4 +1,5 @@
-"""`make bench`: benchmarks on the local real services; results to bench/results and BENCHMARKS.md."""
+"""`make bench`: benchmarks on the local real services; results to bench/results/<time>.json and the
+measured table in BENCHMARKS.md (between its `bench:start` / `bench:end` markers)."""
 
 from __future__ import annotations
 
@@ -17,41 +18,85 @@ from streams.setup import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+ALL = ("simulator", "sink", "pipeline")
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
-    return {"cpu": cpu, "cores": len([1 for line in Path("/proc/cpuinfo").read_text().splitlines()
-                                      if line.startswith("processor")]),
-            "python": platform.python_version(), "java": java[0] if java else "?"}
+    return {
+        "cpu": cpu,
+        "cores": sum(1 for line in cpuinfo if line.startswith("processor")),
+        "python": platform.python_version(),
+        "java": java[0] if java else "?",
+        "load_before": Path("/proc/loadavg").read_text().split()[0],
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    m, rows = results["machine"], []
+    sim, sink, pipe = results.get("simulator"), results.get("sink"), results.get("pipeline")
+    if sim:
+        rows.append(f"| simulator publish rate (target {sim['target_rate']:.0f}/s, {sim['duration_s']:.0f} s) | "
+                    f"{sim['achieved_rate']:.0f}/s overall; {sim['seconds_within_5pct']} of {sim['seconds_measured']} "
+                    f"whole seconds within ±5% (worst {sim['worst_second']}, best {sim['best_second']}); labels match: "
+                    f"{sim['labels_match_published']} |")
+    if sink:
+        rows.append(f"| ClickHouse sink insert rate ({sink.get('rows')} rows) | {sink.get('rows_per_s')} rows/s |")
+    if pipe:
+        rows.append(f"| one worker end to end, every detector on ({pipe['events']} events backlog) | "
+                    f"{pipe['events_per_s']} events/s; peak RSS {pipe['worker_peak_rss_mib']} MiB; "
+                    f"{pipe['findings']} findings, {pipe['alerts']} alerts |")
+    head = (f"Run {results['time']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, {m['java']}, "
+            f"Kafka {results['kafka']}, load average before the run {m['load_before']}.\n\n"
+            "| benchmark | measured |\n|---|---|\n")
+    return head + "\n".join(rows)
+
+
+def update_benchmarks(results: dict[str, Any]) -> None:
+    text = BENCHMARKS.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
+    BENCHMARKS.write_text(f"{before}{start}\n{table(results)}\n{end}{after}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", type=float, default=20_000)
-    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated, of {', '.join(ALL)}")
+    parser.add_argument("--rate", type=float, default=20_000, help="simulator target rate")
+    parser.add_argument("--duration", type=float, default=60, help="simulator seconds")
+    parser.add_argument("--pipeline-events", type=int, default=50_000)
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     base = Settings(state_dir=ROOT / ".aiwarden-bench")
+    results: dict[str, Any] = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
     settings = services.up(base)
     migrate(settings)
+    results["kafka"] = settings.kafka.version
     try:
-        from bench import simulator_rate
+        if "simulator" in chosen:
+            from bench import simulator_rate
 
-        results = {
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
-            "kafka": settings.kafka.version,
-            "simulator": simulator_rate.run(settings, args.rate, args.duration),
-        }
+            results["simulator"] = simulator_rate.run(settings, args.rate, args.duration)
+        if "sink" in chosen:
+            from bench import sink_rate
+
+            results["sink"] = sink_rate.run(settings)
+        if "pipeline" in chosen:
+            from bench import pipeline_rate
+
+            results["pipeline"] = pipeline_rate.run(settings, args.pipeline_events)
     finally:
         services.down(base)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
+    update_benchmarks(results)
     print(json.dumps(results, indent=2))
-    print(f"results: {out}")
+    print(f"results: {out}; BENCHMARKS.md updated")
 
 
 if __name__ == "__main__":

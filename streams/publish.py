@@ -64,7 +64,9 @@ def check_broker(settings: Settings, timeout_s: float = 10.0) -> None:
 class Publisher:
     """An idempotent, batching, compressing producer for raw records and dead letters."""
 
-    def __init__(self, settings: Settings, **overrides: Any) -> None:
+    def __init__(self, settings: Settings, producer: Any = None, **overrides: Any) -> None:
+        """``producer`` replaces the confluent-kafka producer (unit tests); ``overrides`` are librdkafka
+        settings."""
         self.settings = settings
         self.limits = limits_of(settings)
         config = confluent_config(
@@ -80,7 +82,7 @@ class Publisher:
                 **overrides,
             },
         )
-        self.producer = Producer(config)
+        self.producer = producer if producer is not None else Producer(config)
         self.summary = PublishSummary()
 
     def _delivered(self, err: KafkaError | None, message: Any) -> None:
