@@ -34,7 +34,7 @@ class KafkaSettings(_Group):
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
     partitions: int = Field(4, ge=1, description="Partitions of every aiwarden topic created by up/migrate.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of aiwarden topics.")
-    version: str = Field("3.9.1", description="Apache Kafka version of the local broker (Maven artifact).")
+    version: str = Field("4.1.1", description="Apache Kafka version of the local broker (Maven artifact).")
     heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
 
 
