@@ -176,6 +176,8 @@ def simulate(
         "labels.jsonl"
     ),
     start_ms: Annotated[int, typer.Option(help="Event time of the first record (epoch ms); 0 = now.")] = 0,
+    paced: Annotated[bool, typer.Option(help="Hold --rate in wall-clock time; --no-paced publishes as fast as "
+                                        "possible (event times still follow --rate).")] = True,
 ) -> None:
     """Publish a simulated organisation's traffic with labelled attacks, paced at --rate."""
     import time
@@ -206,7 +208,8 @@ def simulate(
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("simulate", total=total)
         summary, achieved = publish_simulation(
-            Publisher(settings), config, labels, on_progress=lambda n: progress.update(task, completed=n)
+            Publisher(settings), config, labels, on_progress=lambda n: progress.update(task, completed=n),
+            paced=paced,
         )
     _print_summary(summary)
     console.print(f"achieved {achieved:.0f} events/s (target {rate:.0f}); labels in {labels}")
