@@ -1,6 +1,7 @@
 """End-to-end throughput of one worker with every detector on: a backlog of N simulated raw records
 is published first (unpaced), then one `aiwarden worker` process drains it; the rate is N over the
-time from the first event landing in ClickHouse to the last. Also reports the worker's RSS and the
+time from the first event landing in ClickHouse until every event is stored and the worker's
+consumer group (normalize, detect, correlate) has committed everything. Also reports the worker's RSS and the
 findings and alerts the run produced."""
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+
 from infra.clickhouse.client import connect
+from infra.kafka.clients import confluent_config
 from infra.settings import Settings
+from streams import topics
 from streams.publish import Publisher
 from streams.simulate import publish_simulation
 from streams.simulator import SimConfig
@@ -23,6 +28,25 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]) -> int:
+    """Records the group has not committed yet on ``topic_names`` (read without joining the group)."""
+    consumer = Consumer(confluent_config(settings, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        partitions = [
+            TopicPartition(name, p)
+            for name in topic_names
+            for p in consumer.list_topics(name, timeout=10).topics[name].partitions
+        ]
+        committed = consumer.committed(partitions, timeout=10)
+        lag = 0
+        for tp in committed:
+            high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+            lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
 
 
 def run(settings: Settings, events: int = 50_000, rate: float = 1000.0, log_dir: Path | None = None) -> dict[str, Any]:
@@ -39,21 +63,24 @@ def run(settings: Settings, events: int = 50_000, rate: float = 1000.0, log_dir:
     worker = WorkerProcess(settings, log_path, AIWARDEN_WORKER__APP_ID=app_id).start()
     started = time.monotonic()
     first = last = None
-    landed, peak_rss, samples = 0, 0.0, []
+    landed, peak_rss, samples, lag = 0, 0.0, [], -1
     try:
+        # Done when every event is in ClickHouse AND the worker's own group (normalize, detect,
+        # correlate) has committed everything: detection, not only storage, has caught up.
         while time.monotonic() - started < 1800:
             landed = int(client.query(count_sql, parameters=window).result_rows[0][0])
             now = time.monotonic()
             if landed and first is None:
                 first = now
-            samples.append((round(now - started, 1), landed))
             if worker.proc is not None and worker.running:
                 peak_rss = max(peak_rss, rss_mib(worker.proc.pid))
-            if landed >= published:
+            lag = group_lag(settings, app_id, (*topics.RAW_TOPICS, topics.EVENTS, topics.FINDINGS)) if landed else -1
+            samples.append((round(now - started, 1), landed, lag))
+            if landed >= published and lag == 0:
                 last = now
                 break
             time.sleep(1)
-        time.sleep(5)  # let findings and alerts of the tail land
+        time.sleep(3)  # the sink's last batch of findings and alerts
         findings = client.query(
             "SELECT count() FROM aiwarden.findings FINAL WHERE time_ms >= {start:Int64} AND time_ms < {end:Int64}",
             parameters=window,

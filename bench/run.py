@@ -39,24 +39,42 @@ def machine() -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     m, rows = results["machine"], []
     sim, sink, pipe = results.get("simulator"), results.get("sink"), results.get("pipeline")
+    def when(result: dict[str, Any]) -> str:
+        return f" (run {result['from']})" if "from" in result else ""
+
     if sim:
         rows.append(f"| simulator publish rate (target {sim['target_rate']:.0f}/s, {sim['duration_s']:.0f} s) | "
                     f"{sim['achieved_rate']:.0f}/s overall; {sim['seconds_within_5pct']} of {sim['seconds_measured']} "
                     f"whole seconds within ±5% (worst {sim['worst_second']}, best {sim['best_second']}); labels match: "
-                    f"{sim['labels_match_published']} |")
+                    f"{sim['labels_match_published']}{when(sim)} |")
     if sink:
-        rows.append(f"| ClickHouse sink insert rate ({sink.get('rows')} rows) | {sink.get('rows_per_s')} rows/s |")
+        latency = sink.get("insert_ms", {})
+        rows.append(f"| ClickHouse sink insert rate ({sink.get('rows')} rows, {sink.get('inserts')} inserts) | "
+                    f"{sink.get('rows_per_s')} rows/s (insert time only: {sink.get('insert_only_rows_per_s')} rows/s; "
+                    f"insert p50/p99 {latency.get('median')}/{latency.get('p99')} ms){when(sink)} |")
     if pipe:
         rows.append(f"| one worker end to end, every detector on ({pipe['events']} events backlog) | "
                     f"{pipe['events_per_s']} events/s; peak RSS {pipe['worker_peak_rss_mib']} MiB; "
-                    f"{pipe['findings']} findings, {pipe['alerts']} alerts |")
+                    f"{pipe['findings']} findings, {pipe['alerts']} alerts{when(pipe)} |")
     head = (f"Run {results['time']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, {m['java']}, "
             f"Kafka {results['kafka']}, load average before the run {m['load_before']}.\n\n"
             "| benchmark | measured |\n|---|---|\n")
     return head + "\n".join(rows)
 
 
+def with_latest(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` plus, for benchmarks this run skipped (``--only``), the newest earlier result."""
+    merged = dict(results)
+    for path in sorted(RESULTS.glob("*.json"), reverse=True):
+        earlier = json.loads(path.read_text())
+        for name in ALL:
+            if name not in merged and name in earlier:
+                merged[name] = {**earlier[name], "from": earlier["time"]}
+    return merged
+
+
 def update_benchmarks(results: dict[str, Any]) -> None:
+    results = with_latest(results)
     text = BENCHMARKS.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     before, _, rest = text.partition(start)
