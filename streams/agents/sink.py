@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
@@ -169,8 +169,12 @@ class ClickHouseSink:
     async def _dead_letter(self, table: str, rejected: list[tuple[bytes, str]]) -> None:
         if not rejected:
             return
-        from aiokafka import AIOKafkaProducer
-
+        if table == TOPIC_TABLES[topics.DLQ]:
+            # A dead letter the dead_letters table refuses would come straight back: log it instead.
+            for line, reason in rejected:
+                log.error("dead letter refused by ClickHouse (%s): %r", reason, line[:2000])
+            self.dead_lettered += len(rejected)
+            return
         producer = AIOKafkaProducer(**aiokafka_kwargs(self.settings), acks="all")
         await producer.start()
         try:
