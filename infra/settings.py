@@ -71,6 +71,18 @@ class IngestSettings(_Group):
     prompt_chars: int = Field(2_048, ge=0, description="Prompt text kept in the envelope (truncated beyond).")
 
 
+class ContainmentSettings(_Group):
+    webhook_url: str | None = Field(None, description="Where containment webhooks are delivered (unset: none sent).")
+    secret: SecretStr = Field(
+        SecretStr(""), description="Standard Webhooks signing secret (whsec_<base64> or plain; never logged)."
+    )
+    policy_path: Path = Field(
+        Path(__file__).resolve().parent / "containment-policy.yaml",
+        description="YAML containment policy (rules, allowlists, blast-radius limits, dry-run).",
+    )
+    dry_run: bool = Field(True, description="Record containment actions as dry_run and send nothing.")
+
+
 class Settings(BaseSettings):
     """aiwarden settings; env prefix ``AIWARDEN_``, nested delimiter ``__``."""
 
@@ -88,6 +100,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     ingest: IngestSettings = IngestSettings()
     detection: DetectionConfig = DetectionConfig()
+    containment: ContainmentSettings = ContainmentSettings()
 
 
 def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:
@@ -119,6 +132,8 @@ def markdown_table() -> str:
                 shown = "unset"
             elif name == "cache_dir":
                 shown = "`~/.cache/aiwarden`"
+            elif name == "policy_path":
+                shown = "`infra/containment-policy.yaml`"
             elif isinstance(default, tuple | list | frozenset):
                 shown = "`" + ", ".join(str(v) for v in default)[:80] + ("…`" if len(str(default)) > 82 else "`")
             elif isinstance(default, dict):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr
 from infra.settings import Settings
 
 # Nested settings groups (AIWARDEN_<GROUP>__<NAME>); other model-valued fields are JSON.
-GROUPS = ("kafka", "clickhouse", "worker", "ingest", "detection")
+GROUPS = ("kafka", "clickhouse", "worker", "ingest", "detection", "containment")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
