@@ -81,6 +81,14 @@ class ContainmentSettings(_Group):
         description="YAML containment policy (rules, allowlists, blast-radius limits, dry-run).",
     )
     dry_run: bool = Field(True, description="Record containment actions as dry_run and send nothing.")
+    max_attempts: int = Field(8, ge=1, description="Delivery attempts before an action is dead-lettered.")
+    backoff_base_s: float = Field(0.5, gt=0, description="First retry delay (exponential, full jitter).")
+    backoff_cap_s: float = Field(60.0, gt=0, description="Longest retry delay.")
+    timeout_s: float = Field(5.0, gt=0, description="Timeout of one delivery attempt.")
+    concurrency: int = Field(4, ge=1, description="Deliveries in flight per endpoint.")
+    max_action_age_s: float = Field(
+        3600.0, gt=0, description="An action not delivered this long after its decision expires unexecuted."
+    )
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ from infra.kafka.clients import faust_broker
 from infra.services import free_port
 from infra.settings import Settings
 from streams import web
-from streams.agents import detect, normalize
+from streams.agents import containment, detect, normalize
 from streams.agents.sink import ClickHouseSink
 
 
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> faust.App:
     normalize.register(app, settings)
     detect.register(app, settings)
     detect.register_correlation(app, settings)
+    containment.register(app, settings)
     sink = ClickHouseSink(settings)
 
     @app.task  # type: ignore[untyped-decorator]

@@ -16,10 +16,11 @@ FINDINGS = "aiwarden.findings"
 ALERTS = "aiwarden.alerts"
 ACTIONS = "aiwarden.actions"
 DLQ = "aiwarden.dlq"
+ACTION_LOG = "aiwarden.action-log"  # every containment decision and delivery attempt (→ ClickHouse actions)
 INVENTORY = "aiwarden.inventory"  # AI inventory changes (AIBOM), for the sink and the console
 
 RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE)
-ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY)
+ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG)
 
 # The message header naming a raw record's source format (falco, cloudtrail, …); optional.
 SOURCE_HEADER = "aiwarden-source"

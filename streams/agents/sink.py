@@ -47,6 +47,7 @@ TOPIC_TABLES: dict[str, str] = {
     topics.FINDINGS: "findings",
     topics.ALERTS: "alerts",
     topics.INVENTORY: "inventory",
+    topics.ACTION_LOG: "actions",
 }
 INSERT_SETTINGS = {
     "input_format_skip_unknown_fields": 1,

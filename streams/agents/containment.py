@@ -1,0 +1,165 @@
+"""Alerts → containment policy → signed webhook deliveries, with retries kept in Kafka.
+
+``route`` sends every alert to a one-partition topic so that one ``decide`` agent owns the policy
+state (blast-radius windows, actions already decided: reprocessing never doubles an action).
+``deliver`` attempts each pending action; a retryable failure goes to the retry topic with its due
+time, and ``retry`` (which waits for that time) attempts it again, so pending retries survive a
+restart. Every decision and attempt is a row on ``aiwarden.action-log`` (→ ClickHouse ``actions``).
+After the last attempt the action is dead-lettered and an alert says containment failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+import faust
+import orjson
+
+from infra.settings import Settings
+from schemas.codec import encode
+from schemas.findings import Alert, stable_id
+from streams import topics
+from streams.agents.dead_letters import dead_letter
+from streams.containment.delivery import Deliverer, Outcome, backoff_s
+from streams.containment.policy import Action, load_policy
+
+log = logging.getLogger(__name__)
+
+
+def webhook_payload(action: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body receivers get: the action, its target, the alert summary, evidence and links."""
+    return {
+        "action_id": action["action_id"],
+        "action": action["action"],
+        "target": action["target"],
+        "rule": action["rule"],
+        "alert": {k: action[k] for k in ("alert_id", "severity", "risk_score", "summary", "detectors")},
+        "evidence": action.get("evidence_event_ids", []),
+        "links": {"timeline": f"aiwarden hunt entity_timeline --param entity={action['target']}"},
+        "time_ms": action["time_ms"],
+    }
+
+
+def log_row(action: dict[str, Any], status: str, attempt: int = 0, outcome: Outcome | None = None,
+            detail: str = "") -> dict[str, Any]:
+    return {
+        "action_id": action["action_id"], "alert_id": action["alert_id"], "action": action["action"],
+        "target": action["target"], "status": status, "attempt": attempt,
+        "http_status": outcome.http_status if outcome else 0, "latency_ms": outcome.latency_ms if outcome else 0,
+        "time_ms": int(time.time() * 1000), "detail": (outcome.detail if outcome else detail)[:500],
+    }
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    conf = settings.containment
+    policy = load_policy(conf.policy_path)  # an invalid policy stops the worker here, naming file and line
+    if conf.dry_run or not conf.webhook_url:
+        policy = policy.model_copy(update={"dry_run": True})
+    app_id = settings.worker.app_id
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "value_serializer": "raw"}
+    alerts = app.topic(topics.ALERTS, **raw)
+    decide_topic = app.topic(f"{app_id}-containment", internal=True, partitions=1, **raw)
+    actions = app.topic(topics.ACTIONS, **raw)
+    retries = app.topic(f"{app_id}-actions-retry", internal=True, partitions=1, **raw)
+    action_log = app.topic(topics.ACTION_LOG, **raw)
+    dlq = app.topic(topics.DLQ, **raw)
+    state = app.Table("containment-state", default=None, key_type=str, partitions=1)
+    rng = random.Random()  # noqa: S311 - jitter, not security
+    deliverers: dict[str, Deliverer] = {}
+
+    def deliverer() -> Deliverer:
+        if "d" not in deliverers:
+            deliverers["d"] = Deliverer(conf.webhook_url or "", conf.secret.get_secret_value(),
+                                        timeout_s=conf.timeout_s, concurrency=conf.concurrency)
+        return deliverers["d"]
+
+    @app.agent(alerts, name="containment-route")
+    async def route(stream: faust.StreamT[bytes]) -> None:
+        async for record in stream.events():
+            await decide_topic.send(key=b"policy", value=record.value)
+
+    @app.agent(decide_topic, name="containment-decide")
+    async def decide(stream: faust.StreamT[bytes]) -> None:
+        async for record in stream.events():
+            try:
+                alert = Alert.from_dict(orjson.loads(record.value))
+                current = orjson.loads(orjson.dumps(state.get("policy") or {}))
+                decided: list[Action] = policy.decide(alert, current)
+            except Exception as exc:  # noqa: BLE001 - a bad alert must not stop containment
+                log.exception("containment decision failed")
+                await dead_letter(dlq, record.message, f"containment decision failed: {exc!r}", "alerts", "contain")
+                continue
+            state["policy"] = current
+            for action in decided:
+                row = action.to_dict()
+                await action_log.send(key=action.action_id.encode(),
+                                      value=encode(log_row(row, action.status, detail=action.reason)))
+                if action.status == "pending":
+                    pending = {**row, "attempt": 1, "decided_ms": int(time.time() * 1000)}
+                    await actions.send(key=action.action_id.encode(), value=encode(pending))
+
+    async def attempt(action: dict[str, Any], message: Any) -> None:
+        number = int(action.get("attempt", 1))
+        key = action["action_id"].encode()
+        # Safety first: a worker in dry-run never sends, and an action decided long ago (a consumer
+        # group reset, a backlog after an outage) is recorded as expired rather than executed late.
+        if policy.dry_run:
+            await action_log.send(key=key, value=encode(log_row(action, "dry_run", number, detail="worker in dry-run")))
+            return
+        age_s = time.time() - int(action.get("decided_ms", 0)) / 1000
+        if age_s > conf.max_action_age_s:
+            detail = f"decided {age_s:.0f}s ago, over the {conf.max_action_age_s:.0f}s limit: not executed"
+            await action_log.send(key=key, value=encode(log_row(action, "expired", number, detail=detail)))
+            return
+        outcome = await deliverer().attempt(action["action_id"], webhook_payload(action))
+        if outcome.status == "delivered":
+            await action_log.send(key=action["action_id"].encode(), value=encode(log_row(action, "delivered",
+                                                                                         number, outcome)))
+            return
+        if outcome.status == "failed" or number >= conf.max_attempts:
+            await action_log.send(key=action["action_id"].encode(), value=encode(log_row(action, "failed", number,
+                                                                                         outcome)))
+            await dead_letter(dlq, message, f"containment delivery failed after {number} attempts: {outcome.detail}",
+                              "actions", "deliver")
+            await alerts.send(key=None, value=encode(failure_alert(action, number, outcome)))
+            return
+        wait = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s(
+            number, conf.backoff_base_s, conf.backoff_cap_s, rng)
+        await action_log.send(key=action["action_id"].encode(), value=encode(log_row(action, "retrying", number,
+                                                                                     outcome)))
+        due = {**action, "attempt": number + 1, "due_ms": int((time.time() + wait) * 1000)}
+        await retries.send(key=action["action_id"].encode(), value=encode(due))
+
+    @app.agent(actions, name="containment-deliver")
+    async def deliver(stream: faust.StreamT[bytes]) -> None:
+        async for record in stream.events():
+            await attempt(orjson.loads(record.value), record.message)
+
+    @app.agent(retries, name="containment-retry")
+    async def retry(stream: faust.StreamT[bytes]) -> None:
+        async for record in stream.events():
+            action = orjson.loads(record.value)
+            delay = int(action.get("due_ms", 0)) / 1000 - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await attempt(action, record.message)
+
+
+def failure_alert(action: dict[str, Any], attempts: int, outcome: Outcome) -> dict[str, Any]:
+    """An alert that containment did not happen, so the SOC acts by hand."""
+    now = int(time.time() * 1000)
+    alert = Alert(
+        alert_id=stable_id("containment-failed", action["action_id"]), first_seen=now, last_seen=now,
+        severity="high", risk_score=max(60.0, float(action.get("risk_score", 0))), detectors=["containment"],
+        atlas_techniques=[], attack_techniques=[], tactics=["response"], entities=[action["target"]],
+        primary_entity=action["target"],
+        summary=(f"Containment failed: {action['action']} on {action['target']} after {attempts} attempts "
+                 f"({outcome.detail[:120]}); act by hand"),
+        evidence_event_ids=list(action.get("evidence_event_ids", []))[:20], finding_ids=[], maturity="stable",
+        updated_ms=now,
+    )
+    return alert.to_dict()
