@@ -124,3 +124,62 @@ def test_dry_run_sends_nothing_and_records_dry_run(service_settings: Settings, c
             worker.stop()
         assert receiver.snapshot()["received"] == 0
         assert out.getvalue() == ""
+
+
+def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With at most one quarantine per window, a second compromised model server is held, not quarantined."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "limits: {window_s: 86400, max_actions: {quarantine_workload: 1, default: 100}}\n"
+        "rules:\n"
+        "  - name: quarantine\n"
+        "    when: {detectors: [model_server_shell], maturity: [stable, incubating]}\n"
+        "    actions: [quarantine_workload]\n"
+    )
+    start_ms = (int(time.time()) - 7200) * 1000 + uuid.uuid4().int % 3_000_000
+    simulator = Simulator(SimConfig(seed=int(uuid.uuid4().int % 10_000), duration_s=60, rate=200, instances=2,
+                                    scenarios=("model_server_shell",), start_ms=start_ms))
+    publisher = Publisher(service_settings)
+    for record in simulator.records():
+        publisher.publish_record(record.source, record.record, SOURCES[record.source].primary_key(record.record))
+    assert publisher.flush().failed == 0
+    pods = sorted({e for label in simulator.labels() for e in label.entities if e.startswith("pod:")})
+    assert len(pods) == 2
+    out = io.StringIO()
+    with Receiver(SECRET, 0, out=out) as receiver:
+        port = receiver.start_in_thread()
+        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False,
+                            AIWARDEN_CONTAINMENT__POLICY_PATH=str(policy))
+        try:
+            def statuses() -> dict[str, set[str]]:
+                return {pod: {r["status"] for r in action_rows(ch, pod)} for pod in pods}
+
+            settled = wait(lambda: sum("held" in s for s in statuses().values()) == 1
+                           and sum("delivered" in s for s in statuses().values()) == 1, 180, worker)
+            assert settled, (statuses(), worker.log_tail())
+            time.sleep(3)
+        finally:
+            worker.stop()
+        assert sum(quarantines(out, pod) for pod in pods) == 1
+
+
+def test_failed_containment_is_dead_lettered_and_alerted(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()  # nobody listens: every attempt is refused
+    pod, start_ms = publish_compromise(service_settings)
+    worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False,
+                        AIWARDEN_CONTAINMENT__MAX_ATTEMPTS="2", AIWARDEN_CONTAINMENT__BACKOFF_BASE_S="0.2")
+    try:
+        failed = wait(lambda: [r for r in action_rows(ch, pod)
+                               if r["status"] == "failed" and r["action"] == "quarantine_workload"], 180, worker)
+        assert failed and failed[0]["attempt"] == 2, worker.log_tail()
+        alert = wait(lambda: ch.query(
+            "SELECT summary FROM aiwarden.alerts FINAL "
+            "WHERE has(detectors, 'containment') AND has(entities, {p:String})",
+            parameters={"p": pod}).result_rows, 60, worker)
+        assert alert and "Containment failed" in alert[0][0]
+        letters = wait(lambda: ch.query(
+            "SELECT reason FROM aiwarden.dead_letters WHERE stage = 'deliver' AND raw LIKE {p:String}",
+            parameters={"p": f"%{pod}%"}).result_rows, 60, worker)
+        assert letters and "after 2 attempts" in letters[0][0]
+    finally:
+        worker.stop()
