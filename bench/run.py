@@ -20,7 +20,7 @@ from streams.setup import migrate
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
-ALL = ("pipeline", "sink", "simulator")  # the pipeline first, on empty topics
+ALL = ("pipeline", "containment", "sink", "simulator")  # the pipeline first, on empty topics
 
 
 def machine() -> dict[str, Any]:
@@ -39,6 +39,7 @@ def machine() -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     m, rows = results["machine"], []
     sim, sink, pipe = results.get("simulator"), results.get("sink"), results.get("pipeline")
+    contain = results.get("containment")
     def when(result: dict[str, Any]) -> str:
         return f" (run {result['from']})" if "from" in result else ""
 
@@ -56,6 +57,10 @@ def table(results: dict[str, Any]) -> str:
         rows.append(f"| one worker end to end, every detector on ({pipe['events']} events backlog) | "
                     f"{pipe['events_per_s']} events/s; peak RSS {pipe['worker_peak_rss_mib']} MiB; "
                     f"{pipe['findings']} findings, {pipe['alerts']} alerts{when(pipe)} |")
+    if contain:
+        rows.append(f"| publish → signed quarantine webhook received ({contain['runs']} compromises, one at a time) | "
+                    f"p50 {contain['p50_s']} s, p99 {contain['p99_s']} s, max {contain['max_s']} s; "
+                    f"{contain['delivered']} of {contain['runs']} delivered{when(contain)} |")
     head = (f"Run {results['time']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, {m['java']}, "
             f"Kafka {results['kafka']}, load average before the run {m['load_before']}.\n\n"
             "| benchmark | measured |\n|---|---|\n")
@@ -103,6 +108,10 @@ def main() -> None:
             from bench import pipeline_rate
 
             results["pipeline"] = pipeline_rate.run(settings, args.pipeline_events)
+        if "containment" in chosen:
+            from bench import containment_latency
+
+            results["containment"] = containment_latency.run(settings)
         if "sink" in chosen:
             from bench import sink_rate
 
