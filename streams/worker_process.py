@@ -96,3 +96,26 @@ class WorkerProcess:
                 return False
             time.sleep(0.2)
         return False
+
+
+def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0) -> None:
+    """Commit the current end of every shared aiwarden topic for a new app id's consumer groups (the
+    worker's and its sink's), so a fresh deployment or test worker starts from now instead of
+    replaying everything the topics hold. Topics it creates itself (changelogs, re-key) are untouched."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from infra.kafka.clients import confluent_config
+    from streams import topics
+
+    for group in (app_id, f"{app_id}-sink"):
+        consumer = Consumer(confluent_config(settings, **{"group.id": group, "enable.auto.commit": False}))
+        try:
+            offsets = []
+            for name in topics.ALL_TOPICS:
+                metadata = consumer.list_topics(name, timeout=timeout_s).topics[name]
+                for partition in metadata.partitions:
+                    high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)[1]
+                    offsets.append(TopicPartition(name, partition, high))
+            consumer.commit(offsets=offsets, asynchronous=False)
+        finally:
+            consumer.close()

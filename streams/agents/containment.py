@@ -98,6 +98,8 @@ def register(app: faust.App, settings: Settings) -> None:
                 row = action.to_dict()
                 await action_log.send(key=action.action_id.encode(),
                                       value=encode(log_row(row, action.status, detail=action.reason)))
+                if action.status == "held":  # blast radius reached: a human decides
+                    await alerts.send(key=None, value=encode(containment_alert(row, "held", action.reason)))
                 if action.status == "pending":
                     pending = {**row, "attempt": 1, "decided_ms": int(time.time() * 1000)}
                     await actions.send(key=action.action_id.encode(), value=encode(pending))
@@ -125,7 +127,8 @@ def register(app: faust.App, settings: Settings) -> None:
                                                                                          outcome)))
             await dead_letter(dlq, message, f"containment delivery failed after {number} attempts: {outcome.detail}",
                               "actions", "deliver")
-            await alerts.send(key=None, value=encode(failure_alert(action, number, outcome)))
+            detail = f"failed after {number} attempts ({outcome.detail[:120]})"
+            await alerts.send(key=None, value=encode(containment_alert(action, "failed", detail)))
             return
         wait = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s(
             number, conf.backoff_base_s, conf.backoff_cap_s, rng)
@@ -149,16 +152,16 @@ def register(app: faust.App, settings: Settings) -> None:
             await attempt(action, record.message)
 
 
-def failure_alert(action: dict[str, Any], attempts: int, outcome: Outcome) -> dict[str, Any]:
-    """An alert that containment did not happen, so the SOC acts by hand."""
+def containment_alert(action: dict[str, Any], what: str, detail: str) -> dict[str, Any]:
+    """An alert that containment did not happen (``failed``, or ``held`` by the blast-radius limit),
+    so the SOC acts by hand. Its id is derived from the action: one such alert per action."""
     now = int(time.time() * 1000)
     alert = Alert(
-        alert_id=stable_id("containment-failed", action["action_id"]), first_seen=now, last_seen=now,
+        alert_id=stable_id(f"containment-{what}", action["action_id"]), first_seen=now, last_seen=now,
         severity="high", risk_score=max(60.0, float(action.get("risk_score", 0))), detectors=["containment"],
         atlas_techniques=[], attack_techniques=[], tactics=["response"], entities=[action["target"]],
         primary_entity=action["target"],
-        summary=(f"Containment failed: {action['action']} on {action['target']} after {attempts} attempts "
-                 f"({outcome.detail[:120]}); act by hand"),
+        summary=f"Containment {what}: {action['action']} on {action['target']} {detail}; act by hand",
         evidence_event_ids=list(action.get("evidence_event_ids", []))[:20], finding_ids=[], maturity="stable",
         updated_ms=now,
     )

@@ -19,10 +19,17 @@ from schemas.sources import SOURCES
 from streams.containment.receiver import Receiver
 from streams.publish import Publisher
 from streams.simulator import SimConfig, Simulator
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWNvbnRhaW5tZW50"  # base64 of a test secret
+
+
+def new_app(settings: Settings) -> str:
+    """A fresh app id whose groups start at the topics' current end: the test sees only its own records."""
+    app_id = f"contain-{uuid.uuid4().hex[:6]}"
+    start_groups_at_end(settings, app_id)
+    return app_id
 
 
 def publish_compromise(settings: Settings) -> tuple[str, int]:
@@ -39,10 +46,10 @@ def publish_compromise(settings: Settings) -> tuple[str, int]:
     return pod, start_ms
 
 
-def worker_for(settings: Settings, tmp_path: Path, url: str, dry_run: bool, **extra: str) -> WorkerProcess:
+def worker_for(settings: Settings, tmp_path: Path, url: str, dry_run: bool, app_id: str, **extra: str) -> WorkerProcess:
     return WorkerProcess(
         settings, tmp_path / "worker.log",
-        AIWARDEN_WORKER__APP_ID=f"contain-{uuid.uuid4().hex[:6]}",
+        AIWARDEN_WORKER__APP_ID=app_id,
         AIWARDEN_CONTAINMENT__WEBHOOK_URL=url, AIWARDEN_CONTAINMENT__SECRET=SECRET,
         AIWARDEN_CONTAINMENT__DRY_RUN="true" if dry_run else "false", **extra,
     ).start()
@@ -74,8 +81,9 @@ def test_compromised_model_server_is_quarantined_once(service_settings: Settings
     out = io.StringIO()
     with Receiver(SECRET, 0, out=out) as receiver:
         port = receiver.start_in_thread()
+        app_id = new_app(service_settings)
         pod, _ = publish_compromise(service_settings)
-        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False)
+        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False, app_id=app_id)
         try:
             assert wait(lambda: quarantines(out, pod) >= 1, 180, worker), worker.log_tail()
             assert wait(lambda: any(r["status"] == "delivered" and r["action"] == "quarantine_workload"
@@ -91,9 +99,11 @@ def test_compromised_model_server_is_quarantined_once(service_settings: Settings
 
 def test_delivery_waits_for_a_receiver_that_is_down(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
+    app_id = new_app(service_settings)
     pod, _ = publish_compromise(service_settings)
-    worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False,
-                        AIWARDEN_CONTAINMENT__BACKOFF_BASE_S="0.5", AIWARDEN_CONTAINMENT__BACKOFF_CAP_S="2")
+    worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False, app_id=app_id,
+                        AIWARDEN_CONTAINMENT__BACKOFF_BASE_S="0.5", AIWARDEN_CONTAINMENT__BACKOFF_CAP_S="2",
+                        AIWARDEN_CONTAINMENT__MAX_ATTEMPTS="60")
     out = io.StringIO()
     try:
         retrying = wait(lambda: [r for r in action_rows(ch, pod) if r["status"] == "retrying"], 180, worker)
@@ -114,8 +124,9 @@ def test_dry_run_sends_nothing_and_records_dry_run(service_settings: Settings, c
     out = io.StringIO()
     with Receiver(SECRET, 0, out=out) as receiver:
         port = receiver.start_in_thread()
+        app_id = new_app(service_settings)
         pod, _ = publish_compromise(service_settings)
-        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=True)
+        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=True, app_id=app_id)
         try:
             rows = wait(lambda: [r for r in action_rows(ch, pod) if r["status"] == "dry_run"], 180, worker)
             assert rows, worker.log_tail()
@@ -136,6 +147,7 @@ def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path
         "    when: {detectors: [model_server_shell], maturity: [stable, incubating]}\n"
         "    actions: [quarantine_workload]\n"
     )
+    app_id = new_app(service_settings)
     start_ms = (int(time.time()) - 7200) * 1000 + uuid.uuid4().int % 3_000_000
     simulator = Simulator(SimConfig(seed=int(uuid.uuid4().int % 10_000), duration_s=60, rate=200, instances=2,
                                     scenarios=("model_server_shell",), start_ms=start_ms))
@@ -148,7 +160,7 @@ def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path
     out = io.StringIO()
     with Receiver(SECRET, 0, out=out) as receiver:
         port = receiver.start_in_thread()
-        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False,
+        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False, app_id=app_id,
                             AIWARDEN_CONTAINMENT__POLICY_PATH=str(policy))
         try:
             def statuses() -> dict[str, set[str]]:
@@ -157,7 +169,12 @@ def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path
             settled = wait(lambda: sum("held" in s for s in statuses().values()) == 1
                            and sum("delivered" in s for s in statuses().values()) == 1, 180, worker)
             assert settled, (statuses(), worker.log_tail())
-            time.sleep(3)
+            held = next(pod for pod, s in statuses().items() if "held" in s)
+            alert = wait(lambda: ch.query(
+                "SELECT summary FROM aiwarden.alerts FINAL "
+                "WHERE has(detectors, 'containment') AND has(entities, {p:String})",
+                parameters={"p": held}).result_rows, 60, worker)
+            assert alert and "Containment held" in alert[0][0]
         finally:
             worker.stop()
         assert sum(quarantines(out, pod) for pod in pods) == 1
@@ -165,8 +182,9 @@ def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path
 
 def test_failed_containment_is_dead_lettered_and_alerted(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()  # nobody listens: every attempt is refused
+    app_id = new_app(service_settings)
     pod, start_ms = publish_compromise(service_settings)
-    worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False,
+    worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False, app_id=app_id,
                         AIWARDEN_CONTAINMENT__MAX_ATTEMPTS="2", AIWARDEN_CONTAINMENT__BACKOFF_BASE_S="0.2")
     try:
         failed = wait(lambda: [r for r in action_rows(ch, pod)

@@ -14,7 +14,7 @@ from infra.settings import Settings
 from schemas.sources import SOURCES
 from streams.publish import Publisher
 from streams.simulator import SimConfig, Simulator
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,8 @@ def wait_for(predicate, timeout_s: float, worker: WorkerProcess):  # type: ignor
 def test_events_flow_from_kafka_through_faust_into_clickhouse(
     service_settings: Settings, ch, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
+    app_id = f"e2e-{uuid.uuid4().hex[:6]}"
+    start_groups_at_end(service_settings, app_id)  # the worker reads only what this test publishes
     start_ms = int(time.time() * 1000) - 3_600_000 + uuid.uuid4().int % 1_000_000
     simulator = Simulator(SimConfig(seed=11, duration_s=2, rate=300, start_ms=start_ms))
     records = list(simulator.records())
@@ -45,7 +47,6 @@ def test_events_flow_from_kafka_through_faust_into_clickhouse(
     summary = publisher.flush()
     assert summary.failed == 0 and sum(summary.published.values()) == len(records)
 
-    app_id = f"e2e-{uuid.uuid4().hex[:6]}"
     worker = WorkerProcess(service_settings, tmp_path / "worker.log", AIWARDEN_WORKER__APP_ID=app_id).start()
     try:
         ids = list(expected)
