@@ -9,10 +9,13 @@ import platform
 import shutil
 import subprocess
 import time
+import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import loadavg
 from infra import services
 from infra.settings import Settings
 from streams.setup import migrate
@@ -20,7 +23,13 @@ from streams.setup import migrate
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
-ALL = ("pipeline", "containment", "sink", "simulator")  # the pipeline first, on empty topics
+# The pipeline first, on empty topics; every later benchmark positions its own consumer groups.
+ALL = ("pipeline", "limit", "scaling", "latency", "containment", "quality", "memory", "sink", "hunts", "simulator")
+QUICK = {  # --quick: small sizes, a check that every benchmark works (minutes, not the real numbers)
+    "pipeline_events": 5_000, "limit_events": 30_000, "scaling_events": 5_000, "latency_attacks": 5,
+    "quality_events": 20_000, "memory_entities": "1000,10000", "memory_worker_entities": 2_000,
+    "hunt_rows": 500_000, "containment_runs": 3, "duration": 10,
+}
 
 
 def machine() -> dict[str, Any]:
@@ -61,10 +70,109 @@ def table(results: dict[str, Any]) -> str:
         rows.append(f"| publish → signed quarantine webhook received ({contain['runs']} compromises, one at a time) | "
                     f"p50 {contain['p50_s']} s, p99 {contain['p99_s']} s, max {contain['max_s']} s; "
                     f"{contain['delivered']} of {contain['runs']} delivered{when(contain)} |")
+    rows += new_rows(results, when)
     head = (f"Run {results['time']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, {m['java']}, "
-            f"Kafka {results['kafka']}, load average before the run {m['load_before']}.\n\n"
+            f"Kafka {results['kafka']}, load average before the run {m['load_before']}.\n"
+            + (f"Versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}. " if "versions" in results
+               else "")
+            + "Each row names its run when it comes from an earlier one; load averages per benchmark are in "
+            "the JSON.\n\n"
             "| benchmark | measured |\n|---|---|\n")
-    return head + "\n".join(rows)
+    return head + "\n".join(rows) + "\n\n" + goals(results)
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    return "not measured" if value is None else f"{value}{unit}"
+
+
+def new_rows(results: dict[str, Any], when: Any) -> list[str]:
+    """Rows of the benchmark issue's measurements (limit, scaling, latency, quality, memory, hunts)."""
+    rows = []
+    if limit := results.get("limit"):
+        rows.append(f"| the limit: raw consume + orjson decode ({limit['events']} records, "
+                    f"{limit.get('mean_record_bytes')} B mean) | aiokafka getmany {limit['aiokafka_per_s']}/s, "
+                    f"confluent-kafka consume {limit['confluent_per_s']}/s (median of "
+                    f"{len(limit['aiokafka_runs_per_s'])}); end to end / limit: "
+                    f"{_fmt(limit.get('e2e_ratio'))}{when(limit)} |")
+    if scaling := results.get("scaling"):
+        one, two = scaling["one"], scaling["two"]
+        rows.append(f"| scaling: one worker vs two ({scaling['events']} events backlog, "
+                    f"{scaling['partitions']} partitions, {scaling['cores']} cores) | one "
+                    f"{_fmt(one['events_per_s'], '/s')}, two {_fmt(two['events_per_s'], '/s')}: "
+                    f"ratio {_fmt(scaling['ratio'])}{when(scaling)} |")
+    if lat := results.get("latency"):
+        def p(name: str) -> str:
+            d = lat[name]
+            return f"p50 {_fmt(d['p50'], ' s')}, p99 {_fmt(d['p99'], ' s')} ({d['n']} of {lat['attacks']})"
+        rows.append(f"| latency at {lat['rate']}/s background ({lat['rate_from']}), {lat['attacks']} attacks | "
+                    f"publish → alert on aiwarden.alerts {p('alert_s')}; → row in ClickHouse {p('clickhouse_s')}; "
+                    f"→ webhook {p('webhook_s')}; worker lag at the end {lat['lag_at_end']}{when(lat)} |")
+    if quality := results.get("quality"):
+        worst = min(quality["classes"].values(), key=lambda c: c["recall"], default=None)
+        rows.append(f"| detection quality ({quality['events']} simulated events, {quality['attacks']} attacks, "
+                    f"{len(quality['classes'])} classes) | recall min {_fmt(worst and worst['recall'])} "
+                    f"({worst and worst['class']}), precision {quality['precision']}, "
+                    f"{quality['false_alerts']} false alerts = {quality['false_per_100k']} per 100k benign; "
+                    f"per class below{when(quality)} |")
+    if memory := results.get("memory"):
+        for size in memory["in_process"]:
+            rows.append(f"| state per entity, in process ({size['entities']} entities, "
+                        f"{size['events']} events) | mean {size['entity_bytes']['mean']} B, p99 "
+                        f"{size['entity_bytes']['p99']} B, max {size['entity_bytes']['max']} B of JSON; RSS "
+                        f"+{size['rss_delta_mib']} MiB = {size['rss_bytes_per_entity']} B per entity; "
+                        f"{size['seconds']} s{when(memory)} |")
+        for real in memory.get("worker", []):
+            rows.append(f"| worker RSS through the pipeline ({real['entities']} entities, {real['events']} events) | "
+                        f"{real['rss_before_mib']} → {real['rss_after_mib']} MiB = "
+                        f"{_fmt(real['rss_bytes_per_entity'], ' B')} per entity; tables {real['tables']}"
+                        f"{when(memory)} |")
+    if hunts := results.get("hunts"):
+        slow = ", ".join(f"{name} {h['median_s']} s ({h['rows_read']} rows read)"
+                         for name, h in hunts["hunts"].items())
+        rows.append(f"| saved hunts over {hunts['rows']} events (7 days), median of {hunts['repeats']} | "
+                    f"fill {hunts['fill_s']} s ({hunts['fill_rows_per_s']} rows/s, server-side); {slow}{when(hunts)} |")
+    return rows
+
+
+def goals(results: dict[str, Any]) -> str:
+    """The benchmark issue's goals beside the measured values and the gap; never filled in by hand."""
+    pipe, limit, lat = results.get("pipeline") or {}, results.get("limit") or {}, results.get("latency") or {}
+    contain, memory = results.get("containment") or {}, results.get("memory") or {}
+    scaling, quality = results.get("scaling") or {}, results.get("quality") or {}
+    e2e = pipe.get("sustained_events_per_s") or pipe.get("events_per_s")
+    per_entity = [s["entity_bytes"]["mean"] for s in memory.get("in_process", [])]
+    recalls = {name: c["recall"] for name, c in quality.get("classes", {}).items()}
+    webhook = lat.get("webhook_s", {}).get("p99") or contain.get("p99_s")
+    rows = [
+        ("≥ 50k events/s per worker core end to end", 50_000, e2e, "ge", "/s"),
+        ("≥ 0.5× the limit", 0.5, limit.get("e2e_ratio"), "ge", "×"),
+        ("p99 publish → alert ≤ 1 s", 1.0, lat.get("alert_s", {}).get("p99"), "le", " s"),
+        ("p99 publish → webhook ≤ 2 s", 2.0, webhook, "le", " s"),
+        ("≤ 1 KiB of state per entity (mean, largest run)", 1024, max(per_entity) if per_entity else None, "le", " B"),
+        ("two workers ≥ 1.8× one", 1.8, scaling.get("ratio"), "ge", "×"),
+        ("recall ≥ 0.95 per class (worst class)", 0.95, min(recalls.values()) if recalls else None, "ge", ""),
+        ("≤ 1 false alert per 100k benign events", 1.0, quality.get("false_per_100k"), "le", ""),
+    ]
+    lines = ["| goal | measured | met | gap |", "|---|---|---|---|"]
+    for goal, target, value, sense, unit in rows:
+        if value is None:
+            lines.append(f"| {goal} | not measured | ? | ? |")
+            continue
+        met = value >= target if sense == "ge" else value <= target
+        if met:
+            gap = "none"
+        elif sense == "ge":
+            gap = f"{target / value:.1f}× short" if value else "nothing measured above 0"
+        else:
+            gap = f"{value / target:.1f}× over"
+        lines.append(f"| {goal} | {value}{unit} | {'yes' if met else 'no'} | {gap} |")
+    if quality.get("classes"):
+        lines += ["", "| attack class | attacks | detected | recall | alerts | time to detect p50 / max (event time) |",
+                  "|---|---|---|---|---|---|"]
+        for name, c in sorted(quality["classes"].items()):
+            lines.append(f"| {name} | {c['attacks']} | {c['detected']} | {c['recall']} | {c['alerts']} | "
+                         f"{_fmt(c['detect_s_p50'], ' s')} / {_fmt(c['detect_s_max'], ' s')} |")
+    return "\n".join(lines)
 
 
 def with_latest(results: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +183,10 @@ def with_latest(results: dict[str, Any]) -> dict[str, Any]:
         for name in ALL:
             if name not in merged and name in earlier:
                 merged[name] = {**earlier[name], "from": earlier["time"]}
+    limit, pipe = merged.get("limit"), merged.get("pipeline")
+    if limit and pipe:
+        e2e = pipe.get("sustained_events_per_s") or pipe.get("events_per_s")
+        merged["limit"] = {**limit, "e2e_ratio": round(e2e / limit["limit_per_s"], 4) if e2e else None}
     return merged
 
 
@@ -87,15 +199,65 @@ def update_benchmarks(results: dict[str, Any]) -> None:
     BENCHMARKS.write_text(f"{before}{start}\n{table(results)}\n{end}{after}")
 
 
+def runners(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Callable[[Settings], dict[str, Any]]]:
+    """Each benchmark by name: a function of the bench services' settings returning its numbers."""
+    from bench import (
+        containment_latency,
+        hunt_latency,
+        latency,
+        limit_rate,
+        memory_scale,
+        pipeline_rate,
+        quality,
+        scaling,
+        simulator_rate,
+        sink_rate,
+    )
+
+    entities = [int(n) for n in str(args.memory_entities).split(",") if n.strip()]
+    return {
+        "pipeline": lambda s: pipeline_rate.run(s, args.pipeline_events),
+        "limit": lambda s: limit_rate.run(s, args.limit_events),
+        "scaling": lambda s: scaling.run(s, args.scaling_events),
+        "latency": lambda s: latency.run(s, latency.default_rate(args.latency_rate, results, RESULTS),
+                                         args.latency_attacks),
+        "containment": lambda s: containment_latency.run(s, args.containment_runs),
+        "quality": lambda s: quality.run(s, args.quality_events),
+        "memory": lambda s: memory_scale.run(s, entities, args.memory_worker_entities),
+        "sink": lambda s: sink_rate.run(s),
+        "hunts": lambda s: hunt_latency.run(s, args.hunt_rows),
+        "simulator": lambda s: simulator_rate.run(s, args.rate, args.duration),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated, of {', '.join(ALL)}")
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks that every benchmark works")
+    parser.add_argument("--state-dir", default=str(ROOT / ".aiwarden-bench"), help="services' state (wiped)")
     parser.add_argument("--rate", type=float, default=20_000, help="simulator target rate")
     parser.add_argument("--duration", type=float, default=60, help="simulator seconds")
     parser.add_argument("--pipeline-events", type=int, default=50_000)
+    parser.add_argument("--limit-events", type=int, default=300_000)
+    parser.add_argument("--scaling-events", type=int, default=40_000)
+    parser.add_argument("--latency-rate", type=float, default=None,
+                        help="background events/s; default half the last sustained rate measured, else 300")
+    parser.add_argument("--latency-attacks", type=int, default=20)
+    parser.add_argument("--containment-runs", type=int, default=10)
+    parser.add_argument("--quality-events", type=int, default=300_000)
+    parser.add_argument("--memory-entities", default="10000,100000,1000000", help="in-process entity counts")
+    parser.add_argument("--memory-worker-entities", type=int, default=10_000, help="through a real worker; 0: skip")
+    parser.add_argument("--hunt-rows", type=int, default=10_000_000)
     args = parser.parse_args()
+    if args.quick:
+        for name, value in QUICK.items():
+            if parser.get_default(name) == getattr(args, name):
+                setattr(args, name, value)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    base = Settings(state_dir=ROOT / ".aiwarden-bench")
+    unknown = sorted(set(chosen) - set(ALL))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(ALL)}")
+    base = Settings(state_dir=Path(args.state_dir))
     # Each run starts from empty topics and tables, so no benchmark drains another's leftovers.
     services.down(base)
     shutil.rmtree(base.state_dir, ignore_errors=True)
@@ -103,31 +265,36 @@ def main() -> None:
     settings = services.up(base)
     migrate(settings)
     results["kafka"] = settings.kafka.version
+    results["versions"] = versions()
+    table_of = runners(args, results)
     try:
-        if "pipeline" in chosen:
-            from bench import pipeline_rate
-
-            results["pipeline"] = pipeline_rate.run(settings, args.pipeline_events)
-        if "containment" in chosen:
-            from bench import containment_latency
-
-            results["containment"] = containment_latency.run(settings)
-        if "sink" in chosen:
-            from bench import sink_rate
-
-            results["sink"] = sink_rate.run(settings)
-        if "simulator" in chosen:
-            from bench import simulator_rate
-
-            results["simulator"] = simulator_rate.run(settings, args.rate, args.duration)
+        for name in (n for n in ALL if n in chosen):  # always in ALL's order
+            load, started = loadavg(), time.monotonic()
+            print(f"--- {name} (load {load})", flush=True)
+            try:
+                outcome = table_of[name](settings)
+            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not lose the others
+                traceback.print_exc()
+                results.setdefault("errors", {})[name] = repr(exc)
+                continue
+            results[name] = {**outcome, "load_before": load, "load_after": loadavg(),
+                             "bench_s": round(time.monotonic() - started, 1)}
+            print(json.dumps(results[name])[:2000], flush=True)
     finally:
         services.down(base)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
     update_benchmarks(results)
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2)[:5000])
     print(f"results: {out}; BENCHMARKS.md updated")
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    names = ("faust-streaming", "aiokafka", "confluent-kafka", "orjson", "river", "chdb-core", "clickhouse-connect")
+    return {name: version(name) for name in names}
 
 
 if __name__ == "__main__":
