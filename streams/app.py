@@ -52,5 +52,5 @@ def create_app(settings: Settings) -> faust.App:
         await sink.run()
 
     app.aiwarden_sink = sink  # type: ignore[attr-defined]
-    web.register(app)
+    web.register(app, settings)
     return app

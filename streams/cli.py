@@ -302,11 +302,13 @@ def main() -> None:
 
 
 def _mount_subcommands() -> None:
+    from streams.alerts_tail import alerts_app
     from streams.containment.receiver import receiver_app
     from streams.hunt import hunt_app
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
+    app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
 
 
 _mount_subcommands()

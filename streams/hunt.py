@@ -372,7 +372,7 @@ def resolve_params(
     return resolved
 
 
-def _execute(
+def execute(
     client: Client, hunt: Hunt, params: dict[str, Any], max_rows: int, timeout_s: float
 ) -> tuple[list[str], Rows]:
     if max_rows < 1:
@@ -421,7 +421,7 @@ def run_hunt(
     except OperationalError as exc:
         msg = f"{hunt.where}: cannot reach ClickHouse: {exc}"
         raise HuntError(msg) from None
-    return _execute(client, hunt, resolved, max_rows, timeout_s)
+    return execute(client, hunt, resolved, max_rows, timeout_s)
 
 
 def run_sql(
@@ -508,7 +508,7 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings_of(ctx: typer.Context) -> Settings:
+def settings_of(ctx: typer.Context) -> Settings:
     settings = ctx.find_root().obj
     if isinstance(settings, Settings):
         return settings
@@ -602,7 +602,7 @@ def hunt(
                 msg = f"no hunt {name!r} in {hunts_dir} (aiwarden hunt --list shows {len(hunts)})"
                 raise HuntUsageError(msg)
             target = hunts[name]
-        columns, rows = _run(_settings_of(ctx), target, params, max_rows, timeout)
+        columns, rows = _run(settings_of(ctx), target, params, max_rows, timeout)
     except HuntError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     typer.echo(render(columns, rows, fmt, width), nl=False)

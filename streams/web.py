@@ -1,18 +1,48 @@
-"""The worker's HTTP endpoints (Faust web, bound to 127.0.0.1): health and state introspection."""
+"""The worker's HTTP endpoints (Faust web, bound to 127.0.0.1): health, metrics, state and the console."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
+from infra.settings import Settings
+from streams import metrics
+from streams.console import views as console
+from streams.console.feed import AlertFeed
+from streams.console.queries import ConsoleQueries
 
-def register(app: faust.App) -> None:
+
+def register(app: faust.App, settings: Settings) -> None:
+    feed = AlertFeed(settings)
+    queries = ConsoleQueries(settings)
+    app.aiwarden_feed = feed  # type: ignore[attr-defined]
+    console.register(app, feed, queries)
+
     @app.page("/health")
     class Health(View):
+        """``ok`` when the alert feed reads Kafka and ClickHouse answers, else ``degraded`` (HTTP 200
+        either way: the worker itself is alive; the fields say which dependency is not)."""
+
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "app": app.conf.id})
+            clickhouse = await asyncio.to_thread(queries.ping)
+            sink = getattr(app, "aiwarden_sink", None)
+            checks = {"clickhouse": clickhouse, "alert_feed": feed.ready.is_set()}
+            return self.json({
+                "status": "ok" if all(checks.values()) else "degraded",
+                "app": app.conf.id,
+                "checks": checks,
+                "sink": {"inserted": sink.inserted, "dead_lettered": sink.dead_lettered} if sink else {},
+            })
+
+    @app.page("/metrics")
+    class Metrics(View):
+        """Prometheus text exposition (see ``streams/metrics.py`` for what is measured)."""
+
+        async def get(self, request: Request) -> Response:
+            return self.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
 
     @app.page("/aiwarden/state")
     class State(View):
@@ -28,4 +58,6 @@ def register(app: faust.App) -> None:
                 "tables": tables,
                 "models": models,
                 "sink": {"inserted": sink.inserted, "dead_lettered": sink.dead_lettered} if sink else {},
+                "alert_feed": {"buffered": len(feed.buffer), "followers": len(feed.followers),
+                               "skipped": feed.skipped},
             })

@@ -1,0 +1,149 @@
+"""Read-only ClickHouse views for the console and the worker's JSON endpoints.
+
+Every query goes through ``streams.hunt.execute``: readonly=1 on the server, a time limit and a row
+limit, errors reduced to the server's own one-line reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+from schemas.findings import SEVERITIES, SEVERITY_RANK
+from streams.console.filters import AlertFilter
+from streams.hunt import Hunt, execute
+
+TIMEOUT_S = 10.0
+MAX_LIMIT = 1000
+
+ALERT_COLUMNS = (
+    "alert_id, first_seen, last_seen, severity, risk_score, detectors, atlas_techniques, attack_techniques, "
+    "tactics, entities, primary_entity, summary, evidence_event_ids, finding_ids, maturity, status, version, "
+    "updated_ms"
+)
+EVENT_COLUMNS = (
+    "event_id, time_ms, source, class_uid, activity, message, entity_id, principal, api_key_id, cluster, namespace, "
+    "pod, image, host, process_name, process_cmdline, parent_process_name, file_path, api_service, api_operation, "
+    "api_status, resource, src_ip, dst_ip, dst_host, dst_port, bytes_out, model_id, tokens_in, tokens_out, "
+    "substring(prompt, 1, 500) AS prompt, rule"
+)
+FINDING_COLUMNS = (
+    "finding_id, detector, title, maturity, severity, time_ms, entity_id, entities, summary, tactics, "
+    "atlas_techniques, attack_techniques, evidence_event_ids, anomaly_score"
+)
+
+
+class ConsoleQueries:
+    """One read-only client per worker, used by one query at a time (clickhouse-connect sessions
+    are not concurrent); call the methods from a thread (``asyncio.to_thread``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = settings.clickhouse.database
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _rows(self, sql: str, params: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.settings, readonly=True)
+            try:
+                columns, rows = execute(self._client, Hunt.adhoc(sql), params, limit, TIMEOUT_S)
+            except Exception:
+                self._client.close()
+                self._client = None  # reconnect next time: the server may have restarted
+                raise
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._rows("SELECT 1 AS ok", {}, 1))
+        except Exception:  # noqa: BLE001 - health reports, never raises
+            return False
+
+    def alerts(self, alert_filter: AlertFilter, limit: int = 100, since_ms: int = 0) -> list[dict[str, Any]]:
+        """The latest version of recent alerts, newest activity first."""
+        severities = [s for s in SEVERITIES if SEVERITY_RANK[s] >= SEVERITY_RANK[alert_filter.min_severity]]
+        sql = f"""
+            SELECT {ALERT_COLUMNS} FROM {self.db}.alerts FINAL
+            WHERE severity IN {{severities:Array(String)}}
+              AND (empty({{detectors:Array(String)}}) OR hasAny(detectors, {{detectors:Array(String)}}))
+              AND ({{entity:String}} = '' OR primary_entity = {{entity:String}} OR has(entities, {{entity:String}}))
+              AND last_seen >= {{since:Int64}}
+            ORDER BY last_seen DESC, alert_id
+            LIMIT {{limit:UInt32}}"""  # noqa: S608 - the database name is a setting, values are bound
+        limit = _bounded(limit)
+        return self._rows(sql, {
+            "severities": severities, "detectors": sorted(alert_filter.detectors), "entity": alert_filter.entity,
+            "since": since_ms, "limit": limit,
+        }, limit)
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert with its findings and evidence events (as far as the sink has stored them)."""
+        sql = f"SELECT {ALERT_COLUMNS} FROM {self.db}.alerts FINAL WHERE alert_id = {{id:String}}"  # noqa: S608
+        found = self._rows(sql, {"id": alert_id}, 1)
+        if not found:
+            return None
+        alert = found[0]
+        findings_sql = f"""
+            SELECT {FINDING_COLUMNS} FROM {self.db}.findings
+            WHERE finding_id IN {{ids:Array(String)}}
+            ORDER BY time_ms LIMIT 1 BY finding_id"""  # noqa: S608
+        events_sql = f"""
+            SELECT {EVENT_COLUMNS} FROM {self.db}.events
+            WHERE event_id IN {{ids:Array(String)}}
+            ORDER BY time_ms LIMIT 1 BY event_id"""  # noqa: S608
+        alert["findings"] = self._rows(findings_sql, {"ids": alert["finding_ids"]}, MAX_LIMIT)
+        alert["evidence"] = self._rows(events_sql, {"ids": alert["evidence_event_ids"][:MAX_LIMIT]}, MAX_LIMIT)
+        return alert
+
+    def timeline(self, entity_id: str, limit: int = 200, since_ms: int = 0) -> list[dict[str, Any]]:
+        """Events, findings and alerts involving ``entity_id``, newest first."""
+        sql = f"""
+            SELECT * FROM (
+                SELECT 'event' AS kind, time_ms, event_id AS id, source AS origin, activity AS title,
+                       multiIf(process_cmdline != '', process_cmdline,
+                               api_operation != '', concat(api_service, ':', api_operation, ' ', resource),
+                               dst_host != '' OR dst_ip != '', concat('→ ', if(dst_host != '', dst_host, dst_ip)),
+                               model_id != '', concat('model ', model_id), substring(message, 1, 300)) AS detail,
+                       '' AS severity
+                FROM {self.db}.events
+                WHERE (entity_id = {{entity:String}} OR has(entities, {{entity:String}})) AND time_ms >= {{since:Int64}}
+                ORDER BY time_ms DESC LIMIT 1 BY event_id LIMIT {{limit:UInt32}}
+                UNION ALL
+                SELECT 'finding', time_ms, finding_id, detector, title, summary, severity
+                FROM {self.db}.findings
+                WHERE (entity_id = {{entity:String}} OR has(entities, {{entity:String}})) AND time_ms >= {{since:Int64}}
+                ORDER BY time_ms DESC LIMIT 1 BY finding_id LIMIT {{limit:UInt32}}
+                UNION ALL
+                SELECT 'alert', last_seen, alert_id, arrayStringConcat(detectors, ','), summary, primary_entity,
+                       severity
+                FROM {self.db}.alerts FINAL
+                WHERE (primary_entity = {{entity:String}} OR has(entities, {{entity:String}}))
+                  AND last_seen >= {{since:Int64}}
+                ORDER BY last_seen DESC LIMIT {{limit:UInt32}}
+            ) ORDER BY time_ms DESC, kind LIMIT {{limit:UInt32}}"""  # noqa: S608
+        limit = _bounded(limit)
+        return self._rows(sql, {"entity": entity_id, "since": since_ms, "limit": limit}, limit)
+
+    def inventory(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The AI inventory (AIBOM): the latest state of each asset, most recently seen first."""
+        sql = f"""
+            SELECT asset_id, kind, name, namespace, image, runtimes, models, principals, first_seen, last_seen,
+                   sanctioned, public_exposure, attributes
+            FROM {self.db}.inventory FINAL
+            ORDER BY last_seen DESC, asset_id LIMIT {{limit:UInt32}}"""  # noqa: S608
+        limit = _bounded(limit)
+        return self._rows(sql, {"limit": limit}, limit)
+
+
+def _bounded(limit: int) -> int:
+    return max(1, min(int(limit), MAX_LIMIT))

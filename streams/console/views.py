@@ -1,0 +1,151 @@
+"""The console's HTTP endpoints on the worker's web server (Faust web, aiohttp, 127.0.0.1 by default).
+
+``GET /`` the console page · ``/alerts/stream`` live alerts (Server-Sent Events, resumable with
+``Last-Event-ID``) · ``/alerts`` recent alerts · ``/alerts/{id}`` one alert with its evidence ·
+``/entities/{id}/timeline`` · ``/inventory``. Filters: ``min_severity``, ``detector`` (repeatable),
+``entity``; lists take ``limit`` and ``since_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web as aioweb
+from faust.web import Request, Response, View
+
+from streams.console.feed import HEARTBEAT, AlertFeed, CursorError, Overflow, parse_cursor
+from streams.console.filters import AlertFilter, FilterError
+from streams.console.queries import ConsoleQueries
+from streams.hunt import HuntError
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+RETRY_MS = 2000
+
+
+def _filter(request: Any) -> AlertFilter:
+    return AlertFilter.of(request.query.get("min_severity"), request.query.getall("detector", []),
+                          request.query.get("entity"))
+
+
+def _int(request: Any, name: str, default: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"query parameter {name}={text[:40]!r} is not an integer"
+        raise FilterError(msg) from None
+
+
+def sse_frame(item_id: str | None, event: str, data: bytes) -> bytes:
+    head = f"id: {item_id}\n" if item_id is not None else ""
+    return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
+
+
+def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
+    """Add the console's pages and the static assets to ``app``'s web server."""
+
+    def json(view: View, value: Any, status: int = 200) -> Response:
+        return view.bytes(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS), content_type="application/json",
+                          status=status)
+
+    async def query(view: View, fn: Any, *args: Any) -> Response:
+        try:
+            return json(view, await asyncio.to_thread(fn, *args))
+        except FilterError as exc:
+            return json(view, {"error": str(exc)}, 400)
+        except HuntError as exc:
+            return json(view, {"error": f"ClickHouse: {exc}"}, 503)
+
+    @app.page("/")
+    class Console(View):
+        async def get(self, request: Request) -> Response:
+            return self.html((STATIC / "index.html").read_text())
+
+    @app.page("/alerts/stream")
+    class AlertStream(View):
+        """Server-Sent Events: ``event: alert`` with the alert as JSON, ``id`` = the feed cursor."""
+
+        async def get(self, request: Request) -> Any:
+            try:
+                alert_filter = _filter(request)
+                last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+                cursor = parse_cursor(last) if last else None
+                backlog = _int(request, "backlog", 50)
+            except (FilterError, CursorError) as exc:
+                return json(self, {"error": str(exc)}, 400)
+            response = aioweb.StreamResponse(headers={
+                "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+            })
+            await response.prepare(request)  # type: ignore[arg-type]
+            await response.write(f"retry: {RETRY_MS}\n\n".encode())
+            try:
+                async for item in feed.follow(cursor, backlog):
+                    if item is HEARTBEAT:
+                        await response.write(b": keepalive\n\n")
+                    elif alert_filter.matches(item.alert):
+                        await response.write(sse_frame(item.cursor, "alert", orjson.dumps(item.alert)))
+            except Overflow:
+                await response.write(sse_frame(None, "overflow", b'{"reconnect": true}'))
+            except (ConnectionResetError, asyncio.CancelledError):
+                pass  # the client went away, or the worker stops
+            return response
+
+    @app.page("/alerts")
+    class Alerts(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                args = (_filter(request), _int(request, "limit", 100), _int(request, "since_ms", 0))
+            except FilterError as exc:
+                return json(self, {"error": str(exc)}, 400)
+            return await query(self, queries.alerts, *args)
+
+    @app.page("/alerts/{alert_id}")
+    class AlertDetail(View):
+        async def get(self, request: Request, alert_id: str) -> Response:
+            try:
+                alert = await asyncio.to_thread(queries.alert, alert_id)
+            except HuntError as exc:
+                return json(self, {"error": f"ClickHouse: {exc}"}, 503)
+            if alert is None:
+                return json(self, {"error": f"no alert {alert_id[:80]!r} in ClickHouse (yet)"}, 404)
+            return json(self, alert)
+
+    @app.page("/entities/{entity_id:.+}/timeline")
+    class Timeline(View):
+        async def get(self, request: Request, entity_id: str) -> Response:
+            try:
+                args = (entity_id, _int(request, "limit", 200), _int(request, "since_ms", 0))
+            except FilterError as exc:
+                return json(self, {"error": str(exc)}, 400)
+            return await query(self, queries.timeline, *args)
+
+    @app.page("/inventory")
+    class InventoryView(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                limit = _int(request, "limit", 500)
+            except FilterError as exc:
+                return json(self, {"error": str(exc)}, 400)
+            return await query(self, queries.inventory, limit)
+
+    app.web.add_static("/static/", STATIC)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def alert_feed() -> None:
+        while True:
+            try:
+                await feed.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the broker may be restarting: read on from where it stopped
+                log.exception("the alert feed failed; retrying in 5 s")
+                await asyncio.sleep(5)
