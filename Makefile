@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test unit integration lint format bench soak up down status clean
+.PHONY: browser install demo test unit integration lint format bench soak up down status clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/aiwarden demo
 
+# The console tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; } \
+	  || { echo "install Chromium (Debian: apt-get install chromium) for the console tests"; exit 1; }
+
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
