@@ -44,8 +44,10 @@ def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, co
     check_broker(resolved)
 
     log_path = Path(resolved.state_dir).resolve() / "demo-worker.log"
-    worker = WorkerProcess(resolved, log_path).start()
+    port = resolved.worker.web_port or services.free_port()
+    worker = WorkerProcess(resolved, log_path, AIWARDEN_WORKER__WEB_PORT=str(port)).start()
     console.print(f"  worker started (pid {worker.proc.pid if worker.proc else '?'}, log {log_path})")
+    console.print(f"  SOC console while the demo runs: http://127.0.0.1:{port}/")
     try:
         return _run(resolved, worker, duration, rate, console)
     finally:
