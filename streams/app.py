@@ -39,6 +39,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger=0.005,
         producer_compression_type="lz4",
+        # Agents take batches of up to 1000 (streams.agents.batching): let the stream buffer hold
+        # several, and send ~1 KB records in 256 KB producer batches (default 16 KB: ~15 records).
+        stream_buffer_maxsize=8192,
+        producer_max_batch_size=262_144,
         datadir=str(datadir / worker.app_id),
     )
     normalize.register(app, settings)

@@ -6,6 +6,7 @@ from typing import Any
 
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
+from streams.metrics import DEAD_LETTERS
 
 
 async def dead_letter(dlq: Any, message: Any, reason: str, source: str, stage: str) -> None:
@@ -14,3 +15,4 @@ async def dead_letter(dlq: Any, message: Any, reason: str, source: str, stage: s
     value = message.value if message.value is not None else b""
     letter = DeadLetter.of(reason, source, stage, value, position)
     await dlq.send(key=message.key, value=encode(letter.to_dict()))
+    DEAD_LETTERS.labels(stage).inc()

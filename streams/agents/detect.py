@@ -2,8 +2,9 @@
 
 Events arrive keyed by their primary entity, so one worker owns an entity's state. Each detector's
 state for a key lives in the ``detector-state`` table (changelog-backed: a restarted worker
-recovers it). A state is copied per use (a few microseconds, next to Faust's tens per message)
-and written back only when it changed, since each write is a changelog record. Class-level
+recovers it). Events are taken in batches; a key's state is loaded once per batch, copied
+(detectors mutate it) and written back once at the end of the batch, only if it changed, since
+each write is a changelog record (``streams.agents.batching``). Class-level
 anomaly models are checkpointed per partition into ``model-checkpoints`` every
 ``checkpoint_interval_s`` and restored at start, so a restart never means a cold model.
 Findings go out keyed by their correlation anchor, so correlation state is per anchor too.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import faust
@@ -27,7 +30,9 @@ from schemas.codec import encode
 from schemas.envelope import Event
 from schemas.findings import Finding
 from streams import topics
+from streams.agents.batching import TableBatch, batches, count_into, observe_latency, table_put
 from streams.agents.dead_letters import dead_letter
+from streams.metrics import ALERTS, FINDINGS
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +66,17 @@ class ModelCheckpoints:
             except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not stop detection
                 log.warning("ignoring %s model checkpoint: %s", detector_id, exc)
 
-    def maybe_save(self, partition: int) -> None:
+    def maybe_save(self, partitions: Iterable[int]) -> None:
+        """Every ``interval_s``: checkpoint each model under each of ``partitions`` (a batch's)."""
         now = time.monotonic()
         if now - self.last < self.interval_s:
             return
         self.last = now
         for detector_id, model in self.models.items():
-            self.table[f"{detector_id}|{partition}"] = {"n": model.n, "blob": model.dumps().hex()}
-
-
-def load_state(stored: dict[str, Any] | None) -> tuple[dict[str, Any], bytes]:
-    """A private copy of a table's state (detectors mutate it) and its serialized form, to tell
-    whether anything changed. Table values are JSON on their changelog."""
-    if not stored:
-        return {}, b"{}"
-    before = orjson.dumps(stored)
-    return orjson.loads(before), before
+            value = None
+            for partition in partitions:
+                value = value or {"n": model.n, "blob": model.dumps().hex()}
+                table_put(self.table, partition, f"{detector_id}|{partition}", value)
 
 
 def inventory_row(change: InventoryChange) -> dict[str, Any]:
@@ -92,114 +92,167 @@ def inventory_row(change: InventoryChange) -> dict[str, Any]:
     }
 
 
-def register(app: faust.App, settings: Settings) -> None:
-    config = settings.detection
-    detectors = build_all(config)
-    dispatch = by_class(detectors)
-    events = app.topic(topics.EVENTS, key_type=bytes, value_type=bytes, value_serializer="raw")
-    findings_topic = app.topic(topics.FINDINGS, key_type=bytes, value_type=bytes, value_serializer="raw")
-    state_table = app.Table("detector-state", default=None, key_type=str,
-                            partitions=settings.kafka.partitions)
-    model_table = app.Table("model-checkpoints", default=None, key_type=str,
-                            partitions=settings.kafka.partitions)
-    checkpoints = ModelCheckpoints(model_table, detectors, settings.worker.checkpoint_interval_s)
-    app.aiwarden_models = checkpoints.models  # type: ignore[attr-defined]
+class Detection:
+    """The detect agents' work on one batch of events, apart from Faust (unit-testable): inventory
+    and detectors over per-batch table state, outputs sent as they come, states flushed per batch.
+    ``findings``, ``inventory``, ``rekey`` and ``dlq`` are topics (anything with an async ``send``);
+    ``states``, ``assets`` and ``models`` are Faust tables."""
 
-    # Agents start before tables are recovered from their changelogs: restore once they are.
-    @model_table.on_recover
-    async def restore_models() -> None:
-        checkpoints.restore()
-    inventory = Inventory(config)
-    inventory_topic = app.topic(topics.INVENTORY, key_type=bytes, value_type=bytes, value_serializer="raw")
-    inventory_table = app.Table("inventory-state", default=None, key_type=str,
-                                partitions=settings.kafka.partitions)
-    dlq = app.topic(topics.DLQ, key_type=bytes, value_type=bytes, value_serializer="raw")
+    def __init__(self, settings: Settings, *, findings: Any, inventory: Any, rekey: Any, dlq: Any, states: Any,
+                 assets: Any, models: Any) -> None:
+        config = settings.detection
+        self.detectors = build_all(config)
+        self.dispatch = by_class(self.detectors)
+        self.by_id = {d.id: d for d in self.detectors}
+        self.inventory = Inventory(config)
+        self.findings, self.inventory_topic, self.rekey, self.dlq = findings, inventory, rekey, dlq
+        self.states, self.assets = states, assets
+        self.checkpoints = ModelCheckpoints(models, self.detectors, settings.worker.checkpoint_interval_s)
 
-    rekey = app.topic(f"{settings.worker.app_id}-detect-rekey", key_type=bytes, value_type=bytes,
-                      value_serializer="raw", internal=True, partitions=settings.kafka.partitions)
-    by_id = {d.id: d for d in detectors}
+    async def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: TableBatch,
+                           found: Counter[str]) -> None:
+        with states.guarded(f"{detector.id}|{key}", partition) as state:
+            results = list(detector.detect(event, state))
+        for finding in results:
+            await self.findings.send(key=anchor(finding).encode(), value=encode(finding))
+        found[detector.id] += len(results)
 
-    async def run_detector(detector: Detector, event: Event, key: str) -> None:
-        slot = f"{detector.id}|{key}"
-        state, before = load_state(state_table.get(slot))
-        for finding in detector.detect(event, state):
-            await findings_topic.send(key=anchor(finding).encode(), value=encode(finding))
-        if orjson.dumps(state) != before:  # each write is a changelog record: only real changes
-            state_table[slot] = state
-
-    async def process(event: Event, raw: bytes) -> None:
-        for asset_id in inventory.assets(event):
-            state, before = load_state(inventory_table.get(asset_id))
-            for change in inventory.observe(event, state, asset_id):
-                await inventory_topic.send(key=asset_id.encode(), value=encode(inventory_row(change)))
-            if orjson.dumps(state) != before:
-                inventory_table[asset_id] = state
-        for detector in dispatch.get(event.class_uid, ()):
+    async def process(self, event: Event, raw: bytes, partition: int, states: TableBatch, assets: TableBatch,
+                      found: Counter[str]) -> None:
+        for asset_id in self.inventory.assets(event):
+            with assets.guarded(asset_id, partition) as state:
+                changes = list(self.inventory.observe(event, state, asset_id))
+            for change in changes:
+                await self.inventory_topic.send(key=asset_id.encode(), value=encode(inventory_row(change)))
+        for detector in self.dispatch.get(event.class_uid, ()):
             if detector.sources is not None and event.source not in detector.sources:
                 continue
             key = detector.state_key(event)
             if key is None:
                 continue
             if key == event.entity_id:
-                await run_detector(detector, event, key)
+                await self.run_detector(detector, event, key, partition, states, found)
             else:
                 # State keyed on another entity (a bucket, an access key): repartition the event by
                 # that key so the one worker owning the key sees every event about it.
-                await rekey.send(key=key.encode(), value=raw, headers={DETECTOR_HEADER: detector.id.encode()})
+                await self.rekey.send(key=key.encode(), value=raw, headers={DETECTOR_HEADER: detector.id.encode()})
 
-    @app.agent(rekey, name="detect-rekeyed")
-    async def detect_rekeyed(stream: faust.StreamT[bytes]) -> None:
-        async for record in stream.events():
+    async def events_batch(self, batch: Sequence[Any]) -> None:
+        """One batch from ``aiwarden.events`` (Faust events: ``.value``, ``.message``)."""
+        states, assets, found = TableBatch(self.states), TableBatch(self.assets), Counter[str]()
+        for record in batch:
+            message = record.message
+            try:
+                event = Event.from_dict(orjson.loads(record.value))
+            except (TypeError, ValueError) as exc:  # written by something other than normalize
+                await dead_letter(self.dlq, message, f"not an aiwarden event: {exc}", "events", "detect")
+                continue
+            try:
+                await self.process(event, record.value, message.partition, states, assets, found)
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
+                log.exception("detection failed on event %s", event.event_id)
+                await dead_letter(self.dlq, message, f"detection failed: {exc!r}", event.source, "detect")
+        self.end_batch(batch, found, states, assets)
+
+    async def rekeyed_batch(self, batch: Sequence[Any]) -> None:
+        """One batch from the re-key topic: events keyed by one detector's state key."""
+        states, found = TableBatch(self.states), Counter[str]()
+        for record in batch:
             message = record.message
             headers = dict(message.headers or [])
-            detector = by_id.get(headers.get(DETECTOR_HEADER, b"").decode())
+            detector = self.by_id.get(headers.get(DETECTOR_HEADER, b"").decode())
             try:
                 if detector is None:
                     msg = f"unknown detector in header {headers.get(DETECTOR_HEADER)!r}"
                     raise ValueError(msg)
                 event = Event.from_dict(orjson.loads(record.value))
-                await run_detector(detector, event, message.key.decode())
+                key = (message.key or b"").decode()
+                await self.run_detector(detector, event, key, message.partition, states, found)
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                 log.exception("rekeyed detection failed")
-                await dead_letter(dlq, message, f"detection failed: {exc!r}", "events", "detect")
+                await dead_letter(self.dlq, message, f"detection failed: {exc!r}", "events", "detect")
+        self.end_batch(batch, found, states)
 
-    @app.agent(events, name="detect")
+    def end_batch(self, batch: Sequence[Any], found: Counter[str], *tables: TableBatch) -> None:
+        """After a batch: each changed state written once, models checkpointed when due, metrics."""
+        for table in tables:
+            table.flush()
+        self.checkpoints.maybe_save(sorted({record.message.partition for record in batch}))
+        count_into(FINDINGS, found)
+        observe_latency("detect", [record.message for record in batch])
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    partitions = settings.kafka.partitions
+
+    def table(name: str) -> Any:
+        return app.Table(name, default=None, key_type=str, partitions=partitions)
+
+    def topic(name: str, **options: Any) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw", **options)
+
+    models = app.Table("model-checkpoints", default=None, key_type=str, partitions=partitions)
+    rekey = topic(f"{settings.worker.app_id}-detect-rekey", internal=True, partitions=partitions)
+    detection = Detection(
+        settings, findings=topic(topics.FINDINGS), inventory=topic(topics.INVENTORY), rekey=rekey,
+        dlq=topic(topics.DLQ), states=table("detector-state"), assets=table("inventory-state"), models=models,
+    )
+    app.aiwarden_models = detection.checkpoints.models  # type: ignore[attr-defined]
+
+    # Agents start before tables are recovered from their changelogs: restore once they are.
+    @models.on_recover
+    async def restore_models() -> None:
+        detection.checkpoints.restore()
+
+    @app.agent(rekey, name="detect-rekeyed")
+    async def detect_rekeyed(stream: faust.StreamT[bytes]) -> None:
+        async for batch in batches(stream):
+            await detection.rekeyed_batch(batch)
+
+    @app.agent(topic(topics.EVENTS), name="detect")
     async def detect(stream: faust.StreamT[bytes]) -> None:
-        async for event_record in stream.events():
+        async for batch in batches(stream):
+            await detection.events_batch(batch)
+
+
+class Correlation:
+    """The correlate agent's work on one batch of findings, apart from Faust (unit-testable)."""
+
+    def __init__(self, settings: Settings, *, alerts: Any, dlq: Any, states: Any) -> None:
+        self.correlator = Correlator(settings.detection)
+        self.alerts, self.dlq, self.states = alerts, dlq, states
+
+    async def findings_batch(self, batch: Sequence[Any]) -> None:
+        states, leading = TableBatch(self.states), Counter[str]()
+        for record in batch:
             try:
-                event = Event.from_dict(orjson.loads(event_record.value))
-            except (TypeError, ValueError) as exc:  # written by something other than normalize
-                await dead_letter(dlq, event_record.message, f"not an aiwarden event: {exc}", "events", "detect")
+                finding = Finding.from_dict(orjson.loads(record.value))
+                with states.guarded(anchor(finding), record.message.partition) as state:
+                    alert = self.correlator.add(finding, state)
+            except Exception as exc:  # noqa: BLE001 - one bad finding must not stop correlation
+                log.exception("correlation failed")
+                await dead_letter(self.dlq, record.message, f"correlation failed: {exc!r}", "findings", "correlate")
                 continue
-            try:
-                await process(event, event_record.value)
-            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                log.exception("detection failed on event %s", event.event_id)
-                await dead_letter(dlq, event_record.message, f"detection failed: {exc!r}", event.source, "detect")
-            checkpoints.maybe_save(event_record.message.partition)
+            if alert is not None:
+                leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
+                await self.alerts.send(key=alert.alert_id.encode(), value=encode(alert))
+        states.flush()
+        count_into(ALERTS, leading)
+        observe_latency("correlate", [record.message for record in batch])
 
 
 def register_correlation(app: faust.App, settings: Settings) -> None:
     """``aiwarden.findings`` (keyed by anchor) → one open alert per anchor → ``aiwarden.alerts``."""
-    correlator = Correlator(settings.detection)
-    findings = app.topic(topics.FINDINGS, key_type=bytes, value_type=bytes, value_serializer="raw")
-    alerts = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes, value_serializer="raw")
-    table = app.Table("correlation-state", default=None, key_type=str,
-                      partitions=settings.kafka.partitions)
-    dlq = app.topic(topics.DLQ, key_type=bytes, value_type=bytes, value_serializer="raw")
 
-    @app.agent(findings, name="correlate")
+    def topic(name: str) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
+
+    correlation = Correlation(
+        settings, alerts=topic(topics.ALERTS), dlq=topic(topics.DLQ),
+        states=app.Table("correlation-state", default=None, key_type=str, partitions=settings.kafka.partitions),
+    )
+
+    @app.agent(topic(topics.FINDINGS), name="correlate")
     async def correlate(stream: faust.StreamT[bytes]) -> None:
-        async for record in stream.events():
-            try:
-                finding = Finding.from_dict(orjson.loads(record.value))
-                key = anchor(finding)
-                state, _ = load_state(table.get(key))
-                alert = correlator.add(finding, state)
-            except Exception as exc:  # noqa: BLE001 - one bad finding must not stop correlation
-                log.exception("correlation failed")
-                await dead_letter(dlq, record.message, f"correlation failed: {exc!r}", "findings", "correlate")
-                continue
-            table[key] = state
-            if alert is not None:
-                await alerts.send(key=alert.alert_id.encode(), value=encode(alert))
+        async for batch in batches(stream):
+            await correlation.findings_batch(batch)

@@ -1,0 +1,115 @@
+"""Profile one worker while it drains a simulated backlog (py-spy, sampling, no code changes).
+
+    .venv/bin/python -m bench.profile_worker --events 30000 --seconds 30
+
+Starts the local services in ``.aiwarden-profile/`` (stopped at the end), publishes the backlog,
+starts one ``aiwarden worker``, waits for its first event in ClickHouse, then samples it with
+``py-spy record`` for ``--seconds`` and prints where the time goes: the share of samples whose stack
+contains each of a few known frames (inclusive), and the top functions by own (leaf) samples. The
+collapsed stacks are kept in ``bench/results/profile-<time>.txt`` for a flame graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from infra import services
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+from streams.publish import Publisher
+from streams.setup import migrate
+from streams.simulate import publish_simulation
+from streams.simulator import SimConfig
+from streams.worker_process import WorkerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Frames (substring of "function (file)") whose inclusive share is reported.
+MARKERS = {
+    "normalize agent": "normalize (streams/agents/normalize.py",
+    "detect agent": "detect (streams/agents/detect.py",
+    "correlate agent": "correlate (streams/agents/detect.py",
+    "normalize_bytes (parse)": "normalize_bytes (schemas/sources",
+    "detectors (detect())": "detect (detectors/",
+    "inventory observe": "observe (detectors/inventory.py",
+    "state load/dump (orjson)": "load_state (streams/agents/detect.py",
+    "Faust stream iteration": "__aiter__ (faust/streams.py",
+    "Faust table set (changelog)": "__setitem__ (mode/utils/collections.py",
+    "topic send / produce": "send (faust/topics.py",
+    "aiokafka consumer fetch": "(aiokafka/consumer/fetcher.py",
+    "aiokafka producer": "(aiokafka/producer/",
+    "sink (ClickHouse)": "(streams/agents/sink.py",
+    "event loop idle (select)": "select (selectors.py",
+    "offset commit": "commit (faust/transport/consumer.py",
+}
+
+
+def summarize(collapsed: Path, top: int = 25) -> str:
+    stacks: list[tuple[list[str], int]] = []
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    total = sum(n for _, n in stacks) or 1
+    out = [f"{total} samples"]
+    for label, marker in MARKERS.items():
+        n = sum(c for frames, c in stacks if any(marker in f for f in frames))
+        out.append(f"  {100 * n / total:5.1f}%  {label}")
+    leaf: Counter[str] = Counter()
+    for frames, c in stacks:
+        leaf[frames[-1]] += c
+    out.append("top own time:")
+    out.extend(f"  {100 * c / total:5.1f}%  {name}" for name, c in leaf.most_common(top))
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
+    args = parser.parse_args()
+    base = Settings(state_dir=ROOT / ".aiwarden-profile")
+    services.down(base)
+    shutil.rmtree(base.state_dir, ignore_errors=True)
+    settings = services.up(base)
+    worker = None
+    try:
+        migrate(settings)
+        start_ms = (int(time.time()) - 86_400) // 60 * 60_000
+        config = SimConfig(seed=5, duration_s=args.events / 1000, rate=1000, start_ms=start_ms)
+        publish_simulation(Publisher(settings), config, paced=False)
+        app_id = f"profile-{uuid.uuid4().hex[:6]}"
+        worker = WorkerProcess(settings, settings.state_dir / f"{app_id}.log", AIWARDEN_WORKER__APP_ID=app_id).start()
+        client = connect(settings)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if int(client.query("SELECT count() FROM aiwarden.events").result_rows[0][0]):
+                break
+            time.sleep(0.5)
+        client.close()
+        assert worker.proc is not None
+        out = ROOT / "bench" / "results" / f"profile-{time.strftime('%Y%m%dT%H%M%S')}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(worker.proc.pid),
+               "--duration", str(int(args.seconds)), "--format", "raw", "--rate", "200", "-o", str(out)]
+        if args.native:
+            spy.append("--native")
+        subprocess.run(spy, check=True, capture_output=True)  # noqa: S603
+        print(summarize(out))
+        print(f"collapsed stacks: {out}")
+    finally:
+        if worker is not None:
+            worker.stop()
+        services.down(base)
+
+
+if __name__ == "__main__":
+    main()
