@@ -149,10 +149,11 @@ def run(settings: Settings, rate_and_origin: tuple[float, str] = (DEFAULT_RATE, 
             thread.start()
         publisher = Publisher(settings, **{"linger.ms": 1})
         used: set[str] = set()
-        lag = None
+        lag = warm_lag = None
         try:
             ready.wait(30)
             time.sleep(warmup_s)  # group join, table recovery, steady background
+            warm_lag = pipeline_lag(settings, app_id_of(worker))[0]
             seed = 2000
             for _ in range(attacks):
                 pod, records, _ = make_attack(seed)
@@ -186,6 +187,7 @@ def run(settings: Settings, rate_and_origin: tuple[float, str] = (DEFAULT_RATE, 
         "rate_from": origin,
         "background_published": published[0],
         "attacks": attacks,
+        "lag_after_warmup": warm_lag,
         "lag_at_end": lag,
         **{name: spread(values) for name, values in latencies.items()},
     }

@@ -1,0 +1,62 @@
+"""The benchmarks' pure helpers: percentiles, lag arithmetic, the goals table's verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.common import lag_of, percentile, rate, spread
+from bench.run import goals
+
+pytestmark = pytest.mark.unit
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))  # 1..100
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile(values, 0) == 1
+    assert percentile(reversed(values), 50) == 50  # order does not matter
+
+
+def test_p99_of_few_values_is_the_maximum() -> None:
+    assert percentile([0.3, 0.1, 0.2], 99) == 0.3
+    assert percentile([5.0], 50) == 5.0
+
+
+def test_percentile_of_nothing_and_bad_q() -> None:
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError, match="0..100"):
+        percentile([1], 101)
+
+
+def test_spread_and_rate() -> None:
+    stats = spread([1.0, 2.0, 3.0, 4.0])
+    assert stats == {"n": 4, "p50": 2.0, "p99": 4.0, "max": 4.0, "mean": 2.5}
+    assert spread([])["p99"] is None
+    assert rate(1000, 2.0) == 500
+    assert rate(1000, None) is None
+    assert rate(1000, 0.0) is None
+
+
+def test_lag_counts_uncommitted_records_only() -> None:
+    ends = {("t", 0): 100, ("t", 1): 50, ("u", 0): 10}
+    committed = {("t", 0): 90, ("t", 1): 50, ("u", 0): -1001}  # -1001: nothing committed yet
+    assert lag_of(committed, ends) == 10 + 0 + 10
+    assert lag_of({}, ends) == 160
+    assert lag_of({("t", 0): 120}, {("t", 0): 100}) == 0  # never negative
+
+
+def test_goals_report_gaps_and_never_invent_values() -> None:
+    text = goals({
+        "pipeline": {"events_per_s": 5_000},
+        "limit": {"e2e_ratio": 0.75},
+        "latency": {"alert_s": {"p99": 2.0}, "webhook_s": {"p99": None}},
+        "scaling": {"ratio": 1.2},
+    })
+    assert "| ≥ 50k events/s per worker core end to end | 5000/s | no | 10.0× short |" in text
+    assert "| ≥ 0.5× the limit | 0.75× | yes | none |" in text
+    assert "| p99 publish → alert ≤ 1 s | 2.0 s | no | 2.0× over |" in text
+    assert "| p99 publish → webhook ≤ 2 s | not measured | ? | ? |" in text
+    assert "| two workers ≥ 1.8× one | 1.2× | no | 1.5× short |" in text
+    assert "recall ≥ 0.95 per class (worst class) | not measured" in text
