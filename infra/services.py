@@ -170,6 +170,25 @@ class LocalService:
         self._wait_healthy(ports, proc.pid, proc.poll)
         return self.status()
 
+    def restart(self, stop_timeout_s: float = 30.0, port_wait_s: float = 120.0) -> float:
+        """Start again on the recorded ports (clients keep their address), stopping it first if it runs.
+        Waits until the old sockets release the ports; returns the seconds that took."""
+        self.stop(stop_timeout_s)
+        ports = self.ports()
+        waited = time.monotonic()
+        deadline = waited + port_wait_s
+        while ports and not all(port_free(p) for p in ports.values()):
+            if time.monotonic() > deadline:
+                msg = f"{self.name}: ports {ports} still busy after {port_wait_s:.0f}s"
+                raise ServiceError(msg)
+            time.sleep(0.5)
+        waited = time.monotonic() - waited
+        self.start()
+        if self.ports() != ports:
+            msg = f"{self.name} came back on other ports: {self.ports()} instead of {ports}"
+            raise ServiceError(msg)
+        return waited
+
     def _wait_healthy(self, ports: dict[str, int], pid: int, poll: Callable[[], int | None] | None = None) -> None:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:

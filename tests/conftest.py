@@ -53,6 +53,17 @@ def _testcontainers(base: Settings) -> Iterator[Settings]:
         )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak tests (``@pytest.mark.soak``: long fault-injection variants) run only when ``-m`` names them
+    (``make soak`` runs ``pytest -m soak``); ``make test`` and every other selection leaves them out."""
+    if "soak" in (config.option.markexpr or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+
+
 @pytest.fixture(scope="session")
 def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Resolved settings pointing at a real broker and a real ClickHouse, schema applied."""

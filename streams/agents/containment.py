@@ -26,6 +26,7 @@ from streams import topics
 from streams.agents.dead_letters import dead_letter
 from streams.containment.delivery import Deliverer, Outcome, backoff_s
 from streams.containment.policy import Action, load_policy
+from streams.metrics import WEBHOOK_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,14 @@ def log_row(action: dict[str, Any], status: str, attempt: int = 0, outcome: Outc
     }
 
 
+async def record_action(action_log: Any, action: dict[str, Any], status: str, attempt: int = 0,
+                        outcome: Outcome | None = None, detail: str = "") -> None:
+    """One row on the action log (→ ClickHouse ``actions``), counted in ``WEBHOOK_OUTCOMES`` by status."""
+    WEBHOOK_OUTCOMES.labels(status).inc()
+    await action_log.send(key=action["action_id"].encode(), value=encode(log_row(action, status, attempt, outcome,
+                                                                               detail)))
+
+
 def register(app: faust.App, settings: Settings) -> None:
     conf = settings.containment
     policy = load_policy(conf.policy_path)  # an invalid policy stops the worker here, naming file and line
@@ -70,6 +79,10 @@ def register(app: faust.App, settings: Settings) -> None:
     state = app.Table("containment-state", default=None, key_type=str, partitions=1)
     rng = random.Random()  # noqa: S311 - jitter, not security
     deliverers: dict[str, Deliverer] = {}
+
+    async def log_action(action: dict[str, Any], status: str, attempt: int = 0, outcome: Outcome | None = None,
+                         detail: str = "") -> None:
+        await record_action(action_log, action, status, attempt, outcome, detail)
 
     def deliverer() -> Deliverer:
         if "d" not in deliverers:
@@ -96,8 +109,7 @@ def register(app: faust.App, settings: Settings) -> None:
             state["policy"] = current
             for action in decided:
                 row = action.to_dict()
-                await action_log.send(key=action.action_id.encode(),
-                                      value=encode(log_row(row, action.status, detail=action.reason)))
+                await log_action(row, action.status, detail=action.reason)
                 if action.status == "held":  # blast radius reached: a human decides
                     await alerts.send(key=None, value=encode(containment_alert(row, "held", action.reason)))
                 if action.status == "pending":
@@ -106,25 +118,22 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def attempt(action: dict[str, Any], message: Any) -> None:
         number = int(action.get("attempt", 1))
-        key = action["action_id"].encode()
         # Safety first: a worker in dry-run never sends, and an action decided long ago (a consumer
         # group reset, a backlog after an outage) is recorded as expired rather than executed late.
         if policy.dry_run:
-            await action_log.send(key=key, value=encode(log_row(action, "dry_run", number, detail="worker in dry-run")))
+            await log_action(action, "dry_run", number, detail="worker in dry-run")
             return
         age_s = time.time() - int(action.get("decided_ms", 0)) / 1000
         if age_s > conf.max_action_age_s:
             detail = f"decided {age_s:.0f}s ago, over the {conf.max_action_age_s:.0f}s limit: not executed"
-            await action_log.send(key=key, value=encode(log_row(action, "expired", number, detail=detail)))
+            await log_action(action, "expired", number, detail=detail)
             return
         outcome = await deliverer().attempt(action["action_id"], webhook_payload(action))
         if outcome.status == "delivered":
-            await action_log.send(key=action["action_id"].encode(), value=encode(log_row(action, "delivered",
-                                                                                         number, outcome)))
+            await log_action(action, "delivered", number, outcome)
             return
         if outcome.status == "failed" or number >= conf.max_attempts:
-            await action_log.send(key=action["action_id"].encode(), value=encode(log_row(action, "failed", number,
-                                                                                         outcome)))
+            await log_action(action, "failed", number, outcome)
             await dead_letter(dlq, message, f"containment delivery failed after {number} attempts: {outcome.detail}",
                               "actions", "deliver")
             detail = f"failed after {number} attempts ({outcome.detail[:120]})"
@@ -132,8 +141,7 @@ def register(app: faust.App, settings: Settings) -> None:
             return
         wait = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s(
             number, conf.backoff_base_s, conf.backoff_cap_s, rng)
-        await action_log.send(key=action["action_id"].encode(), value=encode(log_row(action, "retrying", number,
-                                                                                     outcome)))
+        await log_action(action, "retrying", number, outcome)
         due = {**action, "attempt": number + 1, "due_ms": int((time.time() + wait) * 1000)}
         await retries.send(key=action["action_id"].encode(), value=encode(due))
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
@@ -34,6 +34,7 @@ from infra.settings import Settings
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from streams import topics
+from streams.metrics import SINK_INSERT_SECONDS, SINK_LAG, SINK_ROWS, STAGE_LATENCY
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ class Batch:
     ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     count: int = 0
     started: float = field(default_factory=time.monotonic)
+    oldest_ms: int | None = None  # the earliest Kafka timestamp seen (per fetch, not per record)
+
+    def saw_timestamp(self, timestamp_ms: int) -> None:
+        if timestamp_ms > 0 and (self.oldest_ms is None or timestamp_ms < self.oldest_ms):
+            self.oldest_ms = timestamp_ms
 
     def add(self, tp: TopicPartition, offset: int, table: str, value: bytes) -> None:
         if not self.count:  # the batch's age counts from its first row
@@ -110,6 +116,7 @@ class ClickHouseSink:
         self._client: Client | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._batch = Batch()
+        self._lag: dict[TopicPartition, int] = {}
         self.inserted = 0
         self.dead_lettered = 0
 
@@ -120,9 +127,12 @@ class ClickHouseSink:
         insert_settings: dict[str, Any] = dict(INSERT_SETTINGS)
         if token:
             insert_settings["insert_deduplication_token"] = token
+        started = time.perf_counter()
         self._client.raw_insert(
             f"{self.database}.{table}", insert_block=b"\n".join(lines), settings=insert_settings, fmt="JSONEachRow"
         )
+        SINK_INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
+        SINK_ROWS.labels(table).inc(len(lines))
 
     def _isolate_bad_rows(self, table: str, lines: list[bytes]) -> list[tuple[bytes, str]]:
         """After a data error: insert halves, splitting only those ClickHouse rejects, down to single
@@ -202,10 +212,48 @@ class ClickHouseSink:
         if not batch.count:
             return
         await self._write(batch)
+        if batch.oldest_ms is not None:
+            STAGE_LATENCY.labels("sink").observe(max(0.0, time.time() - batch.oldest_ms / 1000))
         if self._consumer is not None:
-            await self._consumer.commit(batch.commit_offsets())
+            await self._commit(self._consumer, batch)
+            self._record_lag(self._consumer, batch)
         self.inserted += batch.count
         log.debug("sink inserted %d rows", batch.count)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        """Commit after the insert. A commit that fails (the broker restarting, the group rebalancing
+        away the partitions) is not fatal: the rows are in ClickHouse and whoever reads the partitions
+        next redelivers them, which ReplacingMergeTree absorbs. Retried while it is transient."""
+        offsets = batch.commit_offsets()
+        delay = 0.2
+        for _ in range(8):
+            owned = consumer.assignment()
+            offsets = {tp: o for tp, o in offsets.items() if tp in owned}
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+                return
+            except CommitFailedError as exc:  # partitions moved to another member: not ours to commit
+                log.warning("sink commit refused after a rebalance; the rows will be redelivered: %s", exc)
+                return
+            except KafkaError as exc:
+                log.warning("sink commit failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.warning("sink commit kept failing; %d rows will be redelivered", batch.count)
+
+    def _record_lag(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        """``SINK_LAG`` per topic from the fetch high-water marks the consumer already has (no request)."""
+        for tp, (_, last) in batch.ranges.items():
+            high = consumer.highwater(tp)
+            if high is not None:
+                self._lag[tp] = max(0, high - last - 1)
+        per_topic: dict[str, int] = {}
+        for tp, lag in self._lag.items():
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + lag
+        for topic, lag in per_topic.items():
+            SINK_LAG.labels(topic).set(lag)
 
     # -- Kafka side
     async def run(self) -> None:
@@ -230,6 +278,8 @@ class ClickHouseSink:
                 records = await self._consumer.getmany(timeout_ms=200, max_records=room)
                 for tp, messages in records.items():
                     table = self.topic_tables[tp.topic]
+                    if messages:
+                        self._batch.saw_timestamp(messages[0].timestamp)
                     for message in messages:
                         if message.value is not None:
                             self._batch.add(tp, message.offset, table, message.value)

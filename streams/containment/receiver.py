@@ -7,9 +7,11 @@ A small HTTP server that takes aiwarden's signed response-action webhooks (Stand
   "alert": {...}, "evidence": [...]}``. The signature and timestamp are verified first (401 with a
   JSON error otherwise). A ``webhook-id`` seen before with the same body is answered with the first
   response plus ``"duplicate": true`` and nothing is done again; with a different body it is a
-  replay and gets 409. Ids are remembered in memory, the newest ``max_ids`` of them and only as long
-  as their timestamp could still verify (tolerance plus a margin): an older delivery fails the
-  timestamp check anyway.
+  replay and gets 409. Ids are remembered the newest ``max_ids`` of them and only as long as their
+  timestamp could still verify (tolerance plus a margin): an older delivery fails the timestamp
+  check anyway. With ``state_path`` (``--state``) each handled id is also appended to a JSON-lines
+  file, written before the answer and read back on start: a receiver restarted after it acted but
+  before the sender saw the answer still refuses to act twice.
 * ``quarantine_workload`` of a pod: a JSON merge patch labelling the pod ``aiwarden.io/quarantine=true``
   (annotated with the alert id) and a deny-all ingress+egress NetworkPolicy selecting that label.
   ``block_egress``: label ``aiwarden.io/egress-blocked=true`` and an egress-only deny-all policy.
@@ -30,10 +32,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
@@ -128,6 +131,7 @@ class Receiver:
         tolerance_s: float = DEFAULT_TOLERANCE_S,
         max_ids: int = MAX_IDS,
         clock: Callable[[], float] = time.time,
+        state_path: Path | None = None,
     ) -> None:
         self._key = secret_key(secret)
         self.kubectl = kubectl
@@ -136,7 +140,11 @@ class Receiver:
         self.max_ids = max_ids
         self.clock = clock
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.handled_ids: Counter[str] = Counter()  # times each id was acted on (never above 1)
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self.state_path = state_path
+        if state_path is not None:
+            self._load_state(state_path)
         self._lock = threading.Lock()  # one delivery at a time: dedupe, act, remember
         self._out_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -209,6 +217,35 @@ class Receiver:
                 break
             self._seen.popitem(last=False)
 
+    def _load_state(self, path: Path) -> None:
+        """Remember the ids a previous run handled (still within the horizon), then compact the file."""
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    seen = _Seen(str(entry["body_hash"]), float(entry["seen_at"]), dict(entry["response"]))
+                    self._seen[str(entry["id"])] = seen
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line torn by a crash mid-write
+                self._seen.move_to_end(str(entry["id"]))
+            self._forget_old(self.clock())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(self._state_line(msg_id, seen) for msg_id, seen in self._seen.items()))
+        tmp.replace(path)
+
+    @staticmethod
+    def _state_line(msg_id: str, seen: _Seen) -> str:
+        return json.dumps({"id": msg_id, **asdict(seen)}) + "\n"
+
+    def _remember(self, msg_id: str, seen: _Seen) -> None:
+        self._seen[msg_id] = seen
+        self.handled_ids[msg_id] += 1
+        if self.state_path is not None:
+            with self.state_path.open("a") as state:  # before the answer: a crash after it cannot act twice
+                state.write(self._state_line(msg_id, seen))
+                state.flush()
+
     def deliver(self, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
         """Handle one POSTed delivery: (HTTP status, JSON response)."""
         self._count("received")
@@ -235,7 +272,7 @@ class Receiver:
             except BadDelivery as exc:
                 self._count("bad_request")
                 return 400, {"ok": False, "error": str(exc), "id": msg_id}
-            self._seen[msg_id] = _Seen(body_hash, now, response)
+            self._remember(msg_id, _Seen(body_hash, now, response))
             self._count("handled")
             return 200, {**response, "duplicate": False}
 
@@ -383,6 +420,10 @@ def receiver(
     kubectl: Annotated[
         bool, typer.Option("--kubectl/--no-kubectl", help="Apply the manifests with kubectl instead of printing.")
     ] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="JSON-lines file of handled webhook ids, kept across restarts."),
+    ] = None,
 ) -> None:
     """Serve signed webhooks until Ctrl-C: verify, dedupe, then print (or kubectl-apply) the containment."""
     if ctx.invoked_subcommand is not None:
@@ -394,7 +435,7 @@ def receiver(
         typer.echo("error: no secret: pass --secret or set AIWARDEN_CONTAINMENT__SECRET", err=True)
         raise typer.Exit(2)
     try:
-        server = Receiver(secret, port, kubectl, sys.stdout, host=host)
+        server = Receiver(secret, port, kubectl, sys.stdout, host=host, state_path=state)
     except ValueError as exc:  # a bad secret: the message never contains it
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
