@@ -166,6 +166,7 @@ def through_worker(settings: Settings, entities: int) -> dict[str, Any]:
         tables = httpx.get(f"http://127.0.0.1:{port}/aiwarden/state", timeout=10).json().get("tables", {})
     finally:
         worker.stop()
+    keys = sum(n for name, n in tables.items() if name in ("detector-state", "inventory-state"))
     client = connect(settings)
     try:
         seen = int(client.query(
@@ -182,6 +183,7 @@ def through_worker(settings: Settings, entities: int) -> dict[str, Any]:
         "rss_before_mib": round(rss_before),
         "rss_after_mib": round(rss_after),
         "rss_bytes_per_entity": round((rss_after - rss_before) * 2**20 / seen) if seen else None,
+        "rss_bytes_per_state_key": round((rss_after - rss_before) * 2**20 / keys) if keys else None,
         "tables": tables,
     }
 

@@ -102,8 +102,8 @@ def new_rows(results: dict[str, Any], when: Any) -> list[str]:
                     f"ratio {_fmt(scaling['ratio'])}{when(scaling)} |")
     if lat := results.get("latency"):
         def p(name: str) -> str:
-            d = lat[name]
-            return f"p50 {_fmt(d['p50'], ' s')}, p99 {_fmt(d['p99'], ' s')} ({d['n']} of {lat['attacks']})"
+            d, sent = lat[name], lat.get("attacks_published", lat["attacks"])
+            return f"p50 {_fmt(d['p50'], ' s')}, p99 {_fmt(d['p99'], ' s')} ({d['n']} of {sent})"
         rows.append(f"| latency at {lat['rate']}/s background ({lat['rate_from']}), {lat['attacks']} attacks | "
                     f"publish → alert on aiwarden.alerts {p('alert_s')}; → row in ClickHouse {p('clickhouse_s')}; "
                     f"→ webhook {p('webhook_s')}; worker lag after warm-up {lat.get('lag_after_warmup')}, at the end "
@@ -125,7 +125,8 @@ def new_rows(results: dict[str, Any], when: Any) -> list[str]:
         for real in memory.get("worker", []):
             rows.append(f"| worker RSS through the pipeline ({real['entities']} entities, {real['events']} events) | "
                         f"{real['rss_before_mib']} → {real['rss_after_mib']} MiB = "
-                        f"{_fmt(real['rss_bytes_per_entity'], ' B')} per entity; tables {real['tables']}"
+                        f"{_fmt(real['rss_bytes_per_entity'], ' B')} per entity seen, "
+                        f"{_fmt(real.get('rss_bytes_per_state_key'), ' B')} per state key; tables {real['tables']}"
                         f"{when(memory)} |")
     if hunts := results.get("hunts"):
         slow = ", ".join(f"{name} {h['median_s']} s ({h['rows_read']} rows read)"
