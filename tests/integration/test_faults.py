@@ -10,6 +10,7 @@ RELIABILITY.md records what each measured.
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -235,15 +236,19 @@ class FaultyEndpoint:
 def test_webhook_receiver_failing_then_each_action_delivered_once(
         service_settings: Settings, ch: Any, tmp_path: Path, receiver: Receiver, size: tuple[int, int, int],
         failing_s: float) -> None:
-    pipeline, feeder = begin(service_settings, ch, "webhook", 95, size, receiver, min(size[2], failing_s * 2 / 3))
+    pipeline, feeder = begin(service_settings, ch, "webhook", 95, size, receiver, failing_s / 3)
     endpoint = FaultyEndpoint(receiver.port, delay_s=3.0)  # the worker's timeout is 2 s
     try:
         pipeline.start_worker(tmp_path / "w1.log", f"http://127.0.0.1:{endpoint.port}/")
+        endpoint.set("5xx")
         feeder.start()
+        wait_until(lambda: endpoint.seen.get("5xx"), 180, "a first containment attempt", pipeline.workers)
         started = time.monotonic()
-        for mode in ("refused", "5xx", "timeout"):
-            endpoint.set(mode)
-            hold(failing_s / 3, pipeline)
+        # Modes rotate every few seconds, so every action meets each of them while it is retried.
+        modes = itertools.cycle(("timeout", "refused", "5xx"))
+        while time.monotonic() - started < failing_s:
+            endpoint.set(next(modes))
+            hold(min(3.0, failing_s - (time.monotonic() - started)), pipeline)
         endpoint.set("ok")
         back = time.monotonic()
         outcome, settled_s = pipeline.complete(feeder, back, actions=True)
@@ -255,3 +260,6 @@ def test_webhook_receiver_failing_then_each_action_delivered_once(
     report("webhook receiver failing", failing_s=round(back - started, 1), requests_per_mode=endpoint.seen,
            action_log=dict(attempts), settled_after_recovery_s=round(settled_s, 1), outcome=outcome.summary())
     assert outcome.actions, "no containment action was decided"
+    statuses = dict(attempts)
+    exercised = statuses.get("retrying", 0) and endpoint.seen.get("5xx", 0) and endpoint.seen.get("timeout", 0)
+    assert exercised, f"the failures were not exercised: {endpoint.seen}, {statuses}"
