@@ -190,6 +190,16 @@ def test_feed_replays_from_kafka_what_its_buffer_no_longer_holds(service_setting
     assert len({(item.partition, item.offset) for item in got}) == len(got)  # nothing twice
 
 
+def metric_samples(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value}."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 def run_tail(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
     env.update(settings_env(settings))
@@ -263,4 +273,12 @@ def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings
         finally:
             browser.close()
     assert (ARTIFACTS / "console.png").stat().st_size > 10_000
+    # the worker that raised it counted it: events in per source, findings and alerts per detector, stage latency
+    samples = metric_samples(httpx.get(f"{console_worker}/metrics", timeout=10).text)
+    assert samples.get('aiwarden_events_in_total{source="falco"}', 0) > 0, samples
+    assert samples.get('aiwarden_findings_total{detector="model_server_shell"}', 0) >= 1, samples
+    assert samples.get('aiwarden_alerts_total{detector="model_server_shell"}', 0) >= 1, samples
+    for stage in ("normalize", "detect", "correlate", "sink"):
+        assert samples.get(f'aiwarden_stage_latency_seconds_count{{stage="{stage}"}}', 0) > 0, (stage, samples)
+    assert any(name.startswith("aiwarden_sink_insert_seconds_count") for name in samples), samples
     print(f"attack on the page {seconds_to_page:.1f} s after publishing; screenshot {ARTIFACTS / 'console.png'}")
