@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from infra.kafka import broker
 from infra.settings import Settings
@@ -44,6 +45,15 @@ class ServiceStatus:
     healthy: bool
     pid: int | None = None
     detail: str = ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password in it replaced by ``***`` (for status lines and messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def free_port() -> int:
@@ -348,7 +358,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
         statuses.append(ServiceStatus("kafka", settings.kafka.bootstrap_servers, False, ok, ok, detail=detail))
     if settings.clickhouse.url:
         ok, detail = _external_clickhouse(settings)
-        statuses.append(ServiceStatus("clickhouse", settings.clickhouse.url, False, ok, ok, detail=detail))
+        statuses.append(ServiceStatus("clickhouse", redact_url(settings.clickhouse.url), False, ok, ok, detail=detail))
     return statuses
 
 

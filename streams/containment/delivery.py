@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from schemas.codec import encode
 from streams.containment.signing import headers as signed_headers
@@ -75,10 +76,13 @@ class Deliverer:
 
     def __init__(self, url: str, secret: str, *, timeout_s: float = 5.0, concurrency: int = 4,
                  breaker_failures: int = 5, breaker_open_s: float = 10.0) -> None:
-        self.url, self.secret = url, secret
+        self.url, self._secret = url, SecretStr(secret)
         self.client = httpx.AsyncClient(timeout=timeout_s)
         self.limit = asyncio.Semaphore(concurrency)
         self.breaker = Breaker(breaker_failures, breaker_open_s)
+
+    def __repr__(self) -> str:  # never shows the secret
+        return f"Deliverer(url={self.url!r})"
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -92,7 +96,8 @@ class Deliverer:
             try:
                 response = await self.client.post(
                     self.url, content=body,
-                    headers={**signed_headers(self.secret, message_id, body), "content-type": "application/json"},
+                    headers={**signed_headers(self._secret.get_secret_value(), message_id, body),
+                             "content-type": "application/json"},
                 )
             except httpx.HTTPError as exc:
                 self.breaker.record(False)
