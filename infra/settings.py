@@ -32,6 +32,9 @@ class KafkaSettings(_Group):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS with SSL/SASL_SSL.")
+    ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
+    ssl_check_hostname: bool = Field(True, description="Check the broker's certificate matches its host name.")
     partitions: int = Field(4, ge=1, description="Partitions of every aiwarden topic created by up/migrate.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of aiwarden topics.")
     version: str = Field("4.1.1", description="Apache Kafka version of the local broker (Maven artifact).")
@@ -47,6 +50,8 @@ class ClickHouseSettings(_Group):
     password: SecretStr = Field(SecretStr(""), description="ClickHouse password (never logged).")
     verify_tls: bool = Field(True, description="Verify the server certificate on https URLs.")
     ca_cert: Path | None = Field(None, description="CA bundle for https URLs.")
+    client_cert: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS on https URLs.")
+    client_cert_key: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
     ttl_days: int = Field(90, ge=1, description="Days rows are kept in the events and findings tables.")
     cluster: str | None = Field(None, description="Cluster name: DDL runs ON CLUSTER with replicated tables.")
 

@@ -26,6 +26,10 @@ def connect(settings: Settings, *, readonly: bool = False, database: str | None 
         extra["verify"] = ch.verify_tls
         if ch.ca_cert:
             extra["ca_cert"] = str(ch.ca_cert)
+        if ch.client_cert:
+            extra["client_cert"] = str(ch.client_cert)
+            if ch.client_cert_key:
+                extra["client_cert_key"] = str(ch.client_cert_key)
     settings_: dict[str, Any] = dict(kwargs.pop("settings", {}) or {})
     if readonly:
         settings_["readonly"] = 1

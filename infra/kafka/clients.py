@@ -28,17 +28,29 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         config["sasl.mechanism"] = kafka.sasl_mechanism
         config["sasl.username"] = kafka.sasl_username or ""
         config["sasl.password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
-    if kafka.ssl_cafile:
-        config["ssl.ca.location"] = str(kafka.ssl_cafile)
+    if "SSL" in kafka.security_protocol:
+        if kafka.ssl_cafile:
+            config["ssl.ca.location"] = str(kafka.ssl_cafile)
+        if kafka.ssl_certfile:
+            config["ssl.certificate.location"] = str(kafka.ssl_certfile)
+        if kafka.ssl_keyfile:
+            config["ssl.key.location"] = str(kafka.ssl_keyfile)
+        config["ssl.endpoint.identification.algorithm"] = "https" if kafka.ssl_check_hostname else "none"
     config.update(extra)
     return config
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if "SSL" not in settings.kafka.security_protocol:
+    """The TLS context of aiokafka and Faust for SSL / SASL_SSL: CA bundle, client certificate (mutual
+    TLS) and host name checking from the settings; None for plaintext protocols."""
+    kafka = settings.kafka
+    if "SSL" not in kafka.security_protocol:
         return None
-    cafile = str(settings.kafka.ssl_cafile) if settings.kafka.ssl_cafile else None
-    return ssl.create_default_context(cafile=cafile)
+    context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    if kafka.ssl_certfile:
+        context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None)
+    context.check_hostname = kafka.ssl_check_hostname
+    return context
 
 
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
