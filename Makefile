@@ -45,8 +45,11 @@ format: install
 bench: install
 	$(BIN)/python -m bench.run
 
+# The long fault-injection variants (tests/integration/test_faults*.py, @pytest.mark.soak); -s prints what
+# each fault measured (the FAULT lines RELIABILITY.md quotes). `make test` never runs them (tests/conftest.py).
 soak: install
-	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m soak -s $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no soak tests"; exit 1; fi; exit $$rc
 
 up: install
 	$(BIN)/aiwarden up

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.integration
 # (event-time seconds, records per second, wall seconds to publish it over)
 CI_RUN = (60, 100, 20)
 SOAK_RUN = (900, 100, 240)
-SIZES = [pytest.param(CI_RUN, id="ci"), pytest.param(SOAK_RUN, id="soak", marks=pytest.mark.soak)]
+SOAK = [pytest.mark.soak, pytest.mark.timeout(2400)]
+SIZES = [pytest.param(CI_RUN, id="ci"), pytest.param(SOAK_RUN, id="soak", marks=SOAK)]
 
 
 def local(service: type[services.LocalService], settings: Settings, address: str | None) -> services.LocalService:
@@ -116,7 +117,7 @@ def test_rebalance_when_a_worker_leaves_and_returns(service_settings: Settings, 
 
 # -- 3. the broker restarts during a run
 @pytest.mark.parametrize(("size", "down_s"), [pytest.param(CI_RUN, 10, id="ci"),
-                                              pytest.param(SOAK_RUN, 60, id="soak", marks=pytest.mark.soak)])
+                                              pytest.param(SOAK_RUN, 60, id="soak", marks=SOAK)])
 def test_broker_restart_mid_run(service_settings: Settings, ch: Any, tmp_path: Path, receiver: Receiver,
                                 size: tuple[int, int, int], down_s: float) -> None:
     kafka = local(services.LocalKafka, service_settings, service_settings.kafka.bootstrap_servers)
@@ -142,7 +143,7 @@ def test_broker_restart_mid_run(service_settings: Settings, ch: Any, tmp_path: P
 
 # -- 4. ClickHouse stopped for a while
 @pytest.mark.parametrize(("size", "down_s"), [pytest.param(CI_RUN, 20, id="ci"),
-                                              pytest.param(SOAK_RUN, 60, id="soak", marks=pytest.mark.soak)])
+                                              pytest.param(SOAK_RUN, 60, id="soak", marks=SOAK)])
 def test_clickhouse_outage_loses_nothing_and_memory_stays_bounded(
         service_settings: Settings, ch: Any, tmp_path: Path, size: tuple[int, int, int], down_s: float) -> None:
     clickhouse = local(services.LocalClickHouse, service_settings, service_settings.clickhouse.url)
@@ -232,7 +233,7 @@ class FaultyEndpoint:
 
 
 @pytest.mark.parametrize(("size", "failing_s"), [pytest.param(CI_RUN, 30, id="ci"),
-                                                 pytest.param(SOAK_RUN, 120, id="soak", marks=pytest.mark.soak)])
+                                                 pytest.param(SOAK_RUN, 120, id="soak", marks=SOAK)])
 def test_webhook_receiver_failing_then_each_action_delivered_once(
         service_settings: Settings, ch: Any, tmp_path: Path, receiver: Receiver, size: tuple[int, int, int],
         failing_s: float) -> None:
@@ -263,3 +264,32 @@ def test_webhook_receiver_failing_then_each_action_delivered_once(
     statuses = dict(attempts)
     exercised = statuses.get("retrying", 0) and endpoint.seen.get("5xx", 0) and endpoint.seen.get("timeout", 0)
     assert exercised, f"the failures were not exercised: {endpoint.seen}, {statuses}"
+
+
+# -- 6. the webhook receiver restarts between a delivery and its retry
+def test_restarted_receiver_still_refuses_to_act_twice(tmp_path: Path) -> None:
+    """The sender retries an action the receiver executed before it restarted (its answer was lost):
+    with ``--state`` the new receiver answers "duplicate" and does nothing again; a replay of the id
+    with another body is refused."""
+    from streams.containment.signing import headers
+
+    state = tmp_path / "receiver-ids.jsonl"
+    body = b'{"action": "quarantine_workload", "target": "pod:ml-prod/vllm-0", "alert": {"alert_id": "a1"}}'
+    outputs = []
+    for _ in range(2):
+        out = io.StringIO()
+        with Receiver(SECRET, 0, out=out, state_path=state) as server:
+            server.start_in_thread()
+            sent = headers(SECRET, "act-restart-1", body)
+            answer = httpx.post(f"http://127.0.0.1:{server.port}/", content=body, headers=sent, timeout=10)
+            assert answer.status_code == 200, answer.text
+            replay = httpx.post(f"http://127.0.0.1:{server.port}/", content=body + b" ",
+                                headers=headers(SECRET, "act-restart-1", body + b" "), timeout=10)
+            assert replay.status_code == 409
+            outputs.append((answer.json()["duplicate"], out.getvalue().count("kind: NetworkPolicy"), server.snapshot()))
+    (first_dup, first_applied, _), (second_dup, second_applied, counters) = outputs
+    assert (first_dup, first_applied) == (False, 1)
+    assert (second_dup, second_applied) == (True, 0), "the restarted receiver acted again"
+    assert counters["duplicates"] == 1 and counters["handled"] == 0
+    report("receiver restart", executed_before=first_applied, executed_after_restart=second_applied,
+           state_lines=len(state.read_text().splitlines()))

@@ -1,0 +1,90 @@
+"""The sink and containment record their Prometheus metrics (streams/metrics.py): rows and insert time
+per table, lag per topic and the sink stage latency, once per batch; webhook outcomes per status.
+Fakes stand in for ClickHouse and Kafka here; the real services are in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+
+from infra.settings import Settings
+from streams import topics
+from streams.agents.containment import record_action
+from streams.agents.sink import ClickHouseSink
+from streams.metrics import value
+
+pytestmark = pytest.mark.unit
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.inserts: list[tuple[str, int]] = []
+
+    def raw_insert(self, table: str, insert_block: bytes, settings: dict[str, Any], fmt: str) -> None:
+        self.inserts.append((table, insert_block.count(b"\n") + 1))
+
+
+class FakeConsumer:
+    def __init__(self, highwater: dict[TopicPartition, int]) -> None:
+        self.high = highwater
+        self.committed: dict[TopicPartition, int] = {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.high)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed.update(offsets)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.high.get(tp)
+
+    def paused(self) -> set[TopicPartition]:
+        return set()
+
+
+def test_sink_records_rows_insert_time_lag_and_latency() -> None:
+    client = FakeClient()
+    sink = ClickHouseSink(Settings(kafka={"bootstrap_servers": "unused:9092"}), client_factory=lambda: client)
+    events, findings = TopicPartition(topics.EVENTS, 0), TopicPartition(topics.FINDINGS, 1)
+    consumer = FakeConsumer({events: 110, findings: 7})
+    sink._consumer = consumer  # type: ignore[assignment]  # noqa: SLF001
+    rows_before = {table: value("aiwarden_sink_rows_total", table=table) for table in ("events", "findings")}
+    inserts_before = value("aiwarden_sink_insert_seconds_count", table="events")
+    latency_before = value("aiwarden_stage_latency_seconds_count", stage="sink")
+    sink._batch.saw_timestamp(int(time.time() * 1000) - 2000)  # noqa: SLF001
+    for offset in range(90, 100):
+        sink._batch.add(events, offset, "events", orjson.dumps({"event_id": str(offset)}))  # noqa: SLF001
+    sink._batch.add(findings, 4, "findings", b'{"finding_id": "f"}')  # noqa: SLF001
+    asyncio.run(sink.flush())
+    assert client.inserts == [("aiwarden.events", 10), ("aiwarden.findings", 1)]
+    assert consumer.committed == {events: 100, findings: 5}
+    assert value("aiwarden_sink_rows_total", table="events") == rows_before["events"] + 10
+    assert value("aiwarden_sink_rows_total", table="findings") == rows_before["findings"] + 1
+    assert value("aiwarden_sink_insert_seconds_count", table="events") == inserts_before + 1
+    assert value("aiwarden_sink_lag_records", topic=topics.EVENTS) == 10  # 110 - 100
+    assert value("aiwarden_sink_lag_records", topic=topics.FINDINGS) == 2  # 7 - 5
+    assert value("aiwarden_stage_latency_seconds_count", stage="sink") == latency_before + 1
+    assert value("aiwarden_stage_latency_seconds_sum", stage="sink") >= 2.0
+
+
+def test_containment_counts_each_outcome() -> None:
+    sent: list[tuple[bytes, bytes]] = []
+
+    class Topic:
+        async def send(self, key: bytes, value: bytes) -> None:
+            sent.append((key, value))
+
+    action = {"action_id": "act-1", "alert_id": "alrt-1", "action": "quarantine_workload", "target": "pod:a/b"}
+    before = {s: value("aiwarden_webhook_outcomes_total", outcome=s) for s in ("retrying", "delivered")}
+    asyncio.run(record_action(Topic(), action, "retrying", 1))
+    asyncio.run(record_action(Topic(), action, "retrying", 2))
+    asyncio.run(record_action(Topic(), action, "delivered", 3))
+    assert value("aiwarden_webhook_outcomes_total", outcome="retrying") == before["retrying"] + 2
+    assert value("aiwarden_webhook_outcomes_total", outcome="delivered") == before["delivered"] + 1
+    assert [orjson.loads(v)["status"] for _, v in sent] == ["retrying", "retrying", "delivered"]
+    assert all(k == b"act-1" for k, _ in sent)
