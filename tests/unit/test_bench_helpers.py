@@ -60,3 +60,23 @@ def test_goals_report_gaps_and_never_invent_values() -> None:
     assert "| p99 publish → webhook ≤ 2 s | not measured | ? | ? |" in text
     assert "| two workers ≥ 1.8× one | 1.2× | no | 1.5× short |" in text
     assert "recall ≥ 0.95 per class (worst class) | not measured" in text
+
+
+def test_latency_rate_is_half_the_newest_sustained_rate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bench.latency import DEFAULT_RATE, default_rate
+
+    assert default_rate(500.0, {}, tmp_path) == (500.0, "given")
+    assert default_rate(None, {}, tmp_path)[0] == DEFAULT_RATE
+    (tmp_path / "20260101T000000.json").write_text('{"time": "old", "pipeline": {"sustained_events_per_s": 800}}')
+    (tmp_path / "20260102T000000.json").write_text('{"time": "new", "pipeline": {"events_per_s": 900}}')
+    rate_, origin = default_rate(None, {}, tmp_path)
+    assert rate_ == 400 and "old" in origin  # the newest result that has a sustained rate
+    assert default_rate(None, {"time": "now", "pipeline": {"sustained_events_per_s": 1000}}, tmp_path)[0] == 500
+
+
+def test_memory_entity_kinds_follow_the_simulator_shares() -> None:
+    from collections import Counter
+
+    from bench.memory_scale import kind_of
+
+    assert Counter(kind_of(n) for n in range(1000)) == {"container": 450, "principal": 320, "apikey": 230}
