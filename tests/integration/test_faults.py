@@ -2,8 +2,9 @@
 ``tests/integration/invariants.py`` are checked (events exactly once as hunters see them, one alert per
 labelled attack, no containment action executed twice).
 
-CI runs the ``ci`` variants (short outages, small runs); ``make soak`` runs the ``soak`` ones (the issue's
-durations: ClickHouse down 60 s, the webhook receiver failing for two minutes, bigger runs).
+CI runs the ``ci`` variants: 6,000-record runs, ClickHouse down 60 s, the webhook receiver failing for two
+minutes, the broker down 10 s. ``make soak`` runs the ``soak`` ones: the same faults over 90,000-record runs
+published over four minutes, the broker down 60 s.
 RELIABILITY.md records what each measured.
 """
 
@@ -142,7 +143,7 @@ def test_broker_restart_mid_run(service_settings: Settings, ch: Any, tmp_path: P
 
 
 # -- 4. ClickHouse stopped for a while
-@pytest.mark.parametrize(("size", "down_s"), [pytest.param(CI_RUN, 20, id="ci"),
+@pytest.mark.parametrize(("size", "down_s"), [pytest.param(CI_RUN, 60, id="ci"),
                                               pytest.param(SOAK_RUN, 60, id="soak", marks=SOAK)])
 def test_clickhouse_outage_loses_nothing_and_memory_stays_bounded(
         service_settings: Settings, ch: Any, tmp_path: Path, size: tuple[int, int, int], down_s: float) -> None:
@@ -232,7 +233,7 @@ class FaultyEndpoint:
         self.set("refused")
 
 
-@pytest.mark.parametrize(("size", "failing_s"), [pytest.param(CI_RUN, 30, id="ci"),
+@pytest.mark.parametrize(("size", "failing_s"), [pytest.param(CI_RUN, 120, id="ci"),
                                                  pytest.param(SOAK_RUN, 120, id="soak", marks=SOAK)])
 def test_webhook_receiver_failing_then_each_action_delivered_once(
         service_settings: Settings, ch: Any, tmp_path: Path, receiver: Receiver, size: tuple[int, int, int],
