@@ -3,10 +3,13 @@
     .venv/bin/python -m bench.profile_worker --events 30000 --seconds 30
 
 Starts the local services in ``.aiwarden-profile/`` (stopped at the end), publishes the backlog,
-starts one ``aiwarden worker``, waits for its first event in ClickHouse, then samples it with
+starts one ``aiwarden worker``, waits for its first event in ClickHouse (and ``--delay`` seconds
+more: the raw backlog is normalized first, detection catches up after), then samples it with
 ``py-spy record`` for ``--seconds`` and prints where the time goes: the share of samples whose stack
-contains each of a few known frames (inclusive), and the top functions by own (leaf) samples. The
-collapsed stacks are kept in ``bench/results/profile-<time>.txt`` for a flame graph.
+contains each of a few known frames (inclusive), and the top functions by own (leaf) samples.
+``--gil`` samples only the thread holding the GIL (CPU spent in Python; without it, threads waiting
+in locks and runnable threads on a loaded machine count too). The collapsed stacks are kept in
+``.aiwarden-profile/profile-<time>.txt`` for a flame graph.
 """
 
 from __future__ import annotations
@@ -31,23 +34,27 @@ from streams.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Frames (substring of "function (file)") whose inclusive share is reported.
+# Frames (a substring of py-spy's "function (file:line)") whose inclusive share is reported.
 MARKERS = {
-    "normalize agent": "normalize (streams/agents/normalize.py",
-    "detect agent": "detect (streams/agents/detect.py",
-    "correlate agent": "correlate (streams/agents/detect.py",
-    "normalize_bytes (parse)": "normalize_bytes (schemas/sources",
-    "detectors (detect())": "detect (detectors/",
-    "inventory observe": "observe (detectors/inventory.py",
-    "state load/dump (orjson)": "load_state (streams/agents/detect.py",
-    "Faust stream iteration": "__aiter__ (faust/streams.py",
-    "Faust table set (changelog)": "__setitem__ (mode/utils/collections.py",
-    "topic send / produce": "send (faust/topics.py",
-    "aiokafka consumer fetch": "(aiokafka/consumer/fetcher.py",
-    "aiokafka producer": "(aiokafka/producer/",
-    "sink (ClickHouse)": "(streams/agents/sink.py",
-    "event loop idle (select)": "select (selectors.py",
-    "offset commit": "commit (faust/transport/consumer.py",
+    "normalize agent (batch)": "Normalization.raw_batch",
+    "  parse: normalize_bytes": "normalize_bytes",
+    "detect agent (batch)": "Detection.events_batch",
+    "  detectors' detect()": "(detectors/",
+    "  state: TableBatch get/guard/flush": "(streams/agents/batching.py",
+    "re-keyed detection": "Detection.rekeyed_batch",
+    "correlate agent": "Correlation.findings_batch",
+    "Faust Topic.send": "Topic.send ",
+    "Faust changelog buffer (send_soon)": "ProducerBuffer",
+    "aiokafka producer: requests": "Sender.",
+    "lz4": "lz4_",
+    "Faust consumer → streams (per message)": "Consumer._drain_messages",
+    "  of it wait_first (two tasks per message)": "Service.wait_first",
+    "Faust stream iteration": "Stream._c_aiter",
+    "Faust sensors (Monitor)": "faust/sensors",
+    "aiokafka fetcher in the main thread (sink)": "aiokafka/consumer/fetcher.py",
+    "ClickHouse sink task": "clickhouse_sink",
+    "offset commit": "Consumer.commit",
+    "event loop idle (select)": "EpollSelector.select",
 }
 
 
@@ -74,6 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--delay", type=float, default=0, help="seconds to wait after the first event")
+    parser.add_argument("--gil", action="store_true", help="py-spy --gil (only the thread holding the GIL)")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     args = parser.parse_args()
     base = Settings(state_dir=ROOT / ".aiwarden-profile")
@@ -95,13 +104,13 @@ def main() -> None:
                 break
             time.sleep(0.5)
         client.close()
+        time.sleep(args.delay)
         assert worker.proc is not None
-        out = ROOT / "bench" / "results" / f"profile-{time.strftime('%Y%m%dT%H%M%S')}.txt"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = base.state_dir / f"profile-{time.strftime('%Y%m%dT%H%M%S')}.txt"
         spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(worker.proc.pid),
                "--duration", str(int(args.seconds)), "--format", "raw", "--rate", "200", "-o", str(out)]
-        if args.native:
-            spy.append("--native")
+        spy += ["--gil"] if args.gil else []
+        spy += ["--native"] if args.native else []
         subprocess.run(spy, check=True, capture_output=True)  # noqa: S603
         print(summarize(out))
         print(f"collapsed stacks: {out}")
