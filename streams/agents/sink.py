@@ -117,6 +117,7 @@ class ClickHouseSink:
         self._consumer: AIOKafkaConsumer | None = None
         self._batch = Batch()
         self._lag: dict[TopicPartition, int] = {}
+        self._flush_lock = asyncio.Lock()
         self.inserted = 0
         self.dead_lettered = 0
 
@@ -207,7 +208,12 @@ class ClickHouseSink:
                 self._consumer.resume(*paused)
 
     async def flush(self) -> None:
-        """Insert what is buffered, then commit the offsets after it."""
+        """Insert what is buffered, then commit the offsets after it. One flush at a time: a flush asked
+        for by a rebalance waits for the one in flight, so partitions move only after their rows landed."""
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batch, self._batch = self._batch, Batch()
         if not batch.count:
             return
@@ -244,12 +250,15 @@ class ClickHouseSink:
         log.warning("sink commit kept failing; %d rows will be redelivered", batch.count)
 
     def _record_lag(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
-        """``SINK_LAG`` per topic from the fetch high-water marks the consumer already has (no request)."""
+        """``SINK_LAG`` per topic from the fetch high-water marks the consumer already has (no request),
+        over the partitions it still owns (a rebalance may have moved some while the batch was written)."""
+        owned = consumer.assignment()
+        self._lag = {tp: lag for tp, lag in self._lag.items() if tp in owned}
         for tp, (_, last) in batch.ranges.items():
-            high = consumer.highwater(tp)
+            high = consumer.highwater(tp) if tp in owned else None
             if high is not None:
                 self._lag[tp] = max(0, high - last - 1)
-        per_topic: dict[str, int] = {}
+        per_topic = dict.fromkeys(self.topic_tables, 0)
         for tp, lag in self._lag.items():
             per_topic[tp.topic] = per_topic.get(tp.topic, 0) + lag
         for topic, lag in per_topic.items():

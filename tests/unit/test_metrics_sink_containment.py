@@ -72,6 +72,22 @@ def test_sink_records_rows_insert_time_lag_and_latency() -> None:
     assert value("aiwarden_stage_latency_seconds_sum", stage="sink") >= 2.0
 
 
+def test_sink_skips_partitions_a_rebalance_moved_away() -> None:
+    """Rows of a partition revoked while they were written land, but are neither committed nor measured
+    (the new owner redelivers them; FINAL folds the copies). This crashed the sink in the rebalance soak."""
+    client = FakeClient()
+    sink = ClickHouseSink(Settings(kafka={"bootstrap_servers": "unused:9092"}), client_factory=lambda: client)
+    kept, moved = TopicPartition(topics.ALERTS, 0), TopicPartition(topics.ALERTS, 1)
+    consumer = FakeConsumer({kept: 3})
+    sink._consumer = consumer  # type: ignore[assignment]  # noqa: SLF001
+    sink._batch.add(kept, 0, "alerts", b'{"alert_id": "a"}')  # noqa: SLF001
+    sink._batch.add(moved, 5, "alerts", b'{"alert_id": "b"}')  # noqa: SLF001
+    asyncio.run(sink.flush())
+    assert client.inserts == [("aiwarden.alerts", 2)]
+    assert consumer.committed == {kept: 1}
+    assert value("aiwarden_sink_lag_records", topic=topics.ALERTS) == 2
+
+
 def test_containment_counts_each_outcome() -> None:
     sent: list[tuple[bytes, bytes]] = []
 
