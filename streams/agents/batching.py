@@ -42,10 +42,15 @@ def load_state(stored: dict[str, Any] | None) -> tuple[dict[str, Any], bytes]:
     return orjson.loads(before), before
 
 
-def table_put(table: Any, partition: int, key: str, value: Any) -> None:
+async def table_put(table: Any, partition: int, key: str, value: Any) -> None:
     """``table[key] = value`` with the changelog partition given, not taken from Faust's current
-    event (a batch holds events of several partitions)."""
-    table.send_changelog(partition, key, value)
+    event (a batch holds events of several partitions). The changelog record is sent like any
+    output, not through Faust's ``send_soon`` buffer: a batch's burst of changed keys would overflow
+    that buffer (100 records) and stall the consumer while it flushes."""
+    await table.changelog_topic.send(
+        key=key, value=value, partition=partition, key_serializer=table.key_serializer,
+        value_serializer=table.value_serializer, callback=table._on_changelog_sent,  # noqa: SLF001 - as Faust's own
+    )
     table.data[key] = value
 
 
@@ -76,12 +81,12 @@ class TableBatch:
             self.entries[key][0] = orjson.loads(snapshot)
             raise
 
-    def flush(self) -> int:
+    async def flush(self) -> int:
         """Write every key whose state changed during the batch; the number written."""
         written = 0
         for key, (state, before, partition) in self.entries.items():
             if orjson.dumps(state) != before:
-                table_put(self.table, partition, key, state)
+                await table_put(self.table, partition, key, state)
                 written += 1
         self.entries.clear()
         return written

@@ -66,7 +66,7 @@ class ModelCheckpoints:
             except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not stop detection
                 log.warning("ignoring %s model checkpoint: %s", detector_id, exc)
 
-    def maybe_save(self, partitions: Iterable[int]) -> None:
+    async def maybe_save(self, partitions: Iterable[int]) -> None:
         """Every ``interval_s``: checkpoint each model under each of ``partitions`` (a batch's)."""
         now = time.monotonic()
         if now - self.last < self.interval_s:
@@ -76,7 +76,7 @@ class ModelCheckpoints:
             value = None
             for partition in partitions:
                 value = value or {"n": model.n, "blob": model.dumps().hex()}
-                table_put(self.table, partition, f"{detector_id}|{partition}", value)
+                await table_put(self.table, partition, f"{detector_id}|{partition}", value)
 
 
 def inventory_row(change: InventoryChange) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class Detection:
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                 log.exception("detection failed on event %s", event.event_id)
                 await dead_letter(self.dlq, message, f"detection failed: {exc!r}", event.source, "detect")
-        self.end_batch(batch, found, states, assets)
+        await self.end_batch(batch, found, states, assets)
 
     async def rekeyed_batch(self, batch: Sequence[Any]) -> None:
         """One batch from the re-key topic: events keyed by one detector's state key."""
@@ -171,13 +171,13 @@ class Detection:
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                 log.exception("rekeyed detection failed")
                 await dead_letter(self.dlq, message, f"detection failed: {exc!r}", "events", "detect")
-        self.end_batch(batch, found, states)
+        await self.end_batch(batch, found, states)
 
-    def end_batch(self, batch: Sequence[Any], found: Counter[str], *tables: TableBatch) -> None:
+    async def end_batch(self, batch: Sequence[Any], found: Counter[str], *tables: TableBatch) -> None:
         """After a batch: each changed state written once, models checkpointed when due, metrics."""
         for table in tables:
-            table.flush()
-        self.checkpoints.maybe_save(sorted({record.message.partition for record in batch}))
+            await table.flush()
+        await self.checkpoints.maybe_save(sorted({record.message.partition for record in batch}))
         count_into(FINDINGS, found)
         observe_latency("detect", [record.message for record in batch])
 
@@ -236,7 +236,7 @@ class Correlation:
             if alert is not None:
                 leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
                 await self.alerts.send(key=alert.alert_id.encode(), value=encode(alert))
-        states.flush()
+        await states.flush()
         count_into(ALERTS, leading)
         observe_latency("correlate", [record.message for record in batch])
 

@@ -35,19 +35,35 @@ class Topic:
         self.sent.append({"key": key, "value": value, "headers": headers})
 
 
+class Changelog:
+    """A table's changelog topic: records (partition, key) per record sent."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, str]] = []
+
+    async def send(self, *, key: str, value: Any, partition: int, **options: Any) -> None:
+        self.records.append((partition, key))
+
+
 class Table(dict[str, Any]):
-    """A Faust table's surface: reads, the store (``data``), and changelog records as (partition, key)."""
+    """A Faust table's surface: reads, the store (``data``), its changelog topic and serializers."""
+
+    key_serializer = value_serializer = "json"
 
     def __init__(self) -> None:
         super().__init__()
-        self.changelog: list[tuple[int, str]] = []
+        self.changelog_topic = Changelog()
 
     @property
     def data(self) -> Table:
         return self
 
-    def send_changelog(self, partition: int, key: str, value: Any) -> None:
-        self.changelog.append((partition, key))
+    @property
+    def changelog(self) -> list[tuple[int, str]]:
+        return self.changelog_topic.records
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        pass
 
 
 def record(value: bytes, key: bytes, partition: int = 0, offset: int = 0, topic: str = "aiwarden.events",
@@ -61,6 +77,11 @@ def record(value: bytes, key: bytes, partition: int = 0, offset: int = 0, topic:
 def drive(batch: Coroutine[Any, Any, None]) -> None:
     """Run one batch coroutine to its end."""
     asyncio.run(batch)
+
+
+def flushed(batch: TableBatch) -> int:
+    """``batch.flush()`` run to its end: the number of keys written."""
+    return asyncio.run(batch.flush())
 
 
 def event_record(event: Event, partition: int = 0, offset: int = 0) -> SimpleNamespace:
@@ -93,10 +114,10 @@ def test_changed_keys_are_written_once_per_batch_on_the_partition_that_touched_t
         batch.get("a", 2)["n"] = batch.get("a", 2).get("n", 0) + 1
     batch.get("b", 3)["seen"] = True
     batch.get("kept", 1)  # read, not changed
-    assert batch.flush() == 2
+    assert flushed(batch) == 2
     assert sorted(table.changelog) == [(2, "a"), (3, "b")]
     assert table["a"] == {"n": 50} and table["kept"] == {"n": 1}
-    assert TableBatch(table).flush() == 0 and len(table.changelog) == 2  # nothing new: nothing written
+    assert flushed(TableBatch(table)) == 0 and len(table.changelog) == 2  # nothing new: nothing written
 
 
 def test_state_is_a_private_copy_until_flushed() -> None:
@@ -105,7 +126,7 @@ def test_state_is_a_private_copy_until_flushed() -> None:
     batch = TableBatch(table)
     batch.get("a", 0)["xs"].append(2)
     assert table["a"] == {"xs": [1]}
-    batch.flush()
+    flushed(batch)
     assert table["a"] == {"xs": [1, 2]}
     assert load_state(None) == ({}, b"{}")
 
@@ -119,7 +140,7 @@ def test_guarded_state_is_restored_when_the_block_raises() -> None:
         state["half"] = "made"
         raise RuntimeError("detector bug")
     assert batch.get("a", 0) == {"n": 1}
-    batch.flush()
+    flushed(batch)
     assert table["a"] == {"n": 1} and table.changelog == [(0, "a")]
 
 
