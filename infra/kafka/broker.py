@@ -82,7 +82,9 @@ def format_storage(java: str, libs: Path, config: Path, data_dir: Path) -> None:
     """Format KRaft storage once; a formatted directory is left as it is."""
     if (data_dir / "meta.properties").exists():
         return
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cid = "-"
+    while cid.startswith("-"):  # as Kafka's own Uuid.randomUuid(): a leading "-" would read as an option
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     cmd = [
         java, f"-Dlog4j.configuration=file:{LOG4J}", "-cp", f"{libs}/*", "kafka.tools.StorageTool",
         "format", "-t", cid, "-c", str(config),
