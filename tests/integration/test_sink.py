@@ -2,8 +2,8 @@
 
 Each test runs `aiwarden worker` child processes under its own app id (so its own consumer groups,
 ``<app_id>`` for Faust and ``<app_id>-sink`` for the sink) and identifies its rows by the event ids
-of a simulator run with a unique ``start_ms``. A new sink group reads every topic from the start, so
-it also re-inserts what earlier tests left there: ReplacingMergeTree and ``FINAL`` absorb that.
+of a simulator run with a unique ``start_ms``. Its groups start at the topics' end
+(``start_groups_at_end``), so it reads only what it publishes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from schemas.sources import SOURCES
 from streams import topics
 from streams.publish import Publisher
 from streams.simulator import SimConfig, Simulator
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +40,12 @@ def unique_start_ms() -> int:
     return int(time.time() * 1000) - 3_600_000 + uuid.uuid4().int % 1_000_000
 
 
-def app_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+def app_id(settings: Settings, prefix: str) -> str:
+    """A fresh app id whose consumer groups start at the topics' current end: the test reads only
+    what it publishes itself, not the backlog earlier tests left."""
+    app = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    start_groups_at_end(settings, app)
+    return app
 
 
 def wait_for(
@@ -139,8 +143,7 @@ class Kafka:
 def wait_until_idle(kafka: Kafka, app: str, worker: WorkerProcess, timeout_s: float = 180) -> None:
     """Wait until the worker has normalized what the raw topics held and its sink has inserted it.
 
-    A new app id starts at the beginning of every topic: until this backlog (what earlier tests
-    published) is through, records produced now would share their sink batch with it."""
+    Records produced before the sink has joined would share its first batch with later ones."""
     raw_ends = {topic: kafka.ends(topic) for topic in topics.RAW_TOPICS}
     normalized = wait_for(
         lambda: all(kafka.caught_up(app, raw_ends[t], t) for t in topics.RAW_TOPICS), timeout_s, worker
@@ -169,10 +172,11 @@ def sink_warnings(worker: WorkerProcess) -> list[str]:
 def test_redelivered_events_are_not_lost_nor_seen_twice(
     service_settings: Settings, ch, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
-    ids = publish_run(service_settings, seed=21, duration_s=2, rate=500)
-    app = app_id("sink-redeliver")
+    app = app_id(service_settings, "sink-redeliver")
     group = f"{app}-sink"
     kafka = Kafka(service_settings)
+    starts = kafka.ends()  # where this test's events will begin on aiwarden.events
+    ids = publish_run(service_settings, seed=21, duration_s=2, rate=500)
 
     first = WorkerProcess(service_settings, tmp_path / "worker-1.log", AIWARDEN_WORKER__APP_ID=app).start()
     try:
@@ -183,9 +187,8 @@ def test_redelivered_events_are_not_lost_nor_seen_twice(
     assert wait_for(lambda: kafka.no_members(group), 60), f"{group} still has members"
     raw_after_first = raw_count(ch, ids)
 
-    # Rewind the sink group on aiwarden.events to the start of the log: everything is redelivered.
+    # Rewind the sink group on aiwarden.events to before this test's events: all of them are redelivered.
     ends = kafka.ends()
-    starts = kafka.offsets(topics.EVENTS, OffsetSpec.earliest())
     kafka.rewind(group, starts)
     assert kafka.committed(group) == starts
     redelivered = sum(ends[p] - starts[p] for p in ends)
@@ -235,7 +238,7 @@ def test_sink_holds_events_while_clickhouse_is_down_then_lands_them_once(
         pytest.skip("needs the local ClickHouse launcher (not an external server or a container)")
     url = service_settings.clickhouse.url
     assert url is not None
-    app = app_id("sink-outage")
+    app = app_id(service_settings, "sink-outage")
     group = f"{app}-sink"
     kafka = Kafka(service_settings)
 
@@ -295,7 +298,7 @@ def test_rows_clickhouse_rejects_are_dead_lettered_and_the_rest_of_the_batch_lan
     bad = encode({"event_id": f"bad-{marker}", "time_ms": "not-a-number", "class_uid": -5, "message": marker})
     bad_ids = [f"bad-{marker}"]
 
-    app = app_id("sink-reject")
+    app = app_id(service_settings, "sink-reject")
     kafka = Kafka(service_settings)
     started = time.monotonic()
     worker = WorkerProcess(service_settings, tmp_path / "worker.log", AIWARDEN_WORKER__APP_ID=app).start()

@@ -30,7 +30,7 @@ from schemas.sources import SOURCES
 from streams import topics
 from streams.publish import Publisher
 from streams.simulator import SimConfig, SimRecord, Simulator
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +180,7 @@ def test_killed_worker_restarts_with_its_tables_and_models(
         "AIWARDEN_WORKER__CHECKPOINT_INTERVAL_S": "1",
         "AIWARDEN_DETECTION__WINDOW_S": str(WINDOW_S),
     }
+    start_groups_at_end(service_settings, app_id)  # the worker reads only this test's records
     publish(service_settings, records)
 
     def run_alerts() -> tuple[int, int]:
