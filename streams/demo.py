@@ -130,8 +130,11 @@ def _print_detections(
                 break
             seen = current
             time.sleep(2)
-    table = Table("sev", "risk", "detectors", title=f"alerts ({len(alerts)})")
-    table.add_column("summary", no_wrap=True, overflow="ellipsis")
+    table = Table(title=f"alerts ({len(alerts)})")
+    table.add_column("sev", min_width=8)
+    table.add_column("risk", min_width=4)
+    table.add_column("detectors", max_width=22)
+    table.add_column("summary", overflow="ellipsis", no_wrap=True, max_width=max(20, console.width - 50))
     colours = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
     for alert in alerts[:15]:
         severity = alert["severity"]
