@@ -64,6 +64,10 @@ class WorkerSettings(_Group):
     )
     sink_batch_rows: int = Field(10_000, ge=1, description="Rows per ClickHouse insert batch.")
     sink_batch_seconds: float = Field(1.0, gt=0, description="Longest wait before a partial batch is inserted.")
+    stall_check_s: float = Field(
+        15.0, gt=0, description="How often the worker looks for a partition whose commit is held by records it "
+        "read but never processed; one found twice in a row is re-read from its committed offset."
+    )
     checkpoint_interval_s: float = Field(
         30.0, gt=0, description="How often anomaly models are checkpointed to their changelog table."
     )

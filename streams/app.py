@@ -7,7 +7,7 @@ import faust
 from infra.kafka.clients import faust_broker
 from infra.services import free_port
 from infra.settings import Settings
-from streams import web
+from streams import delivery_guard, web
 from streams.agents import containment, detect, normalize
 from streams.agents.sink import ClickHouseSink
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_batch_size=262_144,
         datadir=str(datadir / worker.app_id),
     )
+    delivery_guard.install(app, worker.stall_check_s)
     normalize.register(app, settings)
     detect.register(app, settings)
     detect.register_correlation(app, settings)

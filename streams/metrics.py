@@ -47,6 +47,11 @@ STAGE_LATENCY = Histogram(
     "(normalize, detect, correlate, sink).", ["stage"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
 )
 
+PARTITIONS_REREAD = Counter(
+    "aiwarden_partitions_reread_total", "Partitions re-read from their committed offset because records "
+    "read before it were never processed (streams/delivery_guard.py), per topic.", ["topic"], registry=REGISTRY,
+)
+
 
 def exposition() -> bytes:
     """The registry in Prometheus' text exposition format."""

@@ -273,9 +273,11 @@ class Pipeline:
         """Wait until everything is processed, then check the three invariants."""
         run, workers = self.run, self.running()
         wait_until(lambda: self.landed() >= len(run.event_ids), timeout_s,
-                   f"{len(run.event_ids)} events in ClickHouse (have {self.landed()})", workers)
+                   f"{len(run.event_ids)} events in ClickHouse", workers,
+                   detail=lambda: f"(have {self.landed()}; lag per group and topic: "
+                                  f"{lags(self.settings, self.app_id)})")
         wait_until(lambda: all(alerts_by_label(self.ch, run).values()), timeout_s,
-                   f"an alert for every labelled attack ({alerts_by_label(self.ch, run)})", workers)
+                   "an alert for every labelled attack", workers, detail=lambda: f"({alerts_by_label(self.ch, run)})")
         if actions:
             assert self.receiver is not None
             receiver = self.receiver
@@ -284,8 +286,9 @@ class Pipeline:
                 decided = self.decided_actions()
                 return bool(decided) and decided <= set(receiver.handled_ids)
 
-            wait_until(delivered, timeout_s, f"every decided action executed at the receiver "
-                       f"(decided {sorted(self.decided_actions())}, executed {dict(receiver.handled_ids)})", workers)
+            wait_until(delivered, timeout_s, "every decided action executed at the receiver", workers,
+                       detail=lambda: f"(decided {sorted(self.decided_actions())}, "
+                                      f"executed {dict(receiver.handled_ids)})")
         wait_until(lambda: caught_up(self.settings, self.app_id), timeout_s,
                    "the worker and sink groups committed to the end of their topics", workers, interval_s=2.0,
                    detail=lambda: f"lag per group and topic: {lags(self.settings, self.app_id)}")

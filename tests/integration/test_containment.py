@@ -8,6 +8,8 @@ import io
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,24 +79,33 @@ def wait(predicate: Any, timeout_s: float, worker: WorkerProcess) -> Any:
     return predicate()
 
 
-def test_compromised_model_server_is_quarantined_once(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@contextmanager
+def compromise_and_worker(settings: Settings, tmp_path: Path,
+                          dry_run: bool) -> Iterator[tuple[io.StringIO, Receiver, str, WorkerProcess]]:
+    """A receiver in a thread, a published model-server compromise and a worker delivering to the
+    receiver: (the receiver's output, the receiver, the pod, the worker); the worker stops on exit."""
     out = io.StringIO()
     with Receiver(SECRET, 0, out=out) as receiver:
         port = receiver.start_in_thread()
-        app_id = new_app(service_settings)
-        pod, _ = publish_compromise(service_settings)
-        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False, app_id=app_id)
+        app_id = new_app(settings)
+        pod, _ = publish_compromise(settings)
+        worker = worker_for(settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=dry_run, app_id=app_id)
         try:
-            assert wait(lambda: quarantines(out, pod) >= 1, 180, worker), worker.log_tail()
-            assert wait(lambda: any(r["status"] == "delivered" and r["action"] == "quarantine_workload"
-                                    for r in action_rows(ch, pod)), 60, worker)
-            time.sleep(5)  # any second delivery would arrive now
+            yield out, receiver, pod, worker
         finally:
             worker.stop()
-        assert quarantines(out, pod) == 1
-        assert "kind: NetworkPolicy" in out.getvalue()
-        stats = receiver.snapshot()
-        assert stats["rejected_signature"] == 0 and stats["verified"] >= 1
+
+
+def test_compromised_model_server_is_quarantined_once(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with compromise_and_worker(service_settings, tmp_path, dry_run=False) as (out, receiver, pod, worker):
+        assert wait(lambda: quarantines(out, pod) >= 1, 180, worker), worker.log_tail()
+        assert wait(lambda: any(r["status"] == "delivered" and r["action"] == "quarantine_workload"
+                                for r in action_rows(ch, pod)), 60, worker)
+        time.sleep(5)  # any second delivery would arrive now
+    assert quarantines(out, pod) == 1
+    assert "kind: NetworkPolicy" in out.getvalue()
+    stats = receiver.snapshot()
+    assert stats["rejected_signature"] == 0 and stats["verified"] >= 1
 
 
 def test_delivery_waits_for_a_receiver_that_is_down(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -121,20 +132,12 @@ def test_delivery_waits_for_a_receiver_that_is_down(service_settings: Settings, 
 
 
 def test_dry_run_sends_nothing_and_records_dry_run(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = io.StringIO()
-    with Receiver(SECRET, 0, out=out) as receiver:
-        port = receiver.start_in_thread()
-        app_id = new_app(service_settings)
-        pod, _ = publish_compromise(service_settings)
-        worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=True, app_id=app_id)
-        try:
-            rows = wait(lambda: [r for r in action_rows(ch, pod) if r["status"] == "dry_run"], 180, worker)
-            assert rows, worker.log_tail()
-            time.sleep(3)
-        finally:
-            worker.stop()
-        assert receiver.snapshot()["received"] == 0
-        assert out.getvalue() == ""
+    with compromise_and_worker(service_settings, tmp_path, dry_run=True) as (out, receiver, pod, worker):
+        rows = wait(lambda: [r for r in action_rows(ch, pod) if r["status"] == "dry_run"], 180, worker)
+        assert rows, worker.log_tail()
+        time.sleep(3)
+    assert receiver.snapshot()["received"] == 0
+    assert out.getvalue() == ""
 
 
 def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
