@@ -52,6 +52,9 @@ class ClickHouseSettings(_Group):
     ca_cert: Path | None = Field(None, description="CA bundle for https URLs.")
     client_cert: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS on https URLs.")
     client_cert_key: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
+    timeout_s: int = Field(
+        120, ge=1, description="Longest wait for one ClickHouse request; the sink retries an insert that times out."
+    )
     ttl_days: int = Field(90, ge=1, description="Days rows are kept in the events and findings tables.")
     cluster: str | None = Field(None, description="Cluster name: DDL runs ON CLUSTER with replicated tables.")
 

@@ -30,6 +30,9 @@ def connect(settings: Settings, *, readonly: bool = False, database: str | None 
             extra["client_cert"] = str(ch.client_cert)
             if ch.client_cert_key:
                 extra["client_cert_key"] = str(ch.client_cert_key)
+    # A server that stops answering must not hold a caller (the sink) for clickhouse-connect's 300 s default.
+    kwargs.setdefault("send_receive_timeout", ch.timeout_s)
+    kwargs.setdefault("connect_timeout", min(10, ch.timeout_s))
     settings_: dict[str, Any] = dict(kwargs.pop("settings", {}) or {})
     if readonly:
         settings_["readonly"] = 1

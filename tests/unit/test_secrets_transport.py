@@ -90,3 +90,4 @@ def test_clickhouse_client_gets_tls_and_credentials(monkeypatch: pytest.MonkeyPa
     assert captured["verify"] is True and captured["ca_cert"] == certifi.where()
     assert (captured["client_cert"], captured["client_cert_key"]) == (str(cert), str(key))
     assert captured["settings"] == {"readonly": 1}
+    assert (captured["send_receive_timeout"], captured["connect_timeout"]) == (120, 10)  # not the 300 s default
