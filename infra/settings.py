@@ -62,6 +62,10 @@ class ClickHouseSettings(_Group):
 class WorkerSettings(_Group):
     app_id: str = Field("aiwarden", description="Faust application id (consumer group and changelog prefix).")
     web_port: int = Field(0, ge=0, le=65535, description="Worker web server port; 0 picks a free one.")
+    web_bind: str = Field(
+        "127.0.0.1", description="Address the worker web server (console, /metrics) listens on. It has no "
+        "authentication of its own: bind another address only behind an authenticating proxy."
+    )
     session_timeout_s: float = Field(
         10.0, gt=0, description="Kafka consumer session timeout; low keeps group joins quick."
     )

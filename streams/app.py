@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import socket
+
 import faust
 
 from infra.kafka.clients import faust_broker
@@ -11,11 +15,29 @@ from streams import delivery_guard, web
 from streams.agents import containment, detect, normalize
 from streams.agents.sink import ClickHouseSink
 
+log = logging.getLogger(__name__)
+
+
+def web_host(bind: str) -> str:
+    """The host name links to the worker's web server use: the bind address, or the machine's name
+    for a wildcard bind."""
+    return socket.gethostname() if bind in ("0.0.0.0", "::") else bind  # noqa: S104
+
+
+def is_loopback(bind: str) -> bool:
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return bind == "localhost"
+
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app for resolved ``settings`` (service addresses filled in)."""
     urls, credentials = faust_broker(settings)
     worker = settings.worker
+    if not is_loopback(worker.web_bind):
+        log.warning("the worker web server listens on %s: it has no authentication of its own, "
+                    "keep it behind an authenticating proxy", worker.web_bind)
     datadir = settings.state_dir.resolve() / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -26,9 +48,9 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=True,
-        web_bind="127.0.0.1",
+        web_bind=worker.web_bind,
         web_port=worker.web_port or free_port(),
-        web_host="127.0.0.1",
+        web_host=web_host(worker.web_bind),
         broker_session_timeout=worker.session_timeout_s,
         broker_heartbeat_interval=max(0.5, worker.session_timeout_s / 4),
         broker_rebalance_timeout=max(30.0, worker.session_timeout_s * 3),
