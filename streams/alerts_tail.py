@@ -35,17 +35,13 @@ def read_alerts(
     end, at ``since_ms`` (record time) or at the beginning."""
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-    from infra.kafka.clients import confluent_config
+    from infra.kafka.clients import confluent_config, partition_ids
 
     consumer = Consumer(confluent_config(settings, **{
         "group.id": "aiwarden-alerts-tail", "enable.auto.commit": False, "enable.partition.eof": False,
     }))
     try:
-        metadata = consumer.list_topics(topics.ALERTS, timeout=15).topics[topics.ALERTS]
-        if metadata.error is not None:
-            msg = f"topic {topics.ALERTS}: {metadata.error.str()} (run `aiwarden migrate`)"
-            raise RuntimeError(msg)
-        partitions = [TopicPartition(topics.ALERTS, p) for p in sorted(metadata.partitions)]
+        partitions = [TopicPartition(topics.ALERTS, p) for p in partition_ids(consumer, topics.ALERTS)]
         if since_ms is not None:
             partitions = consumer.offsets_for_times(
                 [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions], timeout=15

@@ -87,3 +87,14 @@ def faust_broker(settings: Settings) -> tuple[list[str], Any]:
     elif "SSL" in kafka.security_protocol:
         credentials = faust.SSLCredentials(ssl_context(settings))
     return urls, credentials
+
+
+def partition_ids(client: Any, topic: str, timeout_s: float = 15.0) -> list[int]:
+    """The partitions of ``topic`` from a confluent-kafka client's metadata (``Consumer`` or
+    ``AdminClient``); a clear error when the topic does not exist."""
+    metadata = client.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        reason = metadata.error.str() if metadata is not None and metadata.error is not None else "not found"
+        msg = f"topic {topic}: {reason} (run `aiwarden migrate`)"
+        raise RuntimeError(msg)
+    return sorted(metadata.partitions)

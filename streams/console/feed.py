@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from infra.kafka.clients import aiokafka_kwargs
+from infra.kafka.clients import aiokafka_kwargs, confluent_config, partition_ids
 from infra.settings import Settings
 from streams import topics
 
@@ -96,7 +97,7 @@ class AlertFeed:
         consumer = AIOKafkaConsumer(**aiokafka_kwargs(self.settings), group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            partitions = await self._partitions()
             consumer.assign(partitions)
             begin = await consumer.beginning_offsets(partitions)
             end = await consumer.end_offsets(partitions)
@@ -114,16 +115,10 @@ class AlertFeed:
         finally:
             await consumer.stop()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        for _ in range(60):
-            # A consumer without a subscription learns a topic's partitions only when asked to.
-            await consumer._client.add_topic(self.topic)  # noqa: SLF001
-            found = consumer.partitions_for_topic(self.topic)
-            if found:
-                return [TopicPartition(self.topic, p) for p in sorted(found)]
-            await asyncio.sleep(0.5)
-        msg = f"topic {self.topic} not found: run `aiwarden migrate`"
-        raise RuntimeError(msg)
+    async def _partitions(self) -> list[TopicPartition]:
+        admin = AdminClient(confluent_config(self.settings))
+        ids = await asyncio.to_thread(partition_ids, admin, self.topic)
+        return [TopicPartition(self.topic, p) for p in ids]
 
     def _append(self, partition: int, offset: int, value: bytes | None) -> None:
         self.position[partition] = offset + 1
