@@ -14,6 +14,8 @@ from streams import delivery_guard
 from streams.delivery_guard import GapWatch, held_gaps
 from streams.metrics import value
 
+pytestmark = pytest.mark.unit
+
 RAW = TP("aiwarden.raw.runtime", 3)
 EVENTS = TP("aiwarden.events", 0)
 

@@ -9,6 +9,8 @@ import pytest
 
 from infra.kafka.clients import partition_ids
 
+pytestmark = pytest.mark.unit
+
 
 class Client:
     def __init__(self, topics: dict[str, Any]) -> None:

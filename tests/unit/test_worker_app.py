@@ -11,6 +11,8 @@ import pytest
 from infra.settings import KafkaSettings, Settings, WorkerSettings
 from streams.app import create_app, is_loopback, web_host
 
+pytestmark = pytest.mark.unit
+
 
 def app_conf(tmp_path: Path, **worker: object) -> tuple[str, str]:
     settings = Settings(state_dir=tmp_path, kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),
