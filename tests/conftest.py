@@ -55,7 +55,13 @@ def _testcontainers(base: Settings) -> Iterator[Settings]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Soak tests (``@pytest.mark.soak``: long fault-injection variants) run only when ``-m`` names them
-    (``make soak`` runs ``pytest -m soak``); ``make test`` and every other selection leaves them out."""
+    (``make soak`` runs ``pytest -m soak``); ``make test`` and every other selection leaves them out.
+    A test under ``tests/unit`` or ``tests/integration`` without its folder's marker gets it, so
+    ``make unit`` / ``make integration`` select every test of their folder."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in ("unit", "integration") and item.get_closest_marker(folder) is None:
+            item.add_marker(getattr(pytest.mark, folder))
     if "soak" in (config.option.markexpr or ""):
         return
     soak = [item for item in items if item.get_closest_marker("soak") is not None]
