@@ -77,10 +77,11 @@ class Run:
 
     @classmethod
     def simulate(cls, seed: int, duration_s: float = 60, rate: float = 100,
-                 scenarios: tuple[str, ...] = SCENARIOS) -> Run:
-        # Event times 31 to 40 hours before the session's start, an hour apart per seed: a run is told apart
-        # by its time range (other test modules use the last few hours and two to three days back).
-        start_ms = (SESSION_HOUR - 31 - seed % 10) * 3_600_000
+                 scenarios: tuple[str, ...] = SCENARIOS, hours_back: int | None = None) -> Run:
+        # Event times 31 to 40 hours before the session's start, an hour apart per seed (or ``hours_back``,
+        # from 74 on): a run is told apart by its time range (other test modules use the last few hours
+        # and two to three days back).
+        start_ms = (SESSION_HOUR - (31 + seed % 10 if hours_back is None else hours_back)) * 3_600_000
         simulator = Simulator(SimConfig(seed=seed, duration_s=duration_s, rate=rate, scenarios=scenarios,
                                         start_ms=start_ms))
         records = list(simulator.records())
