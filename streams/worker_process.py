@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -98,24 +99,32 @@ class WorkerProcess:
         return False
 
 
+def new_app_id(settings: Settings, prefix: str) -> str:
+    """A fresh app id (``<prefix>-<random>``) whose consumer groups start at the topics' current end:
+    a test worker under it reads only what the test publishes."""
+    app_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    start_groups_at_end(settings, app_id)
+    return app_id
+
+
 def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0) -> None:
     """Commit the current end of every shared aiwarden topic for a new app id's consumer groups (the
     worker's and its sink's), so a fresh deployment or test worker starts from now instead of
     replaying everything the topics hold. Topics it creates itself (changelogs, re-key) are untouched."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from infra.kafka.clients import confluent_config
+    from infra.kafka.clients import confluent_config, partition_ids
     from streams import topics
 
+    ends: list[TopicPartition] = []  # read once, committed for both groups
     for group in (app_id, f"{app_id}-sink"):
         consumer = Consumer(confluent_config(settings, **{"group.id": group, "enable.auto.commit": False}))
         try:
-            offsets = []
-            for name in topics.ALL_TOPICS:
-                metadata = consumer.list_topics(name, timeout=timeout_s).topics[name]
-                for partition in metadata.partitions:
-                    high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)[1]
-                    offsets.append(TopicPartition(name, partition, high))
-            consumer.commit(offsets=offsets, asynchronous=False)
+            if not ends:
+                for name in topics.ALL_TOPICS:
+                    for partition in partition_ids(consumer, name, timeout_s):
+                        high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)[1]
+                        ends.append(TopicPartition(name, partition, high))
+            consumer.commit(offsets=ends, asynchronous=False)
         finally:
             consumer.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from streams.containment.receiver import Receiver
 from streams.evaluate import matches
 from streams.publish import Publisher
 from streams.simulator import AttackLabel, SimConfig, SimRecord, Simulator
-from streams.worker_process import WorkerProcess, start_groups_at_end
+from streams.worker_process import WorkerProcess
 from tests.integration.test_sink import Kafka
 
 T = TypeVar("T")
@@ -124,13 +123,6 @@ class Feeder(threading.Thread):
 
 
 # -- workers and the receiver
-def new_app(settings: Settings, prefix: str) -> str:
-    """A fresh app id whose groups start at the topics' end: the test sees only its own records."""
-    app_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    start_groups_at_end(settings, app_id)
-    return app_id
-
-
 def worker(settings: Settings, log_path: Path, app_id: str, webhook_url: str | None = None,
            **overrides: str) -> WorkerProcess:
     """A started worker of ``app_id``; with ``webhook_url`` containment is live (not dry-run)."""

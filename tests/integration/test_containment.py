@@ -21,17 +21,10 @@ from schemas.sources import SOURCES
 from streams.containment.receiver import Receiver
 from streams.publish import Publisher
 from streams.simulator import SimConfig, Simulator
-from streams.worker_process import WorkerProcess, start_groups_at_end
+from streams.worker_process import WorkerProcess, new_app_id
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWNvbnRhaW5tZW50"  # base64 of a test secret
-
-
-def new_app(settings: Settings) -> str:
-    """A fresh app id whose groups start at the topics' current end: the test sees only its own records."""
-    app_id = f"contain-{uuid.uuid4().hex[:6]}"
-    start_groups_at_end(settings, app_id)
-    return app_id
 
 
 def publish_compromise(settings: Settings) -> tuple[str, int]:
@@ -87,7 +80,7 @@ def compromise_and_worker(settings: Settings, tmp_path: Path,
     out = io.StringIO()
     with Receiver(SECRET, 0, out=out) as receiver:
         port = receiver.start_in_thread()
-        app_id = new_app(settings)
+        app_id = new_app_id(settings, "contain")
         pod, _ = publish_compromise(settings)
         worker = worker_for(settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=dry_run, app_id=app_id)
         try:
@@ -110,7 +103,7 @@ def test_compromised_model_server_is_quarantined_once(service_settings: Settings
 
 def test_delivery_waits_for_a_receiver_that_is_down(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    app_id = new_app(service_settings)
+    app_id = new_app_id(service_settings, "contain")
     pod, _ = publish_compromise(service_settings)
     worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False, app_id=app_id,
                         AIWARDEN_CONTAINMENT__BACKOFF_BASE_S="0.5", AIWARDEN_CONTAINMENT__BACKOFF_CAP_S="2",
@@ -150,7 +143,7 @@ def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path
         "    when: {detectors: [model_server_shell], maturity: [stable, incubating]}\n"
         "    actions: [quarantine_workload]\n"
     )
-    app_id = new_app(service_settings)
+    app_id = new_app_id(service_settings, "contain")
     start_ms = (int(time.time()) - 7200) * 1000 + uuid.uuid4().int % 3_000_000
     simulator = Simulator(SimConfig(seed=int(uuid.uuid4().int % 10_000), duration_s=60, rate=200, instances=2,
                                     scenarios=("model_server_shell",), start_ms=start_ms))
@@ -185,7 +178,7 @@ def test_blast_radius_limit_holds(service_settings: Settings, ch, tmp_path: Path
 
 def test_failed_containment_is_dead_lettered_and_alerted(service_settings: Settings, ch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()  # nobody listens: every attempt is refused
-    app_id = new_app(service_settings)
+    app_id = new_app_id(service_settings, "contain")
     pod, start_ms = publish_compromise(service_settings)
     worker = worker_for(service_settings, tmp_path, f"http://127.0.0.1:{port}/", dry_run=False, app_id=app_id,
                         AIWARDEN_CONTAINMENT__MAX_ATTEMPTS="2", AIWARDEN_CONTAINMENT__BACKOFF_BASE_S="0.2")

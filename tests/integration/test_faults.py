@@ -25,7 +25,8 @@ from infra import services
 from infra.services import free_port
 from infra.settings import Settings
 from streams.containment.receiver import Receiver
-from tests.integration.invariants import SECRET, Feeder, Pipeline, Run, new_app, rss_mib, wait_until
+from streams.worker_process import new_app_id
+from tests.integration.invariants import SECRET, Feeder, Pipeline, Run, rss_mib, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +72,13 @@ def begin(settings: Settings, ch: Any, name: str, seed: int, size: tuple[int, in
     """A simulator run for a new app id, its (not yet started) feeder and the pipeline to check."""
     duration, rate, default_feed_s = size
     run = Run.simulate(seed=seed, duration_s=duration, rate=rate)
-    pipeline = Pipeline(settings, ch, new_app(settings, f"fault-{name}"), run, receiver)
+    pipeline = Pipeline(settings, ch, new_app_id(settings, f"fault-{name}"), run, receiver)
     return pipeline, Feeder(settings, run, feed_s or default_feed_s)
+
+
+def reread_a_partition(log: Path) -> bool:
+    """Whether the worker logged that it re-read a partition it had lost records of (delivery_guard)."""
+    return "never processed" in log.read_text(errors="replace")
 
 
 def url_of(receiver: Receiver) -> str:
@@ -94,7 +100,7 @@ def test_killed_worker_restarts_without_loss(service_settings: Settings, ch: Any
         pipeline.start_worker(tmp_path / "w2.log", url_of(receiver))
         outcome, recovered_s = pipeline.complete(feeder, restarted, actions=True)
     assert landed_at_kill < len(pipeline.run.event_ids), "the kill did not land mid-stream"
-    assert "never processed" not in (tmp_path / "w2.log").read_text(errors="replace"), (
+    assert not reread_a_partition(tmp_path / "w2.log"), (
         "the restarted worker lost records and had to re-read a partition")
     report("kill -9", landed_at_kill=landed_at_kill, all_settled_after_restart_s=round(recovered_s, 1),
            outcome=outcome.summary())
@@ -107,7 +113,7 @@ def test_killed_worker_restarts_without_loss(service_settings: Settings, ch: Any
 @pytest.mark.parametrize("restarts", [pytest.param(4, id="ci"), pytest.param(16, id="soak", marks=SOAK)])
 def test_worker_restarted_onto_a_backlog_loses_nothing(service_settings: Settings, ch: Any, tmp_path: Path,
                                                        restarts: int) -> None:
-    app_id = new_app(service_settings, "fault-restart")
+    app_id = new_app_id(service_settings, "fault-restart")
     settled = []
     for restart in range(restarts):
         run = Run.simulate(seed=98, duration_s=60, rate=150, hours_back=74 + restart)
@@ -118,7 +124,7 @@ def test_worker_restarted_onto_a_backlog_loses_nothing(service_settings: Setting
         with Pipeline(service_settings, ch, app_id, run) as pipeline:
             pipeline.start_worker(log)
             outcome, settled_s = pipeline.complete(feeder, time.monotonic())
-        assert "never processed" not in log.read_text(errors="replace"), (
+        assert not reread_a_partition(log), (
             f"restart {restart}: the worker lost records and had to re-read a partition")
         settled.append(round(settled_s, 1))
     report("restart onto a backlog", restarts=restarts, settled_after_each_start_s=settled,

@@ -21,8 +21,9 @@ from infra.settings import Settings
 from schemas.codec import Limits, RecordError
 from schemas.sources import normalize_bytes
 from streams import topics
+from streams.worker_process import new_app_id
 from tests.fixtures.hostile import MAX_DEPTH, MAX_RECORD_BYTES, MAX_STRING_CHARS, Hostile, corpus, hostile_records
-from tests.integration.invariants import Feeder, Pipeline, Run, new_app, wait_until
+from tests.integration.invariants import Feeder, Pipeline, Run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ def test_hostile_input_is_dead_lettered_and_the_worker_keeps_going(
         service_settings: Settings, ch: Any, tmp_path: Path) -> None:
     records = [*corpus(), *generated(150)]
     run = Run.simulate(seed=96, duration_s=30, rate=100, scenarios=("model_server_shell",))
-    pipeline = Pipeline(service_settings, ch, new_app(service_settings, "fault-hostile"), run)
+    pipeline = Pipeline(service_settings, ch, new_app_id(service_settings, "fault-hostile"), run)
     started_ms = int(time.time() * 1000) - 60_000
     with pipeline:
         pipeline.start_worker(tmp_path / "w1.log", **INGEST)

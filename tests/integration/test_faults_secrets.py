@@ -15,7 +15,8 @@ import pytest
 
 from infra.services import free_port
 from infra.settings import Settings
-from tests.integration.invariants import Feeder, Run, new_app, wait_until, worker
+from streams.worker_process import new_app_id
+from tests.integration.invariants import Feeder, Run, wait_until, worker
 from tests.unit.test_secrets import assert_no_secret, secret_env
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 def test_secrets_never_appear_in_worker_logs_errors_or_status(service_settings: Settings, tmp_path: Path) -> None:
     assert service_settings.kafka.bootstrap_servers and service_settings.clickhouse.url
     secrets = secret_env(tmp_path, service_settings.kafka.bootstrap_servers, service_settings.clickhouse.url)
-    app = new_app(service_settings, "fault-secrets")
+    app = new_app_id(service_settings, "fault-secrets")
     webhook = f"http://127.0.0.1:{free_port()}/"  # nobody listens: every delivery fails and is logged
     plain_kafka = {k: v for k, v in secrets.items() if not k.startswith("AIWARDEN_KAFKA__")}
 

@@ -3,7 +3,7 @@
 Each test runs `aiwarden worker` child processes under its own app id (so its own consumer groups,
 ``<app_id>`` for Faust and ``<app_id>-sink`` for the sink) and identifies its rows by the event ids
 of a simulator run with a unique ``start_ms``. Its groups start at the topics' end
-(``start_groups_at_end``), so it reads only what it publishes.
+(``new_app_id``), so it reads only what it publishes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from schemas.sources import SOURCES
 from streams import topics
 from streams.publish import Publisher
 from streams.simulator import SimConfig, Simulator
-from streams.worker_process import WorkerProcess, start_groups_at_end
+from streams.worker_process import WorkerProcess, new_app_id
 
 pytestmark = pytest.mark.integration
 
@@ -38,14 +38,6 @@ RAW_COUNT = "SELECT count() FROM aiwarden.events WHERE event_id IN {ids:Array(St
 # -- helpers
 def unique_start_ms() -> int:
     return int(time.time() * 1000) - 3_600_000 + uuid.uuid4().int % 1_000_000
-
-
-def app_id(settings: Settings, prefix: str) -> str:
-    """A fresh app id whose consumer groups start at the topics' current end: the test reads only
-    what it publishes itself, not the backlog earlier tests left."""
-    app = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    start_groups_at_end(settings, app)
-    return app
 
 
 def wait_for(
@@ -172,7 +164,7 @@ def sink_warnings(worker: WorkerProcess) -> list[str]:
 def test_redelivered_events_are_not_lost_nor_seen_twice(
     service_settings: Settings, ch, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
-    app = app_id(service_settings, "sink-redeliver")
+    app = new_app_id(service_settings, "sink-redeliver")
     group = f"{app}-sink"
     kafka = Kafka(service_settings)
     starts = kafka.ends()  # where this test's events will begin on aiwarden.events
@@ -238,7 +230,7 @@ def test_sink_holds_events_while_clickhouse_is_down_then_lands_them_once(
         pytest.skip("needs the local ClickHouse launcher (not an external server or a container)")
     url = service_settings.clickhouse.url
     assert url is not None
-    app = app_id(service_settings, "sink-outage")
+    app = new_app_id(service_settings, "sink-outage")
     group = f"{app}-sink"
     kafka = Kafka(service_settings)
 
@@ -298,7 +290,7 @@ def test_rows_clickhouse_rejects_are_dead_lettered_and_the_rest_of_the_batch_lan
     bad = encode({"event_id": f"bad-{marker}", "time_ms": "not-a-number", "class_uid": -5, "message": marker})
     bad_ids = [f"bad-{marker}"]
 
-    app = app_id(service_settings, "sink-reject")
+    app = new_app_id(service_settings, "sink-reject")
     kafka = Kafka(service_settings)
     started = time.monotonic()
     worker = WorkerProcess(service_settings, tmp_path / "worker.log", AIWARDEN_WORKER__APP_ID=app).start()
