@@ -18,11 +18,12 @@ from confluent_kafka import Consumer, TopicPartition
 from infra.kafka.clients import confluent_config
 from infra.settings import Settings
 from streams import topics
+from streams.pipeline.engine import pipeline_group
 from streams.worker_process import WorkerProcess
 
 # Standard Webhooks secret of the benchmarks' reference receiver (not a real secret).
 SECRET = "whsec_" + "YmVuY2gtc2VjcmV0LWZvci1jb250YWlubWVudA=="
-# What the worker's own consumer group reads (its internal re-key and changelog topics aside).
+# What the worker's pipeline group reads (its internal re-key and changelog topics aside).
 WORKER_TOPICS = (*topics.RAW_TOPICS, topics.EVENTS, topics.FINDINGS)
 SINK_TOPICS = (topics.EVENTS, topics.FINDINGS, topics.ALERTS)
 
@@ -113,7 +114,7 @@ def position_groups(settings: Settings, app_id: str, raw_from: Mapping[tuple[str
     offsets = dict(end_offsets(settings))
     if raw_from:
         offsets.update({key: value for key, value in raw_from.items() if key[0] in topics.RAW_TOPICS})
-    for group in (app_id, f"{app_id}-sink"):
+    for group in (pipeline_group(app_id), app_id, f"{app_id}-sink"):
         consumer = _consumer(settings, group)
         try:
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
@@ -138,7 +139,7 @@ def pipeline_lag(settings: Settings, app_id: str) -> tuple[int, int]:
     """Records the worker (normalize, detect, correlate) and its sink have not committed yet, and the
     worker group's committed position summed over the raw topics (it moves once work is done)."""
     ends = end_offsets(settings, {*WORKER_TOPICS, *SINK_TOPICS})
-    worker = committed_offsets(settings, app_id, WORKER_TOPICS)
+    worker = committed_offsets(settings, pipeline_group(app_id), WORKER_TOPICS)
     sink = committed_offsets(settings, f"{app_id}-sink", SINK_TOPICS)
     lag = lag_of(worker, {k: v for k, v in ends.items() if k[0] in WORKER_TOPICS}) + lag_of(
         sink, {k: v for k, v in ends.items() if k[0] in SINK_TOPICS}

@@ -30,6 +30,7 @@ from infra.clickhouse.client import connect
 from infra.kafka.clients import confluent_config
 from infra.settings import Settings
 from streams import topics
+from streams.pipeline.engine import pipeline_group
 from streams.publish import Publisher
 from streams.simulate import publish_simulation
 from streams.simulator import SimConfig
@@ -67,7 +68,7 @@ SINK_TOPICS = (topics.EVENTS, topics.FINDINGS, topics.ALERTS, topics.INVENTORY, 
 
 def pipeline_lag(settings: Settings, app_id: str) -> int:
     """Records not yet committed by the worker's agents and by its sink."""
-    return (group_lag(settings, app_id, (*topics.RAW_TOPICS, topics.EVENTS, topics.FINDINGS))
+    return (group_lag(settings, pipeline_group(app_id), (*topics.RAW_TOPICS, topics.EVENTS, topics.FINDINGS))
             + group_lag(settings, f"{app_id}-sink", SINK_TOPICS))
 
 

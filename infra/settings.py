@@ -60,7 +60,9 @@ class ClickHouseSettings(_Group):
 
 
 class WorkerSettings(_Group):
-    app_id: str = Field("aiwarden", description="Faust application id (consumer group and changelog prefix).")
+    app_id: str = Field(
+        "aiwarden", description="Application id: prefix of the consumer groups, changelog and internal topics."
+    )
     web_port: int = Field(0, ge=0, le=65535, description="Worker web server port; 0 picks a free one.")
     web_bind: str = Field(
         "127.0.0.1", description="Address the worker web server (console, /metrics) listens on. It has no "
@@ -71,9 +73,24 @@ class WorkerSettings(_Group):
     )
     sink_batch_rows: int = Field(10_000, ge=1, description="Rows per ClickHouse insert batch.")
     sink_batch_seconds: float = Field(1.0, gt=0, description="Longest wait before a partial batch is inserted.")
-    stall_check_s: float = Field(
-        15.0, gt=0, description="How often the worker looks for a partition whose commit is held by records it "
-        "read but never processed; one found twice in a row is re-read from its committed offset."
+    batch_records: int = Field(
+        1_000, ge=1, description="Most records the pipeline engine takes from Kafka in one batch."
+    )
+    commit_interval_s: float = Field(
+        0.1, gt=0, description="How often the pipeline commits its Kafka transaction (outputs, changed state and "
+        "input offsets together); each hop's records become visible downstream at a commit."
+    )
+    transaction_timeout_s: float = Field(
+        10.0, ge=1, description="Kafka transaction timeout: how long consumers may wait on the open transaction "
+        "of a worker that died and was not restarted."
+    )
+    state_store: Literal["memory", "rocksdb"] = Field(
+        "memory", description="Where the pipeline keeps committed per-entity state: memory (rebuilt from the "
+        "changelog at assignment) or rocksdb (on disk under the state dir; replays only the changelog's tail)."
+    )
+    instance_id: str | None = Field(
+        None, description="This worker's stable name in its group (its Kafka transactional id); unset: "
+        "<host name>-<n>, the first slot under the state dir not held by a running worker."
     )
     checkpoint_interval_s: float = Field(
         30.0, gt=0, description="How often anomaly models are checkpointed to their changelog table."

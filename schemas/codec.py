@@ -57,11 +57,25 @@ def decode_record(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any
     except orjson.JSONDecodeError as exc:
         msg = f"not valid JSON: {exc}"
         raise RecordError(msg) from None
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         msg = f"expected a JSON object, got {type(value).__name__}"
         raise RecordError(msg)
-    check_limits(value, limits)
+    if not within_limits(data, limits):
+        check_limits(value, limits)
     return value
+
+
+def within_limits(data: bytes, limits: Limits) -> bool:
+    """True when the JSON text ``data`` (decoded by orjson) cannot break ``limits``: a cheap
+    sufficient test on the raw bytes that lets ``decode_record`` skip the walk of ``check_limits``.
+
+    A decoded string (or key) has no more characters than the bytes that encode it, so none is
+    longer than ``max_string_chars`` when the whole record is not; every nesting level opens with a
+    ``{`` or ``[``, so the depth is at most the number of those bytes (strings' included). orjson
+    refuses NaN, infinities and numbers that overflow a double, so a decoded value is always finite.
+    When this is False the exact walk decides, and gives the reason.
+    """
+    return len(data) <= limits.max_string_chars and data.count(b"{") + data.count(b"[") <= limits.max_depth
 
 
 def check_limits(value: Any, limits: Limits = DEFAULT_LIMITS) -> None:

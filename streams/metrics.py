@@ -47,9 +47,17 @@ STAGE_LATENCY = Histogram(
     "(normalize, detect, correlate, sink).", ["stage"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
 )
 
-PARTITIONS_REREAD = Counter(
-    "aiwarden_partitions_reread_total", "Partitions re-read from their committed offset because records "
-    "read before it were never processed (streams/delivery_guard.py), per topic.", ["topic"], registry=REGISTRY,
+PIPELINE_RECORDS = Counter(
+    "aiwarden_pipeline_records_total", "Records taken from Kafka by the pipeline engine, per input topic.",
+    ["topic"], registry=REGISTRY,
+)
+PIPELINE_TRANSACTIONS = Counter(
+    "aiwarden_pipeline_transactions_total", "Kafka transactions of the pipeline engine, per outcome "
+    "(committed, aborted).", ["outcome"], registry=REGISTRY,
+)
+PIPELINE_COMMIT_SECONDS = Histogram(
+    "aiwarden_pipeline_commit_seconds", "Duration of one pipeline commit (changelog records, offsets, "
+    "transaction commit).", buckets=_LATENCY_BUCKETS, registry=REGISTRY,
 )
 
 

@@ -29,7 +29,9 @@ def register(app: faust.App, settings: Settings) -> None:
         async def get(self, request: Request) -> Response:
             clickhouse = await asyncio.to_thread(queries.ping)
             sink = getattr(app, "aiwarden_sink", None)
-            checks = {"clickhouse": clickhouse, "alert_feed": feed.ready.is_set()}
+            engine = getattr(app, "aiwarden_engine", None)
+            checks = {"clickhouse": clickhouse, "alert_feed": feed.ready.is_set(),
+                      "pipeline": engine is None or engine.alive}
             return self.json({
                 "status": "ok" if all(checks.values()) else "degraded",
                 "app": app.conf.id,
@@ -50,12 +52,16 @@ def register(app: faust.App, settings: Settings) -> None:
 
         async def get(self, request: Request) -> Response:
             tables = {name: len(table) for name, table in app.tables.items()}
+            engine = getattr(app, "aiwarden_engine", None)
+            if engine is not None:
+                tables.update(engine.state()["stores"])
             models: dict[str, Any] = {
                 detector_id: model.n for detector_id, model in getattr(app, "aiwarden_models", {}).items()
             }
             sink = getattr(app, "aiwarden_sink", None)
             return self.json({
                 "tables": tables,
+                "pipeline": engine.state() if engine is not None else {},
                 "models": models,
                 "sink": {"inserted": sink.inserted, "dead_lettered": sink.dead_lettered} if sink else {},
                 "alert_feed": {"buffered": len(feed.buffer), "followers": len(feed.followers),

@@ -109,15 +109,17 @@ def new_app_id(settings: Settings, prefix: str) -> str:
 
 def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0) -> None:
     """Commit the current end of every shared aiwarden topic for a new app id's consumer groups (the
-    worker's and its sink's), so a fresh deployment or test worker starts from now instead of
-    replaying everything the topics hold. Topics it creates itself (changelogs, re-key) are untouched."""
+    pipeline engine's, the Faust agents' and the sink's), so a fresh deployment or test worker starts
+    from now instead of replaying everything the topics hold. Topics it creates itself (changelogs,
+    re-key) are untouched."""
     from confluent_kafka import Consumer, TopicPartition
 
     from infra.kafka.clients import confluent_config, partition_ids
     from streams import topics
+    from streams.pipeline.engine import pipeline_group
 
     ends: list[TopicPartition] = []  # read once, committed for both groups
-    for group in (app_id, f"{app_id}-sink"):
+    for group in (pipeline_group(app_id), app_id, f"{app_id}-sink"):
         consumer = Consumer(confluent_config(settings, **{"group.id": group, "enable.auto.commit": False}))
         try:
             if not ends:

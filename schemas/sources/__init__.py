@@ -56,6 +56,9 @@ CLI_NAMES = {
     "gateway": "gateway",
 }
 
+# Source header (a source or CLI name) -> spec, for the one-lookup path of ``normalize_bytes``.
+_BY_HEADER: dict[str, SourceSpec] = {**SOURCES, **{cli: SOURCES[name] for cli, name in CLI_NAMES.items()}}
+
 _GATEWAY_KEYS = ("request_id", "model", "endpoint", "status")
 
 
@@ -110,7 +113,9 @@ def normalize_bytes(
 ) -> Event:
     """Decode (within ``limits``), route and normalize one raw record; every failure is a ``RecordError``."""
     record = decode_record(data, limits)
-    spec = resolve(source, record)
+    spec = _BY_HEADER.get(source) if source else None
+    if spec is None:  # no header (detect the source) or an unknown one (``resolve`` says so)
+        spec = resolve(source, record)
     try:
         return spec.normalize(record, prompt_chars=prompt_chars)
     except RecordError:

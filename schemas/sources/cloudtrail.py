@@ -210,10 +210,13 @@ def _resource(params: dict[str, Any] | None, resources: list[Resource] | None, m
         if arn:
             return truncate(arn, EXTRA_CHARS)
     if params is not None:
+        get = params.get
         for name in TARGET_PARAMS:
-            value = text(params.get(name), EXTRA_CHARS)
-            if value:
-                return value
+            value = get(name)
+            if value is not None:  # most are absent: skip text() for those
+                value = text(value, EXTRA_CHARS)
+                if value:
+                    return value
     return ""
 
 

@@ -94,7 +94,8 @@ class AlertFeed:
     async def run(self) -> None:
         """Read forever (cancel to stop): first ``backlog_per_partition`` alerts before the end, or on
         from ``position`` when called again after a failure."""
-        consumer = AIOKafkaConsumer(**aiokafka_kwargs(self.settings), group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**aiokafka_kwargs(self.settings), group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed")
         await consumer.start()
         try:
             partitions = await self._partitions()
@@ -186,7 +187,8 @@ class AlertFeed:
         gaps = {p: o for p, o in cursor.items() if p in targets and o < targets[p]}
         if not gaps:
             return
-        consumer = AIOKafkaConsumer(**aiokafka_kwargs(self.settings), group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**aiokafka_kwargs(self.settings), group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed")
         await consumer.start()
         try:
             partitions = [TopicPartition(self.topic, p) for p in gaps]

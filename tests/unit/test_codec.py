@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec import Limits, RecordError, decode, decode_record, encode, raw_text
+from schemas.codec import Limits, RecordError, check_limits, decode, decode_record, encode, raw_text, within_limits
 from schemas.dead_letter import DeadLetter
 from schemas.envelope import Event, event_id
 
@@ -68,6 +69,40 @@ def test_any_json_either_decodes_or_raises_record_error(value: object) -> None:
         assert result == value
 
 
+@given(json_values, st.integers(1, 6), st.integers(0, 24))
+def test_the_byte_precheck_never_passes_a_record_the_walk_refuses(
+    value: object, max_depth: int, max_chars: int
+) -> None:
+    limits = Limits(max_depth=max_depth, max_string_chars=max_chars)
+    data = orjson.dumps({"v": value})
+    if within_limits(data, limits):
+        check_limits(orjson.loads(data), limits)  # must not raise
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": "\\u00e9\\u00e9\\u00e9"}',  # 3 characters from 18 bytes
+        b'{"a": "[[[[", "b": "{{{{"}',  # brackets inside strings count, nesting is 1
+        b'{"\\"[": ["\\\\", "]\\""]}',
+        b'  {"a": [1, {"b": null}]}  ',
+    ],
+)
+def test_precheck_and_walk_agree_near_the_limits(data: bytes) -> None:
+    value = orjson.loads(data)
+    for max_depth in range(1, 5):
+        for max_chars in range(len(data) + 2):
+            limits = Limits(max_depth=max_depth, max_string_chars=max_chars)
+            try:
+                check_limits(value, limits)
+            except RecordError as exc:
+                assert not within_limits(data, limits)
+                with pytest.raises(RecordError, match=exc.reason):
+                    decode_record(data, limits)
+            else:
+                assert decode_record(data, limits) == value
+
+
 @given(st.binary(max_size=200))
 def test_any_bytes_either_decode_or_raise_record_error(data: bytes) -> None:
     try:
@@ -87,3 +122,8 @@ def test_dead_letter_keeps_non_utf8_bytes_as_base64() -> None:
 def test_event_id_is_deterministic_and_source_scoped() -> None:
     assert event_id("cloudtrail", "abc") == event_id("cloudtrail", b"abc")
     assert event_id("cloudtrail", "abc") != event_id("k8s_audit", "abc")
+    for source in ("falco", "not-a-source"):  # the same blake2b whether the source has a seed or not
+        for identity in (b"", b"raw bytes", "vendor-id-\u00e9"):
+            data = identity.encode() if isinstance(identity, str) else identity
+            expected = hashlib.blake2b(source.encode() + b"\0" + data, digest_size=16).hexdigest()
+            assert event_id(source, identity) == expected

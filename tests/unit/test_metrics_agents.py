@@ -9,10 +9,12 @@ import orjson
 import pytest
 
 from infra.settings import Settings
-from streams.agents.detect import Correlation
-from streams.agents.normalize import Normalization
+from streams import topics
 from streams.metrics import value
-from tests.unit.test_batching import Table, Topic, detection, drive, event_record, miner, record
+from streams.pipeline.correlate import Correlation
+from streams.pipeline.normalize import Normalization
+from tests.unit.pipeline_fakes import Message, Out, event_message, memory_store
+from tests.unit.test_stages import detection, miner
 
 pytestmark = pytest.mark.unit
 
@@ -22,15 +24,15 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 def test_normalize_counts_events_dead_letters_and_latency(tmp_path: Path) -> None:
     lines = (FIXTURES / "falco" / "falcosecurity_events.jsonl").read_bytes().splitlines()[:3]
     headers = [("aiwarden-source", b"falco")]
-    batch = [record(line, b"k", offset=i, topic="aiwarden.raw.runtime", headers=headers)
+    batch = [Message(line, b"k", offset=i, topic="aiwarden.raw.runtime", headers=headers)
              for i, line in enumerate(lines)]
-    batch.append(record(b"{not json", b"k", offset=9, topic="aiwarden.raw.runtime", headers=headers))
-    events, dlq = Topic(), Topic()
+    batch.append(Message(b"{not json", b"k", offset=9, topic="aiwarden.raw.runtime", headers=headers))
+    out = Out()
     before = (value("aiwarden_events_in_total", source="falco"),
               value("aiwarden_dead_letters_total", stage="normalize"),
               value("aiwarden_stage_latency_seconds_count", stage="normalize"))
-    drive(Normalization(Settings(state_dir=tmp_path), events=events, dlq=dlq).raw_batch(batch))
-    assert len(events.sent) == 3 and len(dlq.sent) == 1
+    Normalization(Settings(state_dir=tmp_path), out).raw_batch(batch)
+    assert len(out.on(topics.EVENTS)) == 3 and len(out.on(topics.DLQ)) == 1
     assert value("aiwarden_events_in_total", source="falco") == before[0] + 3
     assert value("aiwarden_dead_letters_total", stage="normalize") == before[1] + 1
     assert value("aiwarden_stage_latency_seconds_count", stage="normalize") == before[2] + 1  # one per batch
@@ -38,22 +40,22 @@ def test_normalize_counts_events_dead_letters_and_latency(tmp_path: Path) -> Non
 
 def test_detect_and_correlate_count_findings_alerts_and_latency(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
-    detect, parts = detection(settings)
+    detect, out, _ = detection(settings)
     findings = value("aiwarden_findings_total", detector="cryptominer")
     detect_latency = value("aiwarden_stage_latency_seconds_count", stage="detect")
-    drive(detect.events_batch([event_record(miner(i), offset=i) for i in range(3)]))
+    detect.events_batch([event_message(miner(i), offset=i) for i in range(3)])
     assert value("aiwarden_findings_total", detector="cryptominer") == findings + 1
     assert value("aiwarden_stage_latency_seconds_count", stage="detect") == detect_latency + 1
 
     alerts = value("aiwarden_alerts_total", detector="cryptominer")
     dead = value("aiwarden_dead_letters_total", stage="correlate")
     correlate_latency = value("aiwarden_stage_latency_seconds_count", stage="correlate")
-    sent = parts["findings"].sent[0]
-    out, dlq = Topic(), Topic()
-    correlation = Correlation(settings, alerts=out, dlq=dlq, states=Table())
-    drive(correlation.findings_batch([record(sent["value"], sent["key"], topic="aiwarden.findings"),
-                                      record(b"[]", b"k", offset=1, topic="aiwarden.findings")]))
-    assert orjson.loads(out.sent[0]["value"])["detectors"] == ["cryptominer"]
+    sent = out.on(topics.FINDINGS)[0]
+    correlated = Out()
+    correlation = Correlation(settings, correlated, states=memory_store("correlation"))
+    correlation.findings_batch([Message(sent["value"], sent["key"], topic="aiwarden.findings"),
+                                Message(b"[]", b"k", offset=1, topic="aiwarden.findings")])
+    assert orjson.loads(correlated.on(topics.ALERTS)[0]["value"])["detectors"] == ["cryptominer"]
     assert value("aiwarden_alerts_total", detector="cryptominer") == alerts + 1
     assert value("aiwarden_dead_letters_total", stage="correlate") == dead + 1
     assert value("aiwarden_stage_latency_seconds_count", stage="correlate") == correlate_latency + 1

@@ -1,0 +1,40 @@
+"""The pipeline as the worker runs it: the engine with the normalize, detect and correlate stages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.settings import Settings
+from streams import topics
+from streams.pipeline.correlate import Correlation
+from streams.pipeline.detect import Detection, rekey_topic
+from streams.pipeline.engine import Engine
+from streams.pipeline.normalize import Normalization
+
+
+def build_pipeline(settings: Settings) -> tuple[Engine, dict[str, Any]]:
+    """The engine with every stage routed and its stores declared; also the stages by name."""
+    engine = Engine(settings)
+    normalization = Normalization(settings, engine.output)
+    engine.route(topics.RAW_TOPICS, normalization.raw_batch)
+
+    rekey = engine.internal_topic(rekey_topic(settings), settings.kafka.partitions)
+    detection = Detection(
+        settings, engine.output,
+        states=engine.store("detector-state", topics.EVENTS),
+        rekeyed=engine.store("rekeyed-state", rekey),
+        assets=engine.store("inventory-state", topics.EVENTS),
+        models=engine.store("model-checkpoints", topics.EVENTS),
+    )
+    engine.route([topics.EVENTS], detection.events_batch)
+    engine.route([rekey], detection.rekeyed_batch)
+
+    def restore_models(topic: str, partition: int) -> None:
+        if topic == topics.EVENTS:
+            detection.checkpoints.restore()
+
+    engine.on_assigned(restore_models)
+
+    correlation = Correlation(settings, engine.output, states=engine.store("correlation-state", topics.FINDINGS))
+    engine.route([topics.FINDINGS], correlation.findings_batch)
+    return engine, {"normalize": normalization, "detect": detection, "correlate": correlation}

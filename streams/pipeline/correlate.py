@@ -1,0 +1,45 @@
+"""``aiwarden.findings`` (keyed by anchor) → one open alert per anchor → ``aiwarden.alerts``."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from detectors.correlation import Correlator, anchor
+from infra.settings import Settings
+from schemas.codec import encode
+from schemas.findings import Finding
+from streams import topics
+from streams.metrics import ALERTS
+from streams.pipeline.records import Out, count_into, dead_letter, observe_latency
+
+log = logging.getLogger(__name__)
+
+
+class Correlation:
+    """The correlate stage: findings folded into alerts, state per anchor in the ``correlation-state`` store."""
+
+    def __init__(self, settings: Settings, out: Out, *, states: Any) -> None:
+        self.correlator = Correlator(settings.detection)
+        self.out, self.states = out, states
+
+    def findings_batch(self, batch: Sequence[Any]) -> None:
+        leading: Counter[str] = Counter()
+        for message in batch:
+            try:
+                finding = Finding.from_dict(orjson.loads(message.value()))
+                with self.states.guarded(anchor(finding), message.partition()) as state:
+                    alert = self.correlator.add(finding, state)
+            except Exception as exc:  # noqa: BLE001 - one bad finding must not stop correlation
+                log.exception("correlation failed")
+                dead_letter(self.out, topics.DLQ, message, f"correlation failed: {exc!r}", "findings", "correlate")
+                continue
+            if alert is not None:
+                leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
+                self.out.send(topics.ALERTS, alert.alert_id.encode(), encode(alert))
+        count_into(ALERTS, leading)
+        observe_latency("correlate", batch)

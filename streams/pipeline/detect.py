@@ -1,0 +1,179 @@
+"""``aiwarden.events`` → inventory and detectors → ``aiwarden.findings``, with per-entity state.
+
+Events arrive keyed by their primary entity, so one worker owns an entity's state. Each
+detector's state for a key lives in the ``detector-state`` store (partitioned like
+``aiwarden.events``, changelog-backed: a restarted worker recovers it). A detector whose state is
+keyed on another entity (a bucket, an access key) gets its events through the re-key topic,
+keyed by that entity, and keeps its state in ``rekeyed-state``. Class-level anomaly models are
+checkpointed per partition into ``model-checkpoints`` every ``checkpoint_interval_s`` and
+restored on assignment, so a restart never means a cold model. Findings go out keyed by their
+correlation anchor, so correlation state is per anchor too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from detectors.base import Detector
+from detectors.correlation import anchor
+from detectors.inventory import Inventory, InventoryChange
+from detectors.registry import build_all, by_class
+from infra.settings import Settings
+from schemas.codec import encode
+from schemas.envelope import Event
+from streams import topics
+from streams.metrics import FINDINGS
+from streams.pipeline.records import Out, count_into, dead_letter, observe_latency
+
+log = logging.getLogger(__name__)
+
+DETECTOR_HEADER = "aiwarden-detector"
+
+
+def rekey_topic(settings: Settings) -> str:
+    """The internal topic events go through when a detector keeps state on another entity."""
+    return f"{settings.worker.app_id}-detect-rekey"
+
+
+class ModelCheckpoints:
+    """Checkpoints of the detectors' class-level models, one store entry per detector and partition."""
+
+    def __init__(self, store: Any, detectors: list[Detector], interval_s: float) -> None:
+        self.store = store
+        self.models: dict[str, Any] = {
+            d.id: getattr(d, "model") for d in detectors if getattr(d, "model", None) is not None  # noqa: B009
+        }
+        self.interval_s = interval_s
+        self.last = time.monotonic()
+
+    def restore(self) -> None:
+        """Load the most-trained checkpoint of each model among the partitions this worker holds."""
+        best: dict[str, tuple[int, str]] = {}
+        for key, value in self.store.items():
+            detector_id, _, _ = key.partition("|")
+            n, blob = int(value["n"]), value["blob"]
+            # Runs after every assignment: never replace a model that has learned more since.
+            if detector_id in self.models and n > max(self.models[detector_id].n, best.get(detector_id, (-1, ""))[0]):
+                best[detector_id] = (n, blob)
+        for detector_id, (n, blob) in best.items():
+            try:
+                self.models[detector_id].loads(bytes.fromhex(blob))
+                log.info("restored %s model checkpoint (%d observations)", detector_id, n)
+            except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not stop detection
+                log.warning("ignoring %s model checkpoint: %s", detector_id, exc)
+
+    def maybe_save(self, partitions: Iterable[int]) -> None:
+        """Every ``interval_s``: checkpoint each model under each of ``partitions`` (a batch's)."""
+        now = time.monotonic()
+        if now - self.last < self.interval_s:
+            return
+        self.last = now
+        for detector_id, model in self.models.items():
+            value = None
+            for partition in partitions:
+                value = value or {"n": model.n, "blob": model.dumps().hex()}
+                self.store.set(f"{detector_id}|{partition}", partition, value)
+
+
+def inventory_row(change: InventoryChange) -> dict[str, Any]:
+    """The ``inventory`` table row for a change: the item as it is now, versioned by time."""
+    item = change.item.to_dict()
+    return {
+        **item,
+        "sanctioned": int(item["sanctioned"]),
+        "public_exposure": int(item["public_exposure"]),
+        "updated_ms": change.time_ms,
+        "attributes": {"change": change.change, "detail": change.detail, "gpu": str(item.get("gpu", False)).lower(),
+                       "callers": str(item.get("callers", 0))},
+    }
+
+
+class Detection:
+    """The detect stage: inventory and detectors over per-partition state stores.
+    ``states``, ``rekeyed``, ``assets`` and ``models`` are stores (``guarded``/``set``/``items``)."""
+
+    def __init__(self, settings: Settings, out: Out, *, states: Any, rekeyed: Any, assets: Any,
+                 models: Any) -> None:
+        config = settings.detection
+        self.detectors = build_all(config)
+        self.dispatch = by_class(self.detectors)
+        self.by_id = {d.id: d for d in self.detectors}
+        self.inventory = Inventory(config)
+        self.out = out
+        self.rekey = rekey_topic(settings)
+        self.states, self.rekeyed, self.assets = states, rekeyed, assets
+        self.checkpoints = ModelCheckpoints(models, self.detectors, settings.worker.checkpoint_interval_s)
+
+    def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
+                     found: Counter[str]) -> None:
+        with states.guarded(f"{detector.id}|{key}", partition) as state:
+            results = list(detector.detect(event, state))
+        for finding in results:
+            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+        found[detector.id] += len(results)
+
+    def process(self, event: Event, raw: bytes, partition: int, found: Counter[str]) -> None:
+        for asset_id in self.inventory.assets(event):
+            with self.assets.guarded(asset_id, partition) as state:
+                changes = list(self.inventory.observe(event, state, asset_id))
+            for change in changes:
+                self.out.send(topics.INVENTORY, asset_id.encode(), encode(inventory_row(change)))
+        for detector in self.dispatch.get(event.class_uid, ()):
+            if detector.sources is not None and event.source not in detector.sources:
+                continue
+            key = detector.state_key(event)
+            if key is None:
+                continue
+            if key == event.entity_id:
+                self.run_detector(detector, event, key, partition, self.states, found)
+            else:
+                # State keyed on another entity (a bucket, an access key): repartition the event by
+                # that key so the one worker owning the key sees every event about it.
+                self.out.send(self.rekey, key.encode(), raw, [(DETECTOR_HEADER, detector.id.encode())])
+
+    def events_batch(self, batch: Sequence[Any]) -> None:
+        """One batch from ``aiwarden.events``."""
+        found: Counter[str] = Counter()
+        partitions: set[int] = set()
+        for message in batch:
+            raw = message.value()
+            partition = message.partition()
+            partitions.add(partition)
+            try:
+                event = Event.from_dict(orjson.loads(raw))
+            except (TypeError, ValueError) as exc:  # written by something other than normalize
+                dead_letter(self.out, topics.DLQ, message, f"not an aiwarden event: {exc}", "events", "detect")
+                continue
+            try:
+                self.process(event, raw, partition, found)
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
+                log.exception("detection failed on event %s", event.event_id)
+                dead_letter(self.out, topics.DLQ, message, f"detection failed: {exc!r}", event.source, "detect")
+        self.checkpoints.maybe_save(sorted(partitions))
+        count_into(FINDINGS, found)
+        observe_latency("detect", batch)
+
+    def rekeyed_batch(self, batch: Sequence[Any]) -> None:
+        """One batch from the re-key topic: events keyed by one detector's state key."""
+        found: Counter[str] = Counter()
+        for message in batch:
+            headers = dict(message.headers() or [])
+            detector = self.by_id.get(headers.get(DETECTOR_HEADER, b"").decode())
+            try:
+                if detector is None:
+                    msg = f"unknown detector in header {headers.get(DETECTOR_HEADER)!r}"
+                    raise ValueError(msg)
+                event = Event.from_dict(orjson.loads(message.value()))
+                key = (message.key() or b"").decode()
+                self.run_detector(detector, event, key, message.partition(), self.rekeyed, found)
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
+                log.exception("rekeyed detection failed")
+                dead_letter(self.out, topics.DLQ, message, f"detection failed: {exc!r}", "events", "detect")
+        count_into(FINDINGS, found)
+        observe_latency("detect", batch)

@@ -1,0 +1,562 @@
+"""The pipeline engine: batch stages on one consumer and one transactional producer, exactly once.
+
+The high-rate stages (normalize, detect, correlate) run here instead of as Faust agents. One
+thread takes batches of records straight from Kafka (``Consumer.consume``), hands each topic's
+records to its stage as plain function calls, and produces the stages' outputs with one
+transactional producer. Every ``commit_interval_s`` it commits a Kafka transaction (KIP-447)
+holding the outputs, the changelog records of every state key that changed and the input
+offsets: all of them become visible to ``read_committed`` consumers together, or none does.
+
+- Assignment is cooperative-sticky. Before partitions move away the engine commits what it has
+  processed of them; a store partition is restored from its changelog before the first batch of
+  its input partition (inside the assignment callback).
+- A transaction that fails (a produce error, a commit refused) is aborted: working state is
+  dropped and each partition is rewound to the first record of the aborted transaction, so the
+  records are processed once more and their outputs appear once.
+- The transactional id is stable per worker slot (``instance_id``), so a restarted worker fences
+  its killed predecessor and aborts its open transaction at once instead of leaving consumers
+  waiting for the transaction timeout.
+- Anything unexpected restarts the engine (new clients, stores restored) with backoff; the Faust
+  worker around it keeps running.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from infra.kafka.clients import confluent_config
+from infra.settings import Settings
+from streams.metrics import PIPELINE_COMMIT_SECONDS, PIPELINE_RECORDS, PIPELINE_TRANSACTIONS
+from streams.pipeline.state import Store, StoreAccess
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[Message]], None]
+TIMEOUT_S = 30.0  # transactional API calls and admin requests
+
+
+class EngineError(RuntimeError):
+    """A failure the engine cannot go on from without restarting its clients."""
+
+
+class Output:
+    """The stages' one way out: ``send`` produces into the open transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        self.engine.produce(topic, key, value, headers=headers)
+
+
+def pipeline_group(app_id: str) -> str:
+    """The consumer group of the pipeline engine of app ``app_id`` (Faust's own group is ``app_id``)."""
+    return f"{app_id}-pipeline"
+
+
+def changelog_topic(settings: Settings, store: str) -> str:
+    return f"{settings.worker.app_id}-{store}-changelog"
+
+
+class InstanceSlot:
+    """A worker slot on this machine: ``<state dir>/worker/<app id>/instance-N``, held by a file lock
+    while the worker runs. Its name makes the transactional id, its folder holds on-disk stores."""
+
+    def __init__(self, settings: Settings) -> None:
+        base = settings.state_dir.resolve() / "worker" / settings.worker.app_id
+        base.mkdir(parents=True, exist_ok=True)
+        configured = settings.worker.instance_id
+        self._lock: Any = None
+        index = 0
+        while True:
+            name = configured or f"{socket.gethostname()}-{index}"
+            path = base / (f"instance-{index}" if not configured else f"instance-{configured}")
+            path.mkdir(parents=True, exist_ok=True)
+            lock = (path / ".lock").open("a")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                if configured:
+                    msg = f"worker instance {configured!r} is already running in {path}"
+                    raise EngineError(msg) from None
+                index += 1
+                continue
+            self._lock, self.name, self.path = lock, name, path
+            return
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+class Engine:
+    """Routes topics to stage handlers and runs them under Kafka transactions (see the module doc)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        worker = settings.worker
+        self.group = pipeline_group(worker.app_id)
+        self.batch_records = worker.batch_records
+        self.commit_interval_s = worker.commit_interval_s
+        self.routes: dict[str, Handler] = {}
+        self.internal_topics: dict[str, int] = {}  # topics the engine creates (name → partitions; 0: as input)
+        self.stores: dict[str, Store] = {}
+        self.assigned_callbacks: list[Callable[[str, int], None]] = []
+        self.output = Output(self)
+        self.slot: InstanceSlot | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._restorer: Any = None
+        self._fatal = False
+        self._callback_error: Exception | None = None
+        self._committed: dict[tuple[str, int], int] = {}  # input offsets committed by this engine
+        self._idle_check = 0.0
+        self._reset_transaction()
+        self.started = threading.Event()  # set once the first assignment was restored
+        self.counters = {"records": 0, "transactions": 0, "aborted": 0, "restarts": 0, "restored": 0}
+
+    # -- wiring (before start)
+    def route(self, topics: Iterable[str], handler: Handler) -> None:
+        for topic in topics:
+            self.routes[topic] = handler
+
+    def internal_topic(self, name: str, partitions: int) -> str:
+        self.internal_topics[name] = partitions
+        return name
+
+    def store(self, name: str, input_topic: str) -> StoreAccess:
+        """A store partitioned like ``input_topic``, with its changelog topic."""
+        store = Store(name, input_topic, changelog_topic(self.settings, name), self.settings.worker.state_store,
+                      Path())
+        self.stores[name] = store
+        return StoreAccess(store)
+
+    def on_assigned(self, callback: Callable[[str, int], None]) -> None:
+        """``callback(topic, partition)`` after a newly assigned partition's stores are restored."""
+        self.assigned_callbacks.append(callback)
+
+    # -- running in a thread
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="aiwarden-pipeline", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self) -> None:
+        """Run until ``stop``; any failure restarts the clients after a backoff."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self._run_once()
+                return
+            except Exception:  # noqa: BLE001 - the engine restarts; the worker goes on
+                log.exception("pipeline engine failed; restarting in %.0fs", delay)
+                self.counters["restarts"] += 1
+                self._fatal = True
+                self._close_clients()
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _run_once(self) -> None:
+        self._fatal = False
+        self._open_clients()
+        try:
+            while not self._stop.is_set():
+                messages = self._consumer.consume(self.batch_records, 0.05)
+                self._raise_callback_error()
+                if messages:
+                    self._handle(messages)
+                now = time.monotonic()
+                if self._open and now - self._opened >= self.commit_interval_s:
+                    self.commit()
+                elif not self._open and now - self._idle_check >= self.commit_interval_s:
+                    # Idle: positions that moved over transaction markers only are committed too, so a
+                    # drained partition's committed offset reaches its end.
+                    self._idle_check = now
+                    if self._moved_positions():
+                        self._begin()
+                        self.commit()
+            self.commit()
+        finally:
+            self._close_clients()
+
+    # -- clients
+    def _open_clients(self) -> None:
+        settings, worker = self.settings, self.settings.worker
+        if self.slot is None:
+            self.slot = InstanceSlot(settings)
+        for store in self.stores.values():
+            store.directory = self.slot.path / "stores"
+        self._ensure_topics()
+        self._producer = Producer(confluent_config(settings, **{
+            "transactional.id": f"{self.group}-{self.slot.name}",
+            "transaction.timeout.ms": int(worker.transaction_timeout_s * 1000),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "partitioner": "murmur2_random",  # the Java client's: keys land where Kafka Streams would put them
+        }))
+        # Fences a predecessor with the same transactional id and aborts its open transaction.
+        self._producer.init_transactions(TIMEOUT_S)
+        self._restorer = Consumer(confluent_config(settings, **{
+            "group.id": f"{self.group}-restore", "enable.auto.commit": False, "enable.partition.eof": True,
+            "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+        }))
+        self._consumer = Consumer(confluent_config(settings, **{
+            "group.id": self.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": int(worker.session_timeout_s * 1000),
+            "heartbeat.interval.ms": max(500, int(worker.session_timeout_s * 250)),
+            "max.poll.interval.ms": 600_000,
+            "fetch.wait.max.ms": 100,
+        }))
+        self._callback_error = None
+        self._consumer.subscribe(sorted(self.routes), on_assign=self._guard(self._on_assign),
+                                 on_revoke=self._guard(self._on_revoke), on_lost=self._guard(self._on_lost))
+        log.info("pipeline engine started: group %s, transactional id %s-%s, topics %s", self.group, self.group,
+                 self.slot.name, ", ".join(sorted(self.routes)))
+
+    def _close_clients(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close()  # runs the revoke callback: commits unless the engine failed
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("pipeline consumer close: %s", exc)
+        if self._open:  # never committed: init_transactions of the next start aborts it on the broker
+            self._rollback()
+        for store in self.stores.values():
+            for partition in list(store.partitions):
+                store.close(partition)
+        for client in (self._restorer,):
+            if client is not None:
+                client.close()
+        self._restorer = None
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(5)
+        if self._stop.is_set() and self.slot is not None:
+            self.slot.release()
+            self.slot = None
+
+    def _ensure_topics(self) -> None:
+        """Create the internal topics (re-key topics, compacted changelogs) that do not exist."""
+        admin = AdminClient(confluent_config(self.settings))
+        metadata = admin.list_topics(timeout=TIMEOUT_S).topics
+        missing = sorted(set(self.routes) - set(metadata) - set(self.internal_topics))
+        if missing:
+            msg = f"topics missing: {', '.join(missing)} (run `aiwarden migrate`)"
+            raise EngineError(msg)
+        replication = self.settings.kafka.replication_factor
+        wanted = [NewTopic(name, num_partitions=partitions or self.settings.kafka.partitions,
+                           replication_factor=replication)
+                  for name, partitions in self.internal_topics.items() if name not in metadata]
+        for store in self.stores.values():
+            if store.changelog in metadata:
+                continue
+            partitions = len(metadata[store.input_topic].partitions) if store.input_topic in metadata else (
+                self.internal_topics.get(store.input_topic) or self.settings.kafka.partitions)
+            wanted.append(NewTopic(store.changelog, num_partitions=partitions, replication_factor=replication,
+                                   config={"cleanup.policy": "compact"}))
+        if not wanted:
+            return
+        for name, future in admin.create_topics(wanted, operation_timeout=TIMEOUT_S).items():
+            try:
+                future.result(timeout=TIMEOUT_S)
+                log.info("created topic %s", name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+
+    # -- processing
+    def _reset_transaction(self) -> None:
+        self._open = False
+        self._opened = 0.0
+        self._first: dict[tuple[str, int], int] = {}  # first offset of the open transaction, per partition
+        self._changelog_offsets: dict[tuple[str, int], int] = {}
+
+    def _begin(self) -> None:
+        if not self._open:
+            self._producer.begin_transaction()
+            self._open, self._opened = True, time.monotonic()
+
+    def _handle(self, messages: list[Any]) -> None:
+        by_topic: dict[str, list[Any]] = {}
+        first = self._first
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's own code name
+                    log.warning("pipeline consume: %s", error)
+                    if error.fatal():
+                        raise KafkaException(error)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            by_topic.setdefault(topic, []).append(message)
+            tp = (topic, partition)
+            if tp not in first:
+                first[tp] = offset
+        if not by_topic:
+            return
+        self._begin()
+        for topic, batch in by_topic.items():
+            self.routes[topic](batch)
+            PIPELINE_RECORDS.labels(topic).inc(len(batch))
+            self.counters["records"] += len(batch)
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, *, headers: Any = None,
+                partition: int = -1, on_delivery: Any = None) -> None:
+        """Produce into the open transaction; waits while the producer's queue is full."""
+        self._begin()
+        while True:
+            try:
+                self._producer.produce(topic, value, key, partition, on_delivery=on_delivery, headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _changelog_delivered(self, error: Any, message: Any) -> None:
+        if error is None:
+            tp = (message.topic(), message.partition())
+            self._changelog_offsets[tp] = max(self._changelog_offsets.get(tp, -1), message.offset())
+
+    def commit(self) -> bool:
+        """Commit the open transaction (outputs, changed state, input offsets); False if it was aborted."""
+        if not self._open or self._producer is None:
+            return True
+        started = time.perf_counter()
+        changes: list[tuple[Store, int, list[tuple[str, bytes | None]]]] = []
+        for store in self.stores.values():
+            for partition, part in store.partitions.items():
+                changed = part.changes()
+                changes.append((store, partition, changed))
+                for key, value in changed:
+                    self.produce(store.changelog, key.encode(), value, partition=partition,
+                                 on_delivery=self._changelog_delivered)
+        # The consumer's positions, not last offset + 1: under read_committed they step over the
+        # transaction markers, so a drained partition commits its end offset.
+        offsets = self._moved_positions()
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(),
+                                                           TIMEOUT_S)
+            self._commit_transaction()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.txn_requires_abort():
+                log.warning("pipeline transaction aborted (%s); its records are processed again", error)
+                self._abort()
+                return False
+            raise
+        self._committed.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        for store, partition, changed in changes:
+            offset = self._changelog_offsets.get((store.changelog, partition))
+            store[partition].commit(changed, offset if store.kind == "rocksdb" else None)
+        self._reset_transaction()
+        self.counters["transactions"] += 1
+        PIPELINE_TRANSACTIONS.labels("committed").inc()
+        PIPELINE_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        return True
+
+    def _moved_positions(self) -> list[TopicPartition]:
+        """The consumer's positions that differ from what was last committed."""
+        committed = self._committed
+        return [tp for tp in self._consumer.position(self._consumer.assignment())
+                if tp.offset >= 0 and committed.get((tp.topic, tp.partition)) != tp.offset]
+
+    def _commit_transaction(self) -> None:
+        for attempt in range(10):
+            try:
+                self._producer.commit_transaction(TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not (isinstance(error, KafkaError) and error.retriable()) or attempt == 9:
+                    raise
+                log.warning("pipeline commit: %s; retrying", error)
+
+    def _abort(self) -> None:
+        """Abort the open transaction: drop working state, rewind each partition to the transaction's start."""
+        rewind = dict(self._first)
+        if self._producer is not None and not self._fatal:
+            try:
+                self._producer.abort_transaction(TIMEOUT_S)
+            except KafkaException as exc:
+                log.warning("pipeline abort failed (%s); restarting the engine", exc)
+                self._fatal = True
+        self._rollback()
+        if self._fatal:
+            msg = "transaction could not be aborted"
+            raise EngineError(msg)
+        if self._consumer is not None:
+            owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+            for (topic, partition), offset in rewind.items():
+                if (topic, partition) in owned:
+                    self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _rollback(self) -> None:
+        for store in self.stores.values():
+            for part in store.partitions.values():
+                part.rollback()
+        self._reset_transaction()
+        self.counters["aborted"] += 1
+        PIPELINE_TRANSACTIONS.labels("aborted").inc()
+
+    # -- rebalance callbacks (run inside consume, on the engine's thread). An exception escaping a
+    # callback comes out of librdkafka mangled (not an Exception): each keeps its own and the loop
+    # raises it once consume returns.
+    def _raise_callback_error(self) -> None:
+        error, self._callback_error = self._callback_error, None
+        if error is not None:
+            raise error
+
+    def _guard(self, callback: Callable[[Any, list[TopicPartition]], None]) -> Callable[..., None]:
+        def guarded(consumer: Any, partitions: list[TopicPartition]) -> None:
+            if self._callback_error is not None:
+                return
+            try:
+                callback(consumer, partitions)
+            except Exception as exc:  # noqa: BLE001 - re-raised by the loop
+                self._callback_error = exc
+
+        return guarded
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            for store in self.stores.values():
+                if store.input_topic == tp.topic:
+                    self._restore(store, tp.partition)
+        for tp in partitions:
+            for callback in self.assigned_callbacks:
+                callback(tp.topic, tp.partition)
+        if partitions:
+            log.info("pipeline assigned %s", _names(partitions))
+        self.started.set()
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if not self._fatal and self._open:
+            self.commit()  # what was processed of the partitions leaves with them
+        self._drop(partitions)
+        if partitions:
+            log.info("pipeline revoked %s", _names(partitions))
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.warning("pipeline lost %s; aborting the open transaction", _names(partitions))
+        if self._open:
+            self._abort()
+        self._drop(partitions)
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._first.pop((tp.topic, tp.partition), None)
+            self._committed.pop((tp.topic, tp.partition), None)
+            for store in self.stores.values():
+                if store.input_topic == tp.topic:
+                    store.close(tp.partition)
+
+    def _restore(self, store: Store, partition: int) -> None:
+        """Open a store partition and replay its changelog (from the disk store's own offset, if any)."""
+        part = store.open(partition)
+        started = time.monotonic()
+        low, high = self._watermarks(TopicPartition(store.changelog, partition))
+        applied = part.backend.changelog_offset()
+        if applied is not None and applied + 1 < low:  # compaction removed records past the disk store
+            store.close(partition)
+            store.destroy(partition)
+            part = store.open(partition)
+            applied = None
+        start = OFFSET_BEGINNING if applied is None else applied + 1
+        if high <= low or (applied is not None and applied + 1 >= high):
+            return
+        self._restorer.assign([TopicPartition(store.changelog, partition, start)])
+        restored, last_log = 0, started
+        try:
+            while True:
+                messages = self._restorer.consume(10_000, 1.0)
+                changes: list[tuple[str, bytes | None]] = []
+                last = None
+                done = False
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001
+                            done = True
+                            continue
+                        raise KafkaException(error)
+                    changes.append((message.key().decode(), message.value()))
+                    last = message.offset()
+                if changes:
+                    part.commit(changes, last if store.kind == "rocksdb" else None)
+                    restored += len(changes)
+                if done or (last is not None and last + 1 >= high):
+                    break
+                if time.monotonic() - last_log > 10:
+                    last_log = time.monotonic()
+                    log.info("restoring %s[%d]: %d of ~%d records", store.name, partition, restored, high - low)
+                if self._stop.is_set():
+                    msg = "stopped while restoring"
+                    raise EngineError(msg)
+        finally:
+            self._restorer.unassign()
+        self.counters["restored"] += restored
+        log.info("restored %s[%d]: %d records, %d keys in %.1fs", store.name, partition, restored, len(part),
+                 time.monotonic() - started)
+
+    def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
+        """A partition's low and high watermarks, waiting out a leader not yet elected (a new topic)."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            try:
+                low, high = self._restorer.get_watermark_offsets(tp, timeout=TIMEOUT_S)
+                return int(low), int(high)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if time.monotonic() > deadline or not (isinstance(error, KafkaError) and error.retriable()):
+                    raise
+                time.sleep(0.2)
+
+    # -- introspection
+    def state(self) -> dict[str, Any]:
+        return {
+            "alive": self.alive,
+            "stores": {name: store.size() for name, store in self.stores.items()},
+            **self.counters,
+        }
+
+
+def _names(partitions: Sequence[TopicPartition]) -> str:
+    grouped: dict[str, list[int]] = {}
+    for tp in partitions:
+        grouped.setdefault(tp.topic, []).append(tp.partition)
+    return "; ".join(f"{topic} {sorted(ps)}" for topic, ps in sorted(grouped.items()))
+
+

@@ -1,0 +1,200 @@
+"""The pipeline stages over their state stores: changed keys written once per commit on the
+partition that owns them, failing code leaving no half-made state, an aborted transaction leaving
+none either, bad events dead-lettered without stopping the batch, replayed findings not
+duplicating alerts. The engine around them is replaced by ``tests.unit.pipeline_fakes``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from infra.settings import Settings
+from schemas.envelope import Event
+from streams import topics
+from streams.pipeline.correlate import Correlation
+from streams.pipeline.detect import Detection
+from tests.contract.events import T0, mixed_stream, runtime
+from tests.unit.pipeline_fakes import Message, Out, commit, committed, event_message, memory_store
+
+pytestmark = pytest.mark.unit
+
+
+def miner(i: int, container: str = "3f2a9c1b7d4e5f60718293a4") -> Event:
+    return runtime("dns_query", t=T0 + i * 1000, seq=i, container=container, dst_host="pool.supportxmr.com")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path)
+
+
+def detection(settings: Settings) -> tuple[Detection, Out, dict[str, Any]]:
+    stores = {name: memory_store(name) for name in ("states", "rekeyed", "assets", "models")}
+    out = Out()
+    return Detection(settings, out, **stores), out, stores
+
+
+# --- state stores ----------------------------------------------------------------------------------
+
+
+def test_changed_keys_are_written_once_per_commit_on_their_partition() -> None:
+    store = memory_store()
+    store.set("kept", 1, {"n": 1})
+    commit(store)
+    for _ in range(50):
+        state = store.get("a", 2)
+        state["n"] = state.get("n", 0) + 1
+    store.get("b", 3)["seen"] = True
+    store.get("kept", 1)  # read, not changed
+    assert sorted(commit(store)) == [("state", 2, "a"), ("state", 3, "b")]
+    assert committed(store) == {"a": {"n": 50}, "b": {"seen": True}, "kept": {"n": 1}}
+    assert commit(store) == []  # nothing new: nothing written
+
+
+def test_an_aborted_transaction_leaves_the_committed_state() -> None:
+    store = memory_store()
+    store.get("a", 0)["xs"] = [1]
+    commit(store)
+    store.get("a", 0)["xs"].append(2)
+    store.get("b", 0)["new"] = True
+    for part in store.store.partitions.values():
+        part.rollback()
+    assert committed(store) == {"a": {"xs": [1]}}
+    assert store.get("a", 0) == {"xs": [1]}
+
+
+def test_an_emptied_state_is_deleted() -> None:
+    store = memory_store()
+    store.get("a", 0)["n"] = 1
+    commit(store)
+    store.get("a", 0).clear()
+    assert commit(store) == [("state", 0, "a")]
+    assert committed(store) == {}
+
+
+def test_guarded_state_is_restored_when_the_block_raises() -> None:
+    store = memory_store()
+    store.get("a", 0)["n"] = 1
+    with pytest.raises(RuntimeError), store.guarded("a", 0) as state:
+        state["n"] = 99
+        state["half"] = "made"
+        raise RuntimeError("detector bug")
+    assert store.get("a", 0) == {"n": 1}
+    assert commit(store) == [("state", 0, "a")]
+    assert committed(store) == {"a": {"n": 1}}
+
+
+def test_the_disk_store_keeps_state_and_its_changelog_offset(tmp_path: Path) -> None:
+    store = memory_store(kind="rocksdb", directory=tmp_path, partitions=2)
+    store.get("a", 1)["n"] = 1
+    store.get("b", 1)["n"] = 2
+    part = store.store[1]
+    part.commit(part.changes(), changelog_offset=41)
+    store.get("b", 1).clear()
+    part.commit(part.changes(), changelog_offset=42)
+    store.store.close(1)
+    reopened = store.store.open(1)
+    assert dict(reopened.committed_items()) == {"a": {"n": 1}}
+    assert reopened.backend.changelog_offset() == 42 and len(reopened) == 1
+
+
+# --- detection ------------------------------------------------------------------------------------
+
+
+def test_a_batch_writes_each_detector_state_once(settings: Settings) -> None:
+    detect, out, stores = detection(settings)
+    detect.events_batch([event_message(miner(i), offset=i) for i in range(40)])
+    findings = [orjson.loads(sent["value"]) for sent in out.on(topics.FINDINGS)]
+    assert [f["detector"] for f in findings] == ["cryptominer"]  # rate-limited per window, as one by one
+    written = commit(stores["states"])
+    keys = [key for _, _, key in written]
+    assert len(keys) == len(set(keys)) and "cryptominer|container:3f2a9c1b7d4e" in keys
+    assert {partition for _, partition, _ in written} == {0}
+    assert out.on(topics.DLQ) == []
+
+
+def test_same_results_committed_per_batch_as_per_event(settings: Settings) -> None:
+    messages = [event_message(e, offset=i) for i, e in enumerate(mixed_stream(seed=3, n=600))]
+    batched, out, stores = detection(settings)
+    batched_log = []
+    for start in range(0, len(messages), 200):
+        batched.events_batch(messages[start:start + 200])
+        batched_log += commit(*stores.values())
+    single, one_out, one_stores = detection(settings)
+    single_log = []
+    for one in messages:
+        single.events_batch([one])
+        single_log += commit(*one_stores.values())
+    assert out.sent == one_out.sent
+    assert out.on(topics.FINDINGS)
+    for name in ("states", "assets"):
+        assert committed(stores[name]) == committed(one_stores[name])
+    assert len(batched_log) < len(single_log) / 2
+
+
+def test_a_detector_exception_dead_letters_that_event_only(settings: Settings,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    detect, out, stores = detection(settings)
+    cryptominer = detect.by_id["cryptominer"]
+    real = cryptominer.detect
+    bad = miner(5, container="cccccccccccc")
+
+    def flaky(event: Event, state: dict[str, Any]) -> Any:
+        if event.event_id == bad.event_id:
+            state["poisoned"] = True
+            raise ValueError("boom")
+        return real(event, state)
+
+    monkeypatch.setattr(cryptominer, "detect", flaky)
+    detect.events_batch([event_message(bad, offset=0), event_message(miner(6), offset=1),
+                         Message(b"not json", b"k", offset=2)])
+    letters = [orjson.loads(sent["value"]) for sent in out.on(topics.DLQ)]
+    assert [letter["stage"] for letter in letters] == ["detect", "detect"]
+    assert "boom" in letters[0]["reason"] and "not an aiwarden event" in letters[1]["reason"]
+    assert letters[1]["position"] == {"topic": "aiwarden.events", "partition": 0, "offset": 2}
+    assert [orjson.loads(s["value"])["detector"] for s in out.on(topics.FINDINGS)] == ["cryptominer"]
+    commit(stores["states"])
+    assert all("poisoned" not in state for state in committed(stores["states"]).values())
+
+
+def test_model_checkpoints_use_the_batch_partitions(settings: Settings) -> None:
+    detect, _, stores = detection(settings)
+    detect.checkpoints.interval_s = 0
+    detect.events_batch([event_message(miner(1), partition=1), event_message(miner(2), partition=3)])
+    written = commit(stores["models"])
+    assert written and {p for _, p, _ in written} == {1, 3}
+    assert all(key.endswith(f"|{p}") for _, p, key in written)
+
+
+def test_rekeyed_events_keep_state_under_their_key(settings: Settings) -> None:
+    detect, out, stores = detection(settings)
+    for i, event in enumerate(mixed_stream(seed=3, n=600)):
+        detect.events_batch([event_message(event, offset=i)])
+    rekeyed = out.on(f"{settings.worker.app_id}-detect-rekey")
+    assert rekeyed, "the mixed stream has events for detectors keyed on another entity"
+    detect.rekeyed_batch([Message(r["value"], r["key"], topic="rekey", headers=r["headers"]) for r in rekeyed])
+    keys = {key for _, _, key in commit(stores["rekeyed"])}
+    assert keys and all(key.split("|", 1)[1] in {r["key"].decode() for r in rekeyed} for key in keys)
+    detect.rekeyed_batch([Message(b"{}", b"k", topic="rekey", headers=[("aiwarden-detector", b"nope")])])
+    assert "unknown detector" in orjson.loads(out.on(topics.DLQ)[-1]["value"])["reason"]
+
+
+# --- correlation ----------------------------------------------------------------------------------
+
+
+def test_replayed_findings_do_not_duplicate_alerts(settings: Settings) -> None:
+    detect, out, _ = detection(settings)
+    detect.events_batch([event_message(miner(1))])
+    finding = out.on(topics.FINDINGS)[0]
+    alerts, states = Out(), memory_store("correlation")
+    correlation = Correlation(settings, alerts, states=states)
+    as_message = Message(finding["value"], finding["key"], topic=topics.FINDINGS)
+    correlation.findings_batch([as_message, as_message])
+    correlation.findings_batch([as_message])
+    assert len(alerts.on(topics.ALERTS)) == 1 and len(commit(states)) == 1
+    correlation.findings_batch([Message(b"{}", b"k", topic=topics.FINDINGS)])
+    letters = alerts.on(topics.DLQ)
+    assert len(letters) == 1 and orjson.loads(letters[0]["value"])["stage"] == "correlate"
