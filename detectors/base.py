@@ -171,6 +171,8 @@ def h32(text: str) -> int:
 
 def lru_add(items: list[Any], item: Any, cap: int) -> bool:
     """Move/insert ``item`` at the end of a bounded LRU list; True if it was new."""
+    if items and items[-1] == item and len(items) <= cap:  # already the most recent (no repeats in the list)
+        return False
     try:
         items.remove(item)
         new = False

@@ -144,10 +144,21 @@ class Inventory:
         self.policy = Policy.of(config)
         self.window_ms = config.window_ms
         self.max_list = config.inventory_max_list
+        # ``assets`` finds a runtime event's AI evidence and ``observe`` (called next, for the same
+        # event) needs it again: the last answer, for that event object only
+        self._evidence: tuple[Event | None, tuple[str, str, bool]] = (None, ("", "", False))
 
     # --- which assets an event is about ----------------------------------------------------------
     def _ai_evidence(self, event: Event) -> tuple[str, str, bool]:
         """``(runtime, model, gpu)`` shown by a runtime event."""
+        last, found = self._evidence
+        if last is event:
+            return found
+        found = self._find_evidence(event)
+        self._evidence = (event, found)
+        return found
+
+    def _find_evidence(self, event: Event) -> tuple[str, str, bool]:
         policy = self.policy
         runtime = policy.runtime_in(event.image)
         model = ""
@@ -261,9 +272,9 @@ class Inventory:
                 changes.append(("exposure", f"{service_type or 'Ingress'} {'public' if exposed else 'internal'}"))
             hint = self.policy.server_hint(str(state["n"]).rsplit("/", 1)[-1])
             if hint:
-                self._remember(state, "rt", hint, "runtime", changes)
+                self._remember(state, "rt", hint, "runtime", changes, limit=0)
             if event.principal:
-                self._remember(state, "pr", clean(event.principal, NAME_CHARS), "principal", changes)
+                self._remember(state, "pr", event.principal, "principal", changes)
             return
         if event.image and not state["im"]:
             state["im"] = clean(event.image, NAME_CHARS)
@@ -271,28 +282,36 @@ class Inventory:
             state["ns"] = clean(event.namespace, 64)
         runtime, model, gpu = self._ai_evidence(event)
         if runtime:
-            self._remember(state, "rt", runtime, "runtime", changes)
+            self._remember(state, "rt", runtime, "runtime", changes, limit=0)
         if model:
-            self._remember(state, "md", clean(model, NAME_CHARS), "model", changes)
+            self._remember(state, "md", model, "model", changes)
         if gpu and not state["gpu"]:
             state["gpu"] = True
             changes.append(("gpu", "GPU access"))
 
     def _usage(self, event: Event, kind: str, state: State, changes: list[tuple[str, str]]) -> None:
-        caller = event.principal or (ent.apikey(event.api_key_id) if event.api_key_id else "")
         if kind == "api_key":
             caller = event.principal
+        else:
+            caller = event.principal or (ent.apikey(event.api_key_id) if event.api_key_id else "")
         if caller:
             # every distinct caller is counted (linear counting); the first few are named
             state["pc"] = bitmap_add(int(state.get("pc", 0)), h32(caller))
-            self._remember(state, "pr", clean(caller, NAME_CHARS), "principal", changes)
+            self._remember(state, "pr", caller, "principal", changes)
         if kind in ("api_key", "cloud_service") and event.model_id:
-            self._remember(state, "md", clean(event.model_id, NAME_CHARS), "model", changes)
+            self._remember(state, "md", event.model_id, "model", changes)
 
-    def _remember(self, state: State, slot: str, value: str, change: str, changes: list[tuple[str, str]]) -> None:
-        """Add ``value`` to a bounded list; a change only while the list has room (no LRU churn)."""
+    def _remember(
+        self, state: State, slot: str, text: str, change: str, changes: list[tuple[str, str]], limit: int = NAME_CHARS
+    ) -> None:
+        """Add ``clean(text, limit)`` (``text`` itself if ``limit`` is 0) to a bounded list; a change only
+        while the list has room (no LRU churn)."""
         values: list[str] = state[slot]
-        if value in values or len(values) >= self.max_list:
+        # a value already kept was cleaned, so clean(text) is text: most calls end here without cleaning
+        if text in values or len(values) >= self.max_list:
+            return
+        value = clean(text, limit) if limit else text
+        if value in values:
             return
         values.append(value)
         changes.append((change, value))
@@ -300,7 +319,7 @@ class Inventory:
     # --- helpers ------------------------------------------------------------------------------------
     @staticmethod
     def _kind(asset_id: str) -> str:
-        prefix = asset_id.split(":", 1)[0]
+        prefix = asset_id.partition(":")[0]
         if prefix in ("pod", "container"):
             return "workload"
         if prefix == "model":
@@ -327,8 +346,11 @@ class Inventory:
             return policy.workload_sanctioned(str(state.get("ns", "")), str(state.get("im", "")))
         if kind == "model":
             return policy.approved_model(str(state.get("n", "")))
-        principals = [str(p) for p in state.get("pr", ())]
-        return all(policy.model_user_approved(p) for p in principals)
+        approved = policy.model_user_approved
+        for principal in state.get("pr", ()):
+            if not approved(str(principal)):
+                return False
+        return True
 
     def item(self, asset_id: str, state: State) -> InventoryItem:
         """The ``InventoryItem`` an asset's state describes."""

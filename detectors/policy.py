@@ -104,7 +104,7 @@ class Policy:
         self._logging = glob_matcher(c.approved_logging_principals)
         self.inference_sources = frozenset(c.inference_sources)
         self.ai_services = frozenset(c.ai_cloud_services)
-        self.approved_model = glob_matcher(c.approved_models)
+        self._approved_model = glob_matcher(c.approved_models)
         self._model_user = glob_matcher(c.approved_model_users)
         # per-instance caches (strings that recur all day)
         self.runtime_in = lru_cache(maxsize=_CACHE)(self._runtime_in)
@@ -113,6 +113,9 @@ class Policy:
         self.server_hint = lru_cache(maxsize=_CACHE)(self._server_hint_in)
         self.is_model_file = lru_cache(maxsize=_CACHE)(self._is_model_file)
         self.is_gpu_host = lru_cache(maxsize=256)(self.gpu_host)
+        # the inventory asks these for every observation of a model, key or cloud service
+        self.approved_model = lru_cache(maxsize=_CACHE)(self._approved_model)
+        self.model_user_approved = lru_cache(maxsize=_CACHE)(self._model_user_approved)
 
     @staticmethod
     def of(config: DetectionConfig) -> Policy:
@@ -191,7 +194,7 @@ class Policy:
     def logging_approved(self, principal: str) -> bool:
         return self._principal(self._logging, principal)
 
-    def model_user_approved(self, principal: str) -> bool:
+    def _model_user_approved(self, principal: str) -> bool:
         return self._principal(self._model_user, principal)
 
     def training_target(self, resource: str) -> str:

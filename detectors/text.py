@@ -22,6 +22,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterable
+from typing import Any
 
 from detectors.config import PhrasePattern
 
@@ -81,16 +82,31 @@ def _common_suffix(a: str, b: str, limit: int) -> int:
 
 def distance(prev_view: str, prev_len: int, cur_view: str, cur_len: int) -> float:
     """0 (same prompt) .. 1 (nothing in common): an upper bound of normalized edit distance on views."""
-    longest = max(prev_len, cur_len, 1)
-    floor = abs(prev_len - cur_len) / longest
-    size = max(len(prev_view), len(cur_view))
-    if size == 0:
+    # max(floor, (size - prefix - suffix) / size) with floor = |Δlength| / max(lengths, 1), spelled
+    # without builtin calls: this runs up to RECENT_PROMPTS times per inference event
+    longest = prev_len if prev_len > cur_len else cur_len
+    floor = abs(prev_len - cur_len) / (longest if longest > 1 else 1)
+    if prev_view == cur_view:  # two empty views included
         return floor
-    if prev_view == cur_view:
-        return floor
-    prefix = _common_prefix(prev_view, cur_view)
-    suffix = _common_suffix(prev_view, cur_view, min(len(prev_view), len(cur_view)) - prefix)
-    return max(floor, (size - prefix - suffix) / size)
+    size, shorter = len(prev_view), len(cur_view)
+    if shorter > size:
+        size, shorter = shorter, size
+    # unrelated prompts differ in their first and last characters: skip the helpers' calls then
+    prefix = _common_prefix(prev_view, cur_view) if shorter and prev_view[0] == cur_view[0] else 0
+    rest = shorter - prefix
+    suffix = _common_suffix(prev_view, cur_view, rest) if rest and prev_view[-1] == cur_view[-1] else 0
+    value = (size - prefix - suffix) / size
+    return value if value > floor else floor
+
+
+def nearest(recent: list[list[Any]], cur_view: str, cur_len: int) -> float:
+    """The smallest ``distance`` from the current prompt to any ``[view, length]`` of ``recent`` (non-empty)."""
+    best = 2.0
+    for prev_view, prev_len in recent:
+        d = distance(str(prev_view), int(prev_len), cur_view, cur_len)
+        if d < best:
+            best = d
+    return best
 
 
 def template(prompt_view: str) -> int:

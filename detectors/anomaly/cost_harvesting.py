@@ -23,12 +23,13 @@ import random
 from detectors.anomaly.windowed import (
     WindowedAnomalyDetector,
     log1p,
+    remember_model,
     strength,
     synthetic_event,
     synthetic_prompt,
     who,
 )
-from detectors.base import State, clean
+from detectors.base import State
 from schemas.envelope import Event
 
 FEATURES = ("rel_tokens", "per_request", "rel_per_request", "max_out", "out_share")
@@ -56,8 +57,7 @@ class CostHarvesting(WindowedAnomalyDetector):
             state["mo"] = event.tokens_out
         if event.tokens_in + event.tokens_out >= self.config.cost_heavy_request_tokens:
             state["hv"] += 1
-        if event.model_id:
-            state["md"] = clean(event.model_id, 64)
+        remember_model(event, state)
 
     def window_features(self, state: State) -> dict[str, float]:
         r = max(1, int(state["r"]))

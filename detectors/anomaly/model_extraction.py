@@ -27,13 +27,14 @@ from typing import Any
 from detectors.anomaly.windowed import (
     WindowedAnomalyDetector,
     log1p,
+    remember_model,
     strength,
     synthetic_event,
     synthetic_prompt,
     who,
 )
-from detectors.base import State, clean
-from detectors.text import bitmap_add, bitmap_estimate, distance, template, view
+from detectors.base import State
+from detectors.text import bitmap_add, bitmap_estimate, nearest, template, view
 from schemas.envelope import Event
 
 RECENT_PROMPTS = 3
@@ -58,8 +59,7 @@ class ModelExtraction(WindowedAnomalyDetector):
         state["r"] += 1
         state["ti"] += event.tokens_in
         state["to"] += event.tokens_out
-        if event.model_id:
-            state["md"] = clean(event.model_id, 64)
+        remember_model(event, state)
         prompt = event.prompt
         if not prompt:
             return
@@ -70,7 +70,7 @@ class ModelExtraction(WindowedAnomalyDetector):
         if recent:
             # PRADA-style: the distance to the nearest of the last few prompts, so a sweep interleaved
             # with the key's ordinary traffic still shows as near-duplicates
-            d = min(distance(str(v), int(n), cur, len(prompt)) for v, n in recent)
+            d = nearest(recent, cur, len(prompt))
             state["pc"] += 1
             state["ds"] = round(float(state["ds"]) + d, 4)
             if d < float(state["dm"]):

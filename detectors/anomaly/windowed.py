@@ -50,6 +50,13 @@ def inference_key(event: Event) -> str:
     return ""
 
 
+def remember_model(event: Event, state: State) -> None:
+    """The window's model (``md``, cleaned for state); unchanged while the caller keeps calling it."""
+    model = event.model_id
+    if model and model != state.get("md"):
+        state["md"] = clean(model, 64)
+
+
 def strength(observed: float, threshold: float) -> float:
     """0.5 at the threshold, towards 1 as ``observed`` grows past it (a guard's anomaly score)."""
     if threshold <= 0:
@@ -77,6 +84,7 @@ class WindowedAnomalyDetector(Detector):
             margin=config.hst_margin,
         )
         self.threshold = config.anomaly_threshold
+        self.inference_sources = self.policy.inference_sources
         self.alpha = config.ewma_alpha
         self.warmup_windows = config.warmup_windows
 
@@ -131,7 +139,7 @@ class WindowedAnomalyDetector(Detector):
         return int(state.get("nw", 0)) >= self.warmup_windows
 
     def state_key(self, event: Event) -> str | None:
-        if event.source not in self.policy.inference_sources or event.activity != "invoke_model":
+        if event.activity != "invoke_model" or event.source not in self.inference_sources:
             return None
         return inference_key(event) or None
 
@@ -146,11 +154,13 @@ class WindowedAnomalyDetector(Detector):
         return self.model.score_one(self.window_features(state))
 
     def detect(self, event: Event, state: State) -> list[Finding]:
+        if event.activity != "invoke_model" or event.source not in self.inference_sources:
+            return []
         key = inference_key(event)
-        if not key or event.source not in self.policy.inference_sources or event.activity != "invoke_model":
+        if not key:
             return []
         out: list[Finding] = []
-        window = self.window(event.time_ms)
+        window = event.time_ms // self.window_ms
         current = state.get("w")
         if current is None:
             self.open_window(state, window)
@@ -164,6 +174,8 @@ class WindowedAnomalyDetector(Detector):
         seen = state["en"]
         if len(seen) < ENTITIES_KEPT:
             for entity in event.entities:
+                if entity in seen:  # already kept, so already clean: clean(entity) is entity
+                    continue
                 entity = clean(entity, ENTITY_CHARS)
                 if entity not in seen:
                     seen.append(entity)

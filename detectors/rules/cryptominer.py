@@ -52,10 +52,11 @@ class Cryptominer(Detector):
             if name in policy.miner_processes:
                 return f"miner process {event.process_name}"
             cmd = event.process_cmdline.lower()
-            for scheme in STRATUM:
-                if scheme in cmd:
-                    start = cmd.index(scheme)
-                    return f"stratum URL in command line ({event.process_cmdline[start:start + 80]})"
+            if "stratum" in cmd:  # in every scheme
+                for scheme in STRATUM:
+                    if scheme in cmd:
+                        start = cmd.index(scheme)
+                        return f"stratum URL in command line ({event.process_cmdline[start:start + 80]})"
         elif cls == DNS_ACTIVITY:
             host = event.dst_host.lower().rstrip(".")
             if host and (policy.miner_domain(host) or "stratum" in host):

@@ -22,6 +22,7 @@ State per workload: the window of the last finding of each kind (~40 bytes).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from detectors.base import Detector, State, workload_name
 from detectors.config import DetectionConfig
@@ -49,6 +50,22 @@ PACKAGE_INSTALL = re.compile(
     r"|\b(curl|wget)\b[^|]*\|\s*(sudo\s+)?(ba|z|da)?sh\b",
     re.IGNORECASE,
 )
+CACHED_CMDLINE_CHARS = 1024
+
+
+@lru_cache(maxsize=4096)
+def _cached_search(pattern: re.Pattern[str], cmdline: str) -> bool:
+    return pattern.search(cmdline) is not None
+
+
+def matches(pattern: re.Pattern[str], cmdline: str) -> bool:
+    """``pattern`` found in ``cmdline``; the answer is cached for the command lines that recur all day
+    (probes, cron jobs, servers restarting), which are short."""
+    if len(cmdline) > CACHED_CMDLINE_CHARS:
+        return pattern.search(cmdline) is not None
+    return _cached_search(pattern, cmdline)
+
+
 REVERSE_RULES = frozenset(
     {"Redirect STDOUT/STDIN to Network Connection in Container", "Netcat Remote Code Execution in Container"}
 )
@@ -99,7 +116,7 @@ class ModelServerShell(Detector):
             return "", ""
         policy = self.policy
         cmd = event.process_cmdline
-        if cmd and REVERSE_SHELL.search(cmd):
+        if cmd and matches(REVERSE_SHELL, cmd):
             return "reverse_shell", cmd[:160]
         rule = event.rule if event.source == "falco" else ""
         if rule and rule in policy.shell_rules:
@@ -123,7 +140,7 @@ class ModelServerShell(Detector):
             if self.ai_context(event):
                 return "shell", f"{name} spawned by {event.parent_process_name}"
             return "", ""
-        if cmd and PACKAGE_INSTALL.search(cmd):
+        if cmd and matches(PACKAGE_INSTALL, cmd):
             if event.namespace in policy.package_namespaces or not self.ai_context(event):
                 return "", ""
             return "package_install", cmd[:160]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.base import Detector, State, clean, h32, lru_add
+from detectors.config import DetectionConfig
 from schemas import entities as ent
 from schemas.envelope import API_ACTIVITY, Event
 from schemas.findings import Finding
@@ -35,6 +36,16 @@ class StolenAPIKey(Detector):
     classes = frozenset({API_ACTIVITY})
     sources = frozenset({"gateway", "cloudtrail"})
     description = __doc__ or ""
+
+    def __init__(self, config: DetectionConfig) -> None:
+        super().__init__(config)
+        self._agent: tuple[str, int] = ("", h32(""))
+
+    def _agent_hash(self, agent: str) -> int:
+        """``h32(agent)``, remembered for the last agent (a key's requests mostly come from one client)."""
+        if self._agent[0] != agent:
+            self._agent = (agent, h32(agent))
+        return self._agent[1]
 
     def state_key(self, event: Event) -> str | None:
         if not event.api_key_id or not event.src_ip:
@@ -56,11 +67,13 @@ class StolenAPIKey(Detector):
         state["r"] += 1
         warm = state["n"] >= c.key_warmup_requests and event.time_ms - int(state["t0"]) >= c.key_warmup_s * 1000
         state["n"] = min(MAX_COUNT, int(state["n"]) + 1)
-        ip_new = lru_add(state["ips"], clean(event.src_ip, 45), c.key_recent_ips)
-        ua_new = lru_add(state["uas"], h32(event.user_agent), c.key_recent_agents) if event.user_agent else False
+        client_ip = clean(event.src_ip, 45)
+        ip_new = lru_add(state["ips"], client_ip, c.key_recent_ips)
+        user_agent = event.user_agent
+        ua_new = lru_add(state["uas"], self._agent_hash(user_agent), c.key_recent_agents) if user_agent else False
         horizon = 2 * self.window_ms
         if warm and ip_new:
-            state["ni"] = [clean(event.src_ip, 45), event.time_ms, clean(event.event_id, 64)]
+            state["ni"] = [client_ip, event.time_ms, clean(event.event_id, 64)]
         if warm and ua_new:
             state["nu"] = [clean(event.user_agent, 80), event.time_ms]
         pending = state.get("ni")

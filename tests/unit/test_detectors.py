@@ -13,10 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.base import Detector
+from detectors.base import Detector, lru_add
 from detectors.config import DetectionConfig, PhrasePattern
 from detectors.registry import DETECTORS, ConfigurationError, build_all, by_class, detect_all
-from detectors.text import PhraseMatcher, bitmap_add, bitmap_estimate, distance, template, view
+from detectors.text import (
+    PhraseMatcher,
+    _common_prefix,
+    _common_suffix,
+    bitmap_add,
+    bitmap_estimate,
+    distance,
+    nearest,
+    template,
+    view,
+)
 from schemas import entities as ent
 from schemas.envelope import Event
 from schemas.findings import Finding
@@ -783,3 +793,40 @@ def test_prompt_distance_properties(a: str, b: str) -> None:
     assert d == pytest.approx(distance(vb, len(b), va, len(a)))
     assert len(orjson.dumps(va)) <= 4 * 64 + 2  # printable characters only: at most 4 bytes each
     assert isinstance(template(va), int)
+
+
+def reference_distance(prev_view: str, prev_len: int, cur_view: str, cur_len: int) -> float:
+    """``distance`` as first written (builtins and both helpers always called): the fast one must agree exactly."""
+    floor = abs(prev_len - cur_len) / max(prev_len, cur_len, 1)
+    size = max(len(prev_view), len(cur_view))
+    if size == 0 or prev_view == cur_view:
+        return floor
+    prefix = _common_prefix(prev_view, cur_view)
+    suffix = _common_suffix(prev_view, cur_view, min(len(prev_view), len(cur_view)) - prefix)
+    return max(floor, (size - prefix - suffix) / size)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text(alphabet="ab?. 01", max_size=80), min_size=2, max_size=4))
+def test_distance_and_nearest_equal_the_reference(prompts: list[str]) -> None:
+    *earlier, current = prompts
+    cur = view(current)
+    recent: list[list[Any]] = [[view(p), len(p)] for p in earlier]
+    expected = [reference_distance(v, n, cur, len(current)) for v, n in recent]
+    assert [distance(v, n, cur, len(current)) for v, n in recent] == expected
+    assert nearest(recent, cur, len(current)) == min(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=40), st.integers(1, 5))
+def test_lru_add_equals_remove_and_append(items: list[int], cap: int) -> None:
+    fast: list[int] = []
+    slow: list[int] = []
+    for item in items:
+        new = item not in slow
+        if not new:
+            slow.remove(item)
+        slow.append(item)
+        del slow[: max(0, len(slow) - cap)]
+        assert lru_add(fast, item, cap) == new
+        assert fast == slow
