@@ -1,31 +1,37 @@
-"""Helpers the benchmarks share: percentiles, load average, process memory, consumer-group positions
-and lag, workers started on a known position, and the reference receiver's arrival clock."""
+"""Helpers the benchmarks share: percentiles, load average, process memory and CPU, consumer-group
+positions and lag, simulated records published from memory, workers started on a known position,
+and the reference receiver's arrival clock."""
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from infra.kafka.clients import confluent_config
+from infra.kafka.lag import group_lag
 from infra.settings import Settings
 from streams import topics
+from streams.agents.sink import TOPIC_TABLES
 from streams.pipeline.engine import pipeline_group
+from streams.publish import Publisher
+from streams.simulator import SimConfig
 from streams.worker_process import WorkerProcess
 
 # Standard Webhooks secret of the benchmarks' reference receiver (not a real secret).
 SECRET = "whsec_" + "YmVuY2gtc2VjcmV0LWZvci1jb250YWlubWVudA=="
-# What the worker's pipeline group reads (its internal re-key and changelog topics aside).
+# What the worker's pipeline group reads (besides its re-key topic, named after the app id).
 WORKER_TOPICS = (*topics.RAW_TOPICS, topics.EVENTS, topics.FINDINGS)
-SINK_TOPICS = (topics.EVENTS, topics.FINDINGS, topics.ALERTS)
+SINK_TOPICS = tuple(TOPIC_TABLES)  # what the worker's ClickHouse sink reads
 
 
 # --- numbers -------------------------------------------------------------------------------------
@@ -78,6 +84,56 @@ def rss_mib(pid: int | None = None) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (all its threads, and its children it has waited for),
+    from /proc; None when it is gone."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it (parents read from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+class WorkerCpu:
+    """CPU seconds (utime + stime from /proc) of worker processes and their children since it was made:
+    ``summary(n)`` gives each process's and the µs of CPU per event of all of them over ``n`` events."""
+
+    def __init__(self, workers: Sequence[WorkerProcess]) -> None:
+        self.pids = [w.proc.pid for w in workers if w.proc is not None]
+        self.started = self.now()
+
+    def now(self) -> list[float]:
+        return [sum(cpu_seconds(p) or 0.0 for p in process_tree(pid)) for pid in self.pids]
+
+    def since(self) -> list[float]:
+        return [round(after - before, 2) for before, after in zip(self.started, self.now(), strict=True)]
+
+    def summary(self, events: int) -> dict[str, Any]:
+        """``worker_cpu_s`` per process, and ``cpu_us_per_event`` of all of them over ``events``."""
+        used = self.since()
+        total: float = sum(used)
+        return {"worker_cpu_s": used, "cpu_us_per_event": round(total / events * 1e6, 1) if events and total else None}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,11 +156,6 @@ def end_offsets(settings: Settings, names: Iterable[str] = topics.ALL_TOPICS) ->
         return out
     finally:
         consumer.close()
-
-
-def lag_of(committed: Mapping[tuple[str, int], int], ends: Mapping[tuple[str, int], int]) -> int:
-    """Records not committed yet: the sum over partitions of end − committed (no commit counts as 0)."""
-    return sum(max(0, end - max(committed.get(key, 0), 0)) for key, end in ends.items())
 
 
 def position_groups(settings: Settings, app_id: str, raw_from: Mapping[tuple[str, int], int] | None = None) -> None:
@@ -135,57 +186,155 @@ def committed_offsets(settings: Settings, group: str, names: Iterable[str]) -> d
         consumer.close()
 
 
+# A topic the worker has just created (its re-key topic) has no leader for a moment.
+LEADERLESS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART})
+
+
+def _group_lag(settings: Settings, group: str, names: tuple[str, ...], timeout_s: float = 30.0) -> int:
+    """``group_lag`` summed, retried while a partition has no leader yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return sum(group_lag(settings, group, names).values())
+        except KafkaException as exc:
+            if time.monotonic() > deadline or exc.args[0].code() not in LEADERLESS:
+                raise
+            time.sleep(0.5)
+
+
 def pipeline_lag(settings: Settings, app_id: str) -> tuple[int, int]:
-    """Records the worker (normalize, detect, correlate) and its sink have not committed yet, and the
-    worker group's committed position summed over the raw topics (it moves once work is done)."""
-    ends = end_offsets(settings, {*WORKER_TOPICS, *SINK_TOPICS})
+    """Records the worker (normalize, detect and its re-key topic, correlate) and its sink have not
+    committed yet, and the worker group's committed position summed over the raw topics (it moves once
+    work is done)."""
+    from streams.pipeline.detect import rekey_topic
+
+    rekey = rekey_topic(settings.model_copy(update={"worker": settings.worker.model_copy(update={"app_id": app_id})}))
     worker = committed_offsets(settings, pipeline_group(app_id), WORKER_TOPICS)
-    sink = committed_offsets(settings, f"{app_id}-sink", SINK_TOPICS)
-    lag = lag_of(worker, {k: v for k, v in ends.items() if k[0] in WORKER_TOPICS}) + lag_of(
-        sink, {k: v for k, v in ends.items() if k[0] in SINK_TOPICS}
-    )
+    lag = (_group_lag(settings, pipeline_group(app_id), (*WORKER_TOPICS, rekey))
+           + _group_lag(settings, f"{app_id}-sink", SINK_TOPICS))
     return lag, sum(max(0, o) for (t, _), o in worker.items() if t in topics.RAW_TOPICS)
 
 
 def wait_drained(settings: Settings, app_id: str, total: int, timeout_s: float = 1800,
-                 workers: list[WorkerProcess] | tuple[()] = ()) -> dict[str, Any]:
-    """Sample the pipeline's lag every half second until it is 0 after progress was seen. The rate is
+                 workers: Sequence[WorkerProcess] = (), publish: Callable[[], Any] | None = None,
+                 interval_s: float = 0.25) -> dict[str, Any]:
+    """Sample the pipeline's lag every ``interval_s`` until it is 0 after progress was seen. The rate is
     ``total`` over the time from the first progress (the group's raw position moving) to lag 0, so
-    group joins and table recovery are not counted (up to one sampling interval early)."""
+    group joins and table recovery are not counted (up to one sampling interval early).
+
+    With ``publish``, the workers are running and idle: it is called in a thread once the first
+    sample is taken (the backlog arrives while they run), and the workers' CPU (``WorkerCpu``) from
+    then to lag 0, per event of ``total``, is reported too."""
     started = time.monotonic()
     first_position: int | None = None
     progress = done = None
     samples: list[tuple[float, int]] = []
     peak_rss = 0.0
+    cpu = WorkerCpu(workers) if publish is not None else None
+    publisher: threading.Thread | None = None
+    cpu_result: dict[str, Any] = {}
     while time.monotonic() - started < timeout_s:
         lag, position = pipeline_lag(settings, app_id)
         now = time.monotonic()
         for worker in workers:
             if worker.proc is not None and worker.running:
                 peak_rss = max(peak_rss, rss_mib(worker.proc.pid))
-        samples.append((round(now - started, 1), lag))
+        samples.append((round(now - started, 2), lag))
         if first_position is None:
             first_position = position
+            if publish is not None:
+                publisher = threading.Thread(target=publish, daemon=True)
+                publisher.start()
         if progress is None and position > first_position:
             progress = samples[-2][0] if len(samples) > 1 else 0.0
-        if lag == 0 and progress is not None:
+        if lag == 0 and progress is not None and (publisher is None or not publisher.is_alive()):
             done = now - started
+            if cpu is not None:
+                cpu_result = cpu.summary(total)
             break
         if not any(w.running for w in workers) and workers:
             break
-        time.sleep(0.5)
+        time.sleep(interval_s)
+    if publisher is not None:
+        publisher.join()
     drain = (done - (progress or 0.0)) if done is not None else None
     return {
         "events": total,
         "startup_s": progress,
-        "drain_s": round(drain, 1) if drain else None,
+        "drain_s": round(drain, 2) if drain else None,
         "events_per_s": rate(total, drain),
         "worker_peak_rss_mib": round(peak_rss) if peak_rss else None,
+        **cpu_result,
         "lag_samples": samples[:: max(1, len(samples) // 20)],
     }
 
 
-def start_worker(settings: Settings, prefix: str, log_dir: Path | None = None,
+def wait_ready(workers: Sequence[WorkerProcess], timeout_s: float = 120, quiet_s: float = 3.0) -> None:
+    """Until every worker logged Faust's "Ready" and a pipeline assignment, then ``quiet_s`` more (the
+    engine's group settles; a cooperative rebalance between workers logs more assignments)."""
+    deadline = time.monotonic() + timeout_s
+    for worker in workers:
+        for text in ("Ready", "pipeline assigned"):
+            if not worker.wait_for_log(text, max(1.0, deadline - time.monotonic())):
+                msg = f"worker not ready ({text!r} not logged): {worker.log_tail()}"
+                raise RuntimeError(msg)
+    time.sleep(quiet_s)
+
+
+# --- simulated records, published from memory ----------------------------------------------------
+Prepared = list[tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]]  # topic, key, value, headers
+
+
+def prepare_records(config: SimConfig) -> Prepared:
+    """The simulator's records for ``config``, encoded and routed as ``Publisher.publish_record`` sends
+    them, held in memory (~1 KB each), so publishing them costs only the produce calls."""
+    from schemas.codec import encode
+    from schemas.sources import SOURCES
+    from streams.simulator import Simulator
+
+    headers: dict[str, list[tuple[str, str | bytes | None]]] = {
+        name: [(topics.SOURCE_HEADER, name.encode())] for name in SOURCES}
+    # orjson's output keeps a ~4 KB allocation whatever its length: copied to its own size.
+    return [(SOURCES[r.source].topic, SOURCES[r.source].primary_key(r.record).encode(),
+             bytes(memoryview(encode(r.record))), headers[r.source]) for r in Simulator(config).records()]
+
+
+def publish_prepared(settings: Settings, records: Prepared, paced_rate: float | None = None) -> dict[str, Any]:
+    """Produce ``records`` (as the simulator's publisher does: idempotent, lz4, 20 ms linger), at
+    ``paced_rate`` per second of wall clock or as fast as possible; flushed. The achieved rate is
+    counted to the last record handed to the producer."""
+    producer: Producer = Publisher(settings).producer
+    failed = [0]
+
+    def delivered(err: Any, _message: Any) -> None:
+        if err is not None:
+            failed[0] += 1
+
+    started = time.perf_counter()
+    for count, (topic, key, value, headers) in enumerate(records, 1):
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if count % 50 == 0:
+            producer.poll(0)
+            if paced_rate:
+                ahead = count / paced_rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    handed = time.perf_counter() - started
+    unsent = producer.flush(120)
+    if unsent or failed[0]:
+        msg = f"{unsent} records not delivered, {failed[0]} failed"
+        raise RuntimeError(msg)
+    return {"published": len(records), "published_rate": rate(len(records), handed),
+            "publish_s": round(time.perf_counter() - started, 2)}
+
+
+def start_worker(settings: Settings, prefix: str, log_dir: Path | None = None, *,
                  raw_from: Mapping[tuple[str, int], int] | None = None, app_id: str | None = None,
                  **env: str) -> WorkerProcess:
     """A worker process of a new (or given, already positioned) app id; with ``raw_from`` its groups

@@ -1,6 +1,6 @@
 """CPU cost per event of the detect side, apart from Kafka and Faust: ``Event.from_dict(orjson.loads(value))``,
 then the inventory and every registered detector with per-key dict state, as
-``streams.agents.detect.Detection.process`` does (``by_class`` dispatch, source filter, ``state_key``,
+``streams.pipeline.detect.Detection.process`` does (``by_class`` dispatch, source filter, ``state_key``,
 ``detect`` on the key's state).
 
     .venv/bin/python -m bench.detect_cost                       # 30k simulated events, min of 5 repeats
@@ -9,7 +9,7 @@ then the inventory and every registered detector with per-key dict state, as
     .venv/bin/python -m bench.detect_cost --profile             # cProfile of one pass, top functions
 
 Events come from the simulator (every scenario, seed 7, 250 records/s of event time) through the source
-parsers, encoded once with ``schemas.codec.encode`` as the normalize agent writes them. Each repeat
+parsers, encoded once with ``schemas.codec.encode`` as the normalize stage writes them. Each repeat
 starts from empty state and fresh detectors (fresh anomaly models), built before the clock starts, so
 every repeat does the same work; the minimum is reported (the machines are shared). Timings are this
 process's CPU time (``time.process_time``), so time spent descheduled by other load does not count.

@@ -10,7 +10,7 @@ its first record is handed to the producer (an upper bound: the shell is not the
 and stops:
 
 * alert: when a record on ``aiwarden.alerts`` naming the pod is consumed (a consumer thread,
-  assigned at the topic's end);
+  assigned at the topic's end, ``read_committed``: the alert's transaction has committed);
 * ClickHouse: when a poll (every 50 ms, so up to 50 ms late) finds an alert row naming the pod;
 * webhook: when the receiver prints the quarantine for the pod.
 
@@ -99,8 +99,9 @@ def background(settings: Settings, rate: float, stop: threading.Event, counter: 
 
 
 def watch_alerts(settings: Settings, seen: Seen, stop: threading.Event, ready: threading.Event) -> None:
+    # read_committed, as every aiwarden consumer: an alert counts once its transaction committed.
     consumer = Consumer(confluent_config(settings, **{"group.id": "bench-latency", "enable.auto.commit": False,
-                                                      "fetch.wait.max.ms": 10}))
+                                                      "fetch.wait.max.ms": 10, "isolation.level": "read_committed"}))
     try:
         partitions = consumer.list_topics(topics.ALERTS, timeout=10).topics[topics.ALERTS].partitions
         consumer.assign([TopicPartition(topics.ALERTS, p, OFFSET_END) for p in partitions])
@@ -108,7 +109,7 @@ def watch_alerts(settings: Settings, seen: Seen, stop: threading.Event, ready: t
         while not stop.is_set():
             message = consumer.poll(0.05)
             if message is not None and message.error() is None:
-                seen.see(orjson.loads(message.value()).get("entities", []))
+                seen.see(orjson.loads(message.value() or b"{}").get("entities", []))
     finally:
         consumer.close()
 
@@ -147,6 +148,7 @@ def run(settings: Settings, rate_and_origin: tuple[float, str] = (DEFAULT_RATE, 
             threading.Thread(target=watch_alerts, args=(settings, on_topic, stop, ready), daemon=True),
             threading.Thread(target=watch_clickhouse, args=(settings, in_clickhouse, stop, since_ms), daemon=True),
         ]
+        background_started = time.monotonic()
         for thread in threads:
             thread.start()
         publisher = Publisher(settings, **{"linger.ms": 1})
@@ -183,6 +185,7 @@ def run(settings: Settings, rate_and_origin: tuple[float, str] = (DEFAULT_RATE, 
             lag = pipeline_lag(settings, app_id_of(worker))[0]
         finally:
             stop.set()
+            background_s = time.monotonic() - background_started
             for thread in threads:
                 thread.join(10)
             worker.stop()
@@ -190,6 +193,7 @@ def run(settings: Settings, rate_and_origin: tuple[float, str] = (DEFAULT_RATE, 
         "rate": rate,
         "rate_from": origin,
         "background_published": published[0],
+        "background_rate": round(published[0] / background_s) if background_s else None,
         "attacks": attacks,
         "attacks_published": len(used),
         "lag_after_warmup": warm_lag,

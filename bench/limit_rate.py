@@ -138,5 +138,7 @@ def run(settings: Settings, events: int = 300_000, repeats: int = 3) -> dict[str
         rates = [rate(events, read()) or 0 for _ in range(repeats)]
         result[f"{name}_per_s"] = round(statistics.median(rates))
         result[f"{name}_runs_per_s"] = rates
-    result["limit_per_s"] = result["aiokafka_per_s"]  # Faust's client: the limit a Faust worker can approach
+    # The pipeline engine's client: the limit a worker can approach (aiokafka, Faust's, for comparison).
+    result["limit_per_s"] = result["confluent_per_s"]
+    result["limit_client"] = "confluent-kafka"
     return result

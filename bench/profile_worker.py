@@ -8,13 +8,18 @@ more: the raw backlog is normalized first, detection catches up after), then sam
 ``py-spy record`` for ``--seconds`` and prints where the time goes: the share of samples whose stack
 contains each of a few known frames (inclusive), and the top functions by own (leaf) samples.
 ``--gil`` samples only the thread holding the GIL (CPU spent in Python; without it, threads waiting
-in locks and runnable threads on a loaded machine count too). The collapsed stacks are kept in
+in locks and runnable threads on a loaded machine count too). The hot path is the pipeline engine's
+thread (``streams/pipeline/engine.py``: confluent-kafka consume, ``Engine._handle`` → the stages in
+``streams/pipeline/*.py``, ``Engine.produce``, ``Engine.commit``); the sink and the rest of Faust share
+the process. Without ``--native`` the time inside confluent-kafka's C calls is charged to the line
+that calls them, which the consume and produce markers name. The collapsed stacks are kept in
 ``.aiwarden-profile/profile-<time>.txt`` for a flame graph.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import shutil
 import subprocess
 import sys
@@ -22,10 +27,12 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from infra import services
 from infra.clickhouse.client import connect
 from infra.settings import Settings
+from streams.pipeline.engine import Engine
 from streams.publish import Publisher
 from streams.setup import migrate
 from streams.simulate import publish_simulation
@@ -34,27 +41,36 @@ from streams.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Frames (a substring of py-spy's "function (file:line)") whose inclusive share is reported.
-MARKERS = {
-    "normalize agent (batch)": "Normalization.raw_batch",
-    "  parse: normalize_bytes": "normalize_bytes",
-    "detect agent (batch)": "Detection.events_batch",
-    "  detectors' detect()": "(detectors/",
-    "  state: TableBatch get/guard/flush": "(streams/agents/batching.py",
-    "re-keyed detection": "Detection.rekeyed_batch",
-    "correlate agent": "Correlation.findings_batch",
-    "Faust Topic.send": "Topic.send ",
-    "Faust changelog buffer (send_soon)": "ProducerBuffer",
-    "aiokafka producer: requests": "Sender.",
-    "lz4": "lz4_",
-    "Faust consumer → streams (per message)": "Consumer._drain_messages",
-    "  of it wait_first (two tasks per message)": "Service.wait_first",
-    "Faust stream iteration": "Stream._c_aiter",
-    "Faust sensors (Monitor)": "faust/sensors",
-    "aiokafka fetcher in the main thread (sink)": "aiokafka/consumer/fetcher.py",
-    "ClickHouse sink task": "clickhouse_sink",
-    "offset commit": "Consumer.commit",
-    "event loop idle (select)": "EpollSelector.select",
+def _line_of(function: Any, text: str) -> str:
+    """``(file:line)`` of the first line of ``function`` containing ``text``: how py-spy names time spent in a
+    C call (confluent-kafka's consume and produce) made on that line, without --native."""
+    lines, first = inspect.getsourcelines(function)
+    number = first + next(i for i, line in enumerate(lines) if text in line)
+    return f"({Path(inspect.getfile(function)).resolve().relative_to(ROOT)}:{number})"
+
+
+# Frames (substrings of py-spy's "function (file:line)") whose inclusive share is reported; a label
+# counts a sample whose stack contains any of its markers.
+MARKERS: dict[str, tuple[str, ...]] = {
+    "pipeline engine loop (Engine._run_once)": ("Engine._run_once",),
+    "  confluent consume (C, in _run_once)": (_line_of(Engine._run_once, "self._consumer.consume("),
+                                              "Consumer_consume"),
+    "  batch dispatch (Engine._handle)": ("Engine._handle",),
+    "    normalize stage (streams/pipeline/normalize.py)": ("Normalization.raw_batch",),
+    "      parse: normalize_bytes": ("normalize_bytes",),
+    "    detect stage (streams/pipeline/detect.py)": ("Detection.events_batch",),
+    "      detectors' detect()": ("(detectors/",),
+    "      re-keyed detection": ("Detection.rekeyed_batch",),
+    "    correlate stage (streams/pipeline/correlate.py)": ("Correlation.findings_batch",),
+    "    state: store get/guard/changes (streams/pipeline/state.py)": ("(streams/pipeline/state.py",),
+    "  produce into the transaction (Engine.produce)": ("Engine.produce",),
+    "    confluent produce (C, in Engine.produce)": (_line_of(Engine.produce, "self._producer.produce("),
+                                                     "Producer_produce"),
+    "  commit (changelog, offsets, commit_transaction)": ("Engine.commit",),
+    "    commit_transaction (waits for the broker)": ("Engine._commit_transaction",),
+    "ClickHouse sink (streams/agents/sink.py)": ("(streams/agents/sink.py",),
+    "aiokafka fetcher (the sink's consumer)": ("aiokafka/consumer/fetcher.py",),
+    "Faust event loop idle (select)": ("EpollSelector.select",),
 }
 
 
@@ -66,8 +82,8 @@ def summarize(collapsed: Path, top: int = 25) -> str:
             stacks.append((stack.split(";"), int(count)))
     total = sum(n for _, n in stacks) or 1
     out = [f"{total} samples"]
-    for label, marker in MARKERS.items():
-        n = sum(c for frames, c in stacks if any(marker in f for f in frames))
+    for label, markers in MARKERS.items():
+        n = sum(c for frames, c in stacks if any(marker in f for f in frames for marker in markers))
         out.append(f"  {100 * n / total:5.1f}%  {label}")
     leaf: Counter[str] = Counter()
     for frames, c in stacks:

@@ -27,6 +27,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from bench.common import cpu_seconds
 from infra import services
 from infra.clickhouse.client import connect
 from infra.kafka.clients import confluent_config
@@ -46,7 +47,8 @@ COORDINATOR_ERRORS = frozenset(
 
 
 class TimedSink(ClickHouseSink):
-    """The sink, with the duration and size of every insert recorded (sink.py itself unchanged)."""
+    """The sink, with the duration and size of every insert recorded (sink.py itself unchanged). Inserts
+    run in several threads at once: ``list.append`` is atomic."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -162,17 +164,6 @@ async def drive(sink: TimedSink, rows: int, timeout_s: float) -> float:
             await task
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process (all its threads), from /proc."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def service_pids(settings: Settings) -> dict[str, int | None]:
     """The pids of the local services (none when they are external)."""
     base = Settings(state_dir=settings.state_dir)
@@ -205,8 +196,7 @@ def run(settings: Settings, rows: int = 200_000, batch_rows: int | None = None) 
     try:
         done = asyncio.run(drive(sink, rows, timeout_s=max(300.0, rows / 500)))
     finally:
-        if sink._client is not None:
-            sink._client.close()
+        sink.close()
     load_after = os.getloadavg()
     cpu_used = {}
     for name, pid in {**pids, "bench": os.getpid()}.items():

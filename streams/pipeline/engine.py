@@ -49,6 +49,10 @@ class EngineError(RuntimeError):
     """A failure the engine cannot go on from without restarting its clients."""
 
 
+class Restart(EngineError):  # noqa: N818 - a signal, not a failure
+    """The engine restarts its clients on purpose (after an aborted transaction, lost partitions)."""
+
+
 class Output:
     """The stages' one way out: ``send`` produces into the open transaction."""
 
@@ -168,16 +172,22 @@ class Engine:
         """Run until ``stop``; any failure restarts the clients after a backoff."""
         delay = 1.0
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 self._run_once()
                 return
+            except Restart as exc:
+                log.warning("pipeline engine restarting its clients: %s", exc)
+                pause = 0.5
             except Exception:  # noqa: BLE001 - the engine restarts; the worker goes on
+                if time.monotonic() - started > 300:  # it had been running well: start over with a short wait
+                    delay = 1.0
                 log.exception("pipeline engine failed; restarting in %.0fs", delay)
-                self.counters["restarts"] += 1
-                self._fatal = True
-                self._close_clients()
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                pause, delay = delay, min(delay * 2, 30.0)
+            self.counters["restarts"] += 1
+            self._fatal = True
+            self._close_clients()
+            self._stop.wait(pause)
 
     def _run_once(self) -> None:
         self._fatal = False
@@ -226,7 +236,7 @@ class Engine:
         self._producer.init_transactions(TIMEOUT_S)
         self._restorer = Consumer(confluent_config(settings, **{
             "group.id": f"{self.group}-restore", "enable.auto.commit": False, "enable.partition.eof": True,
-            "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
         }))
         self._consumer = Consumer(confluent_config(settings, **{
             "group.id": self.group,
@@ -349,10 +359,11 @@ class Engine:
             tp = (message.topic(), message.partition())
             self._changelog_offsets[tp] = max(self._changelog_offsets.get(tp, -1), message.offset())
 
-    def commit(self) -> bool:
-        """Commit the open transaction (outputs, changed state, input offsets); False if it was aborted."""
+    def commit(self) -> None:
+        """Commit the open transaction (outputs, changed state, input offsets); an abortable failure
+        aborts it and restarts the clients (``Restart``)."""
         if not self._open or self._producer is None:
-            return True
+            return
         started = time.perf_counter()
         changes: list[tuple[Store, int, list[tuple[str, bytes | None]]]] = []
         for store in self.stores.values():
@@ -375,7 +386,10 @@ class Engine:
             if isinstance(error, KafkaError) and error.txn_requires_abort():
                 log.warning("pipeline transaction aborted (%s); its records are processed again", error)
                 self._abort()
-                return False
+                # A producer that failed a transaction is not trusted with the next one (librdkafka
+                # was seen blocking in send_offsets_to_transaction after a broker restart): new clients.
+                msg = f"after the aborted transaction ({error.str()})"
+                raise Restart(msg) from exc
             raise
         self._committed.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
         for store, partition, changed in changes:
@@ -385,7 +399,6 @@ class Engine:
         self.counters["transactions"] += 1
         PIPELINE_TRANSACTIONS.labels("committed").inc()
         PIPELINE_COMMIT_SECONDS.observe(time.perf_counter() - started)
-        return True
 
     def _moved_positions(self) -> list[TopicPartition]:
         """The consumer's positions that differ from what was last committed."""
@@ -451,10 +464,8 @@ class Engine:
         return guarded
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            for store in self.stores.values():
-                if store.input_topic == tp.topic:
-                    self._restore(store, tp.partition)
+        self._restore([(store, tp.partition) for tp in partitions for store in self.stores.values()
+                       if store.input_topic == tp.topic])
         for tp in partitions:
             for callback in self.assigned_callbacks:
                 callback(tp.topic, tp.partition)
@@ -474,6 +485,8 @@ class Engine:
         if self._open:
             self._abort()
         self._drop(partitions)
+        msg = "partitions lost (the group moved on without this worker)"
+        raise Restart(msg)
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -483,56 +496,68 @@ class Engine:
                 if store.input_topic == tp.topic:
                     store.close(tp.partition)
 
-    def _restore(self, store: Store, partition: int) -> None:
-        """Open a store partition and replay its changelog (from the disk store's own offset, if any)."""
-        part = store.open(partition)
+    def _restore(self, wanted: list[tuple[Store, int]]) -> None:
+        """Open store partitions and replay their changelogs (from a disk store's own offset, if any),
+        all in one pass of the restore consumer."""
         started = time.monotonic()
-        low, high = self._watermarks(TopicPartition(store.changelog, partition))
-        applied = part.backend.changelog_offset()
-        if applied is not None and applied + 1 < low:  # compaction removed records past the disk store
-            store.close(partition)
-            store.destroy(partition)
+        pending: dict[tuple[str, int], tuple[Store, int, int]] = {}  # changelog tp -> (store, partition, high)
+        assignment = []
+        for store, partition in wanted:
             part = store.open(partition)
-            applied = None
-        start = OFFSET_BEGINNING if applied is None else applied + 1
-        if high <= low or (applied is not None and applied + 1 >= high):
+            low, high = self._watermarks(TopicPartition(store.changelog, partition))
+            applied = part.backend.changelog_offset()
+            if applied is not None and applied + 1 < low:  # compaction removed records past the disk store
+                store.close(partition)
+                store.destroy(partition)
+                part = store.open(partition)
+                applied = None
+            if high <= low or (applied is not None and applied + 1 >= high):
+                continue
+            pending[(store.changelog, partition)] = (store, partition, high)
+            assignment.append(TopicPartition(store.changelog, partition,
+                                             OFFSET_BEGINNING if applied is None else applied + 1))
+        if not assignment:
             return
-        self._restorer.assign([TopicPartition(store.changelog, partition, start)])
-        restored, last_log = 0, started
+        by_changelog = {store.changelog: store for store, _ in wanted}
+        restored: dict[tuple[str, int], int] = dict.fromkeys(pending, 0)
+        self._restorer.assign(assignment)
+        last_log = started
         try:
-            while True:
-                messages = self._restorer.consume(10_000, 1.0)
-                changes: list[tuple[str, bytes | None]] = []
-                last = None
-                done = False
-                for message in messages:
+            while pending:
+                changes: dict[tuple[str, int], list[tuple[str, bytes | None]]] = {}
+                last: dict[tuple[str, int], int] = {}
+                for message in self._restorer.consume(10_000, 0.05):
+                    tp = (str(message.topic()), int(message.partition() or 0))
                     error = message.error()
                     if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001
-                            done = True
-                            continue
-                        raise KafkaException(error)
-                    changes.append((message.key().decode(), message.value()))
-                    last = message.offset()
-                if changes:
-                    part.commit(changes, last if store.kind == "rocksdb" else None)
-                    restored += len(changes)
-                if done or (last is not None and last + 1 >= high):
-                    break
+                        if error.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001
+                            raise KafkaException(error)
+                        pending.pop(tp, None)
+                        continue
+                    changes.setdefault(tp, []).append((message.key().decode(), message.value()))
+                    last[tp] = message.offset()
+                for tp, changed in changes.items():
+                    store = by_changelog[tp[0]]
+                    store[tp[1]].commit(changed, last[tp] if store.kind == "rocksdb" else None)
+                    restored[tp] += len(changed)
+                    if tp in pending and last[tp] + 1 >= pending[tp][2]:
+                        pending.pop(tp)
                 if time.monotonic() - last_log > 10:
                     last_log = time.monotonic()
-                    log.info("restoring %s[%d]: %d of ~%d records", store.name, partition, restored, high - low)
+                    log.info("restoring %d changelog partitions: %d records so far", len(pending),
+                             sum(restored.values()))
                 if self._stop.is_set():
                     msg = "stopped while restoring"
                     raise EngineError(msg)
         finally:
             self._restorer.unassign()
-        self.counters["restored"] += restored
-        log.info("restored %s[%d]: %d records, %d keys in %.1fs", store.name, partition, restored, len(part),
-                 time.monotonic() - started)
+        self.counters["restored"] += sum(restored.values())
+        sizes = ", ".join(f"{by_changelog[t].name}[{p}] {n}" for (t, p), n in sorted(restored.items()))
+        log.info("restored %d records in %.1fs: %s", sum(restored.values()), time.monotonic() - started, sizes)
 
     def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
-        """A partition's low and high watermarks, waiting out a leader not yet elected (a new topic)."""
+        """A partition's low and high watermarks, waiting out a leader not elected yet (a new topic, a
+        restarted broker)."""
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             try:
@@ -540,7 +565,7 @@ class Engine:
                 return int(low), int(high)
             except KafkaException as exc:
                 error = exc.args[0]
-                if time.monotonic() > deadline or not (isinstance(error, KafkaError) and error.retriable()):
+                if time.monotonic() > deadline or (isinstance(error, KafkaError) and error.fatal()):
                     raise
                 time.sleep(0.2)
 

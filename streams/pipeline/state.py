@@ -53,7 +53,9 @@ class MemoryBackend:
             if value is None:
                 data.pop(key, None)
             else:
-                data[key] = value
+                # A copy: a bytes object from orjson.dumps keeps ~4 KiB of RSS however short it is
+                # (orjson 3.13), the exact-size copy ~60 B: it decides the memory per entity.
+                data[key] = bytes(memoryview(value))
 
     def changelog_offset(self) -> int | None:
         return None

@@ -24,13 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from confluent_kafka.admin import AdminClient
 
 from infra.kafka.clients import confluent_config
 from infra.settings import Settings
 from schemas.sources import SOURCES
+from streams import topics
 from streams.containment.receiver import Receiver
 from streams.evaluate import matches
+from streams.pipeline.engine import pipeline_group
 from streams.publish import Publisher
 from streams.simulator import AttackLabel, SimConfig, SimRecord, Simulator
 from streams.worker_process import WorkerProcess
@@ -108,7 +111,10 @@ class Feeder(threading.Thread):
                     self.publisher.publish_record(record.source, record.record,
                                                   SOURCES[record.source].primary_key(record.record))
                 self.published = min(len(records), start + size)
-                self.publisher.producer.poll(self.seconds / self.chunks)
+                # poll returns as soon as it served a delivery report: pace on the clock
+                pause_until = time.monotonic() + self.seconds / self.chunks
+                while (left := pause_until - time.monotonic()) > 0:
+                    self.publisher.producer.poll(left)
         except BaseException as exc:  # noqa: BLE001 - reported by finish()
             self.error = exc
 
@@ -164,11 +170,11 @@ def group_lag(settings: Settings, group: str) -> dict[str, int] | None:
 
 
 def lags(settings: Settings, app_id: str) -> dict[str, dict[str, int] | None]:
-    return {g: group_lag(settings, g) for g in (app_id, f"{app_id}-sink")}
+    return {g: group_lag(settings, g) for g in (pipeline_group(app_id), app_id, f"{app_id}-sink")}
 
 
 def caught_up(settings: Settings, app_id: str) -> bool:
-    """The worker group (Faust agents) and the sink group have committed all they read."""
+    """The pipeline group, the Faust agents' group (containment) and the sink group have committed all they read."""
     return all(lag is not None and not any(lag.values()) for lag in lags(settings, app_id).values())
 
 
@@ -185,12 +191,14 @@ class Outcome:
     alerts_per_label: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)  # action id -> times executed at the receiver
     redeliveries: int = 0  # deliveries the receiver absorbed as duplicates of an executed id
+    topic_duplicates: dict[str, int] = field(default_factory=dict)  # per pipeline topic, read_committed
 
     def summary(self) -> str:
         return (f"events {self.events}: FINAL rows {self.final_rows}, uniqExact {self.unique_events}, raw rows "
                 f"{self.raw_rows} ({self.raw_rows - self.events} duplicates before dedup); labels {self.labels}, "
                 f"alerts per label {sorted(self.alerts_per_label.values())}; actions executed "
-                f"{sorted(self.actions.values())}, redeliveries absorbed {self.redeliveries}")
+                f"{sorted(self.actions.values())}, redeliveries absorbed {self.redeliveries}; duplicate records "
+                f"on the pipeline's topics (read_committed) {self.topic_duplicates}")
 
 
 def event_counts(ch: Any, run: Run) -> tuple[int, int, int]:
@@ -230,12 +238,55 @@ def one_alert_per_attack(labels: list[AttackLabel], by_label: dict[str, list[str
     return all(by_label.values()) and all(count == len(alerts) for count, alerts in per_class.values())
 
 
+# -- records on the pipeline's own topics, as a read_committed consumer sees them
+ID_FIELDS = {topics.EVENTS: "event_id", topics.FINDINGS: "finding_id"}
+
+
+def topic_ends(settings: Settings, topic: str) -> dict[int, int]:
+    return Kafka(settings).ends(topic)
+
+
+def duplicate_records(settings: Settings, topic: str, since: dict[int, int], ids: set[str] | None = None) -> int:
+    """Records on ``topic`` after ``since`` (offsets per partition) whose id another record there already
+    has, read ``read_committed`` to the current end; only ids in ``ids`` when given."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    ends = topic_ends(settings, topic)
+    consumer = Consumer(confluent_config(settings, **{
+        "group.id": "invariants-reader", "enable.auto.commit": False, "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    }))
+    pending = {p for p, end in ends.items() if end > since.get(p, 0)}
+    consumer.assign([TopicPartition(topic, p, since.get(p, 0)) for p in pending])
+    seen: set[str] = set()
+    duplicates = 0
+    deadline = time.monotonic() + 120
+    try:
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 1.0):
+                if message.error() is not None:
+                    pending.discard(message.partition())
+                    continue
+                if message.offset() + 1 >= ends[message.partition()]:
+                    pending.discard(message.partition())
+                record_id = orjson.loads(message.value())[ID_FIELDS[topic]]
+                if ids is not None and record_id not in ids:
+                    continue
+                duplicates += record_id in seen
+                seen.add(record_id)
+        assert not pending, f"could not read {topic} to its end"
+    finally:
+        consumer.close()
+    return duplicates
+
+
 class Pipeline:
     """The workers of one app id, the run they process and (optionally) the receiver they deliver to."""
 
     def __init__(self, settings: Settings, ch: Any, app_id: str, run: Run, receiver: Receiver | None = None) -> None:
         self.settings, self.ch, self.app_id, self.run, self.receiver = settings, ch, app_id, run, receiver
         self.workers: list[WorkerProcess] = []
+        self.topics_from = {topic: topic_ends(settings, topic) for topic in ID_FIELDS}
 
     def running(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.running]
@@ -295,7 +346,14 @@ class Pipeline:
         if self.receiver is not None:
             outcome.actions = dict(self.receiver.handled_ids)
             outcome.redeliveries = self.receiver.snapshot()["duplicates"]
+        outcome.topic_duplicates = {
+            topics.EVENTS: duplicate_records(self.settings, topics.EVENTS, self.topics_from[topics.EVENTS],
+                                             set(run.event_ids)),
+            topics.FINDINGS: duplicate_records(self.settings, topics.FINDINGS, self.topics_from[topics.FINDINGS]),
+        }
         assert final == unique == len(run.event_ids), f"events not exactly once: {outcome.summary()}"
+        assert not any(outcome.topic_duplicates.values()), f"duplicate records on the pipeline's topics: " \
+            f"{outcome.summary()}"
         assert alert_rows[0] == alert_rows[1], f"alert ids with two rows under FINAL: {alert_rows}"
         assert one_alert_per_attack(run.labels, by_label), f"labelled attacks without exactly one alert: {by_label}"
         assert all(n == 1 for n in outcome.actions.values()), f"an action executed twice: {outcome.actions}"

@@ -76,17 +76,12 @@ def begin(settings: Settings, ch: Any, name: str, seed: int, size: tuple[int, in
     return pipeline, Feeder(settings, run, feed_s or default_feed_s)
 
 
-def reread_a_partition(log: Path) -> bool:
-    """Whether the worker logged that it re-read a partition it had lost records of (delivery_guard)."""
-    return "never processed" in log.read_text(errors="replace")
-
-
 def url_of(receiver: Receiver) -> str:
     return f"http://127.0.0.1:{receiver.port}/"
 
 
-# -- 1. kill -9 a worker mid-stream, then restart it (this found the lost-records race that
-# streams/delivery_guard.py fixes: the restarted worker must not log that it had to re-read a partition)
+# -- 1. kill -9 a worker mid-stream, then restart it: the killed worker's open transaction is aborted
+# (the restart fences it), its records are processed again, and nothing appears twice on the topics
 @pytest.mark.parametrize("size", SIZES)
 def test_killed_worker_restarts_without_loss(service_settings: Settings, ch: Any, tmp_path: Path,
                                              receiver: Receiver, size: tuple[int, int, int]) -> None:
@@ -100,16 +95,13 @@ def test_killed_worker_restarts_without_loss(service_settings: Settings, ch: Any
         pipeline.start_worker(tmp_path / "w2.log", url_of(receiver))
         outcome, recovered_s = pipeline.complete(feeder, restarted, actions=True)
     assert landed_at_kill < len(pipeline.run.event_ids), "the kill did not land mid-stream"
-    assert not reread_a_partition(tmp_path / "w2.log"), (
-        "the restarted worker lost records and had to re-read a partition")
     report("kill -9", landed_at_kill=landed_at_kill, all_settled_after_restart_s=round(recovered_s, 1),
            outcome=outcome.summary())
 
 
-# -- 1b. a worker restarted onto a backlog, again and again: each start recovers its tables from their
-# changelogs and then reads a whole run published while it was down. This is where the race fixed by
-# streams/delivery_guard.py lived (without the fix, about one restart in three lost records: 80 of 9,000
-# in one, 72 of them with the offsets committed past them).
+# -- 1b. a worker restarted onto a backlog, again and again: each start restores its stores from their
+# changelogs and then reads a whole run published while it was down (under Faust agents, about one
+# restart in three lost records here: 80 of 9,000 in one).
 @pytest.mark.parametrize("restarts", [pytest.param(4, id="ci"), pytest.param(16, id="soak", marks=SOAK)])
 def test_worker_restarted_onto_a_backlog_loses_nothing(service_settings: Settings, ch: Any, tmp_path: Path,
                                                        restarts: int) -> None:
@@ -124,8 +116,6 @@ def test_worker_restarted_onto_a_backlog_loses_nothing(service_settings: Setting
         with Pipeline(service_settings, ch, app_id, run) as pipeline:
             pipeline.start_worker(log)
             outcome, settled_s = pipeline.complete(feeder, time.monotonic())
-        assert not reread_a_partition(log), (
-            f"restart {restart}: the worker lost records and had to re-read a partition")
         settled.append(round(settled_s, 1))
     report("restart onto a backlog", restarts=restarts, settled_after_each_start_s=settled,
            last_outcome=outcome.summary())

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from infra import services
 from infra.clickhouse.client import connect
 from infra.kafka.clients import confluent_config
+from infra.kafka.lag import group_lag
 from infra.settings import Settings
 from schemas.codec import encode
 from schemas.sources import SOURCES
@@ -76,6 +77,7 @@ class Kafka:
     """Offsets and consumer groups, read with librdkafka."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.config = confluent_config(settings)
         self.admin = AdminClient(self.config)
 
@@ -109,8 +111,8 @@ class Kafka:
         return all(done.get(p, 0) >= end for p, end in ends.items())
 
     def lag(self, group: str, topic: str = topics.EVENTS) -> int:
-        done = self.committed(group, topic)
-        return sum(end - done.get(p, 0) for p, end in self.ends(topic).items())
+        """Records the group has not committed on ``topic`` (transaction markers left out)."""
+        return sum(group_lag(self.settings, group, [topic]).values())
 
     def state(self, group: str) -> tuple[ConsumerGroupState, int]:
         description = self.admin.describe_consumer_groups([group], request_timeout=10)[group].result()

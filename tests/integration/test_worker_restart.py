@@ -24,10 +24,12 @@ import orjson
 import pytest
 
 from infra.kafka.clients import confluent_config
+from infra.kafka.lag import group_lag
 from infra.services import free_port
 from infra.settings import Settings
 from schemas.sources import SOURCES
 from streams import topics
+from streams.pipeline.engine import pipeline_group
 from streams.publish import Publisher
 from streams.simulator import SimConfig, SimRecord, Simulator
 from streams.worker_process import WorkerProcess, start_groups_at_end
@@ -40,7 +42,7 @@ WINDOW_S = 5
 DURATION_S = 120  # event time: 24 detection windows
 RATE = 60  # records per second of event time: 7,200 records
 TABLES = ("detector-state", "inventory-state", "model-checkpoints", "correlation-state")
-# Which consumer group reads which topic (Faust agents: the app id; the ClickHouse sink: <app id>-sink).
+# Which consumer group reads which topic (the pipeline engine: <app id>-pipeline; the sink: <app id>-sink).
 AGENT_TOPICS = (*topics.RAW_TOPICS, topics.EVENTS, topics.FINDINGS)
 SINK_TOPICS = (topics.EVENTS, topics.FINDINGS, topics.ALERTS, topics.INVENTORY, topics.DLQ)
 
@@ -96,7 +98,7 @@ def checkpointed(settings: Settings, app_id: str) -> dict[str, int]:
                 continue
             if message.offset() + 1 >= ends.get(message.partition(), 0):
                 ends.pop(message.partition(), None)
-            key = orjson.loads(message.key())  # table keys and values are JSON on the changelog
+            key = message.key().decode()  # store keys are UTF-8, values JSON on the changelog
             if message.value() is None:
                 latest.pop(key, None)
                 continue
@@ -113,23 +115,8 @@ def checkpointed(settings: Settings, app_id: str) -> dict[str, int]:
 
 def drained(settings: Settings, app_id: str) -> bool:
     """Every partition the worker consumes is committed up to its end, by the agents and by the sink."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    for group, names in ((app_id, AGENT_TOPICS), (f"{app_id}-sink", SINK_TOPICS)):
-        consumer = Consumer(confluent_config(settings, **{"group.id": group, "enable.auto.commit": False}))
-        try:
-            wanted = [
-                TopicPartition(name, partition)
-                for name in names
-                for partition in consumer.list_topics(name, timeout=30).topics[name].partitions
-            ]
-            for tp in consumer.committed(wanted, timeout=30):
-                _, high = consumer.get_watermark_offsets(tp, timeout=30)
-                if high > 0 and tp.offset < high:  # offset < 0: nothing committed yet
-                    return False
-        finally:
-            consumer.close()
-    return True
+    groups = ((pipeline_group(app_id), AGENT_TOPICS), (f"{app_id}-sink", SINK_TOPICS))
+    return not any(any(group_lag(settings, group, names).values()) for group, names in groups)
 
 
 def settled(settings: Settings, app_id: str, port: int) -> Callable[[], dict[str, Any] | None]:
