@@ -22,7 +22,7 @@ from infra.kafka.lag import group_lag
 from infra.settings import Settings
 from streams import topics
 from streams.agents.sink import TOPIC_TABLES
-from streams.pipeline.engine import pipeline_group
+from streams.pipeline.build import pipeline_groups
 from streams.publish import Publisher
 from streams.simulator import SimConfig
 from streams.worker_process import WorkerProcess
@@ -165,7 +165,7 @@ def position_groups(settings: Settings, app_id: str, raw_from: Mapping[tuple[str
     offsets = dict(end_offsets(settings))
     if raw_from:
         offsets.update({key: value for key, value in raw_from.items() if key[0] in topics.RAW_TOPICS})
-    for group in (pipeline_group(app_id), app_id, f"{app_id}-sink"):
+    for group in (*pipeline_groups(app_id), app_id, f"{app_id}-sink"):
         consumer = _consumer(settings, group)
         try:
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
@@ -207,13 +207,12 @@ def pipeline_lag(settings: Settings, app_id: str) -> tuple[int, int]:
     """Records the worker (normalize, detect and its re-key topic, correlate) and its sink have not
     committed yet, and the worker group's committed position summed over the raw topics (it moves once
     work is done)."""
-    from streams.pipeline.detect import rekey_topic
-
-    rekey = rekey_topic(settings.model_copy(update={"worker": settings.worker.model_copy(update={"app_id": app_id})}))
-    worker = committed_offsets(settings, pipeline_group(app_id), WORKER_TOPICS)
-    lag = (_group_lag(settings, pipeline_group(app_id), (*WORKER_TOPICS, rekey))
-           + _group_lag(settings, f"{app_id}-sink", SINK_TOPICS))
-    return lag, sum(max(0, o) for (t, _), o in worker.items() if t in topics.RAW_TOPICS)
+    groups = pipeline_groups(app_id)
+    normalize = next(group for group, names in groups.items() if topics.RAW_TOPICS[0] in names)
+    raw = committed_offsets(settings, normalize, topics.RAW_TOPICS)
+    lag = sum(_group_lag(settings, group, names) for group, names in groups.items()) + _group_lag(
+        settings, f"{app_id}-sink", SINK_TOPICS)
+    return lag, sum(max(0, o) for o in raw.values())
 
 
 def wait_drained(settings: Settings, app_id: str, total: int, timeout_s: float = 1800,

@@ -116,10 +116,10 @@ def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0
 
     from infra.kafka.clients import confluent_config, partition_ids
     from streams import topics
-    from streams.pipeline.engine import pipeline_group
+    from streams.pipeline.build import pipeline_groups
 
     ends: list[TopicPartition] = []  # read once, committed for both groups
-    for group in (pipeline_group(app_id), app_id, f"{app_id}-sink"):
+    for group in (*pipeline_groups(app_id), app_id, f"{app_id}-sink"):
         consumer = Consumer(confluent_config(settings, **{"group.id": group, "enable.auto.commit": False}))
         try:
             if not ends:

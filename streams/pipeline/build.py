@@ -7,16 +7,26 @@ from typing import Any
 from infra.settings import Settings
 from streams import topics
 from streams.pipeline.correlate import Correlation
-from streams.pipeline.detect import Detection, rekey_topic
-from streams.pipeline.engine import Engine
+from streams.pipeline.detect import Detection, rekey_topic, rekey_topic_of
+from streams.pipeline.engine import Engine, hop_group
 from streams.pipeline.normalize import Normalization
+
+
+def pipeline_groups(app_id: str) -> dict[str, tuple[str, ...]]:
+    """The pipeline's consumer groups of app ``app_id`` and the topics each reads (as ``build_pipeline``
+    routes them): for tools that position or watch them."""
+    return {
+        hop_group(app_id, "normalize"): topics.RAW_TOPICS,
+        hop_group(app_id, "detect"): (topics.EVENTS, rekey_topic_of(app_id)),
+        hop_group(app_id, "correlate"): (topics.FINDINGS,),
+    }
 
 
 def build_pipeline(settings: Settings) -> tuple[Engine, dict[str, Any]]:
     """The engine with every stage routed and its stores declared; also the stages by name."""
     engine = Engine(settings)
     normalization = Normalization(settings, engine.output)
-    engine.route(topics.RAW_TOPICS, normalization.raw_batch)
+    engine.route("normalize", topics.RAW_TOPICS, normalization.raw_batch)
 
     rekey = engine.internal_topic(rekey_topic(settings), settings.kafka.partitions)
     detection = Detection(
@@ -26,8 +36,8 @@ def build_pipeline(settings: Settings) -> tuple[Engine, dict[str, Any]]:
         assets=engine.store("inventory-state", topics.EVENTS),
         models=engine.store("model-checkpoints", topics.EVENTS),
     )
-    engine.route([topics.EVENTS], detection.events_batch)
-    engine.route([rekey], detection.rekeyed_batch)
+    engine.route("detect", [topics.EVENTS], detection.events_batch)
+    engine.route("detect", [rekey], detection.rekeyed_batch)
 
     def restore_models(topic: str, partition: int) -> None:
         if topic == topics.EVENTS:
@@ -36,5 +46,5 @@ def build_pipeline(settings: Settings) -> tuple[Engine, dict[str, Any]]:
     engine.on_assigned(restore_models)
 
     correlation = Correlation(settings, engine.output, states=engine.store("correlation-state", topics.FINDINGS))
-    engine.route([topics.FINDINGS], correlation.findings_batch)
+    engine.route("correlate", [topics.FINDINGS], correlation.findings_batch)
     return engine, {"normalize": normalization, "detect": detection, "correlate": correlation}

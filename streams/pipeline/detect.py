@@ -38,7 +38,11 @@ DETECTOR_HEADER = "aiwarden-detector"
 
 def rekey_topic(settings: Settings) -> str:
     """The internal topic events go through when a detector keeps state on another entity."""
-    return f"{settings.worker.app_id}-detect-rekey"
+    return rekey_topic_of(settings.worker.app_id)
+
+
+def rekey_topic_of(app_id: str) -> str:
+    return f"{app_id}-detect-rekey"
 
 
 class ModelCheckpoints:

@@ -7,6 +7,9 @@ transactional producer. Every ``commit_interval_s`` it commits a Kafka transacti
 holding the outputs, the changelog records of every state key that changed and the input
 offsets: all of them become visible to ``read_committed`` consumers together, or none does.
 
+- One consumer per hop (``<app id>-<hop>``: normalize, detect, correlate), so each hop's partitions
+  are balanced over the workers on their own; all of them commit through the one producer (one
+  ``send_offsets_to_transaction`` per group in the same transaction).
 - Assignment is cooperative-sticky. Before partitions move away the engine commits what it has
   processed of them; a store partition is restored from its changelog before the first batch of
   its input partition (inside the assignment callback).
@@ -63,9 +66,9 @@ class Output:
         self.engine.produce(topic, key, value, headers=headers)
 
 
-def pipeline_group(app_id: str) -> str:
-    """The consumer group of the pipeline engine of app ``app_id`` (Faust's own group is ``app_id``)."""
-    return f"{app_id}-pipeline"
+def hop_group(app_id: str, hop: str) -> str:
+    """The consumer group of one hop of app ``app_id``'s pipeline (Faust's own group is ``app_id``)."""
+    return f"{app_id}-{hop}"
 
 
 def changelog_topic(settings: Settings, store: str) -> str:
@@ -111,10 +114,11 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         worker = settings.worker
-        self.group = pipeline_group(worker.app_id)
+        self.app_id = worker.app_id
         self.batch_records = worker.batch_records
         self.commit_interval_s = worker.commit_interval_s
         self.routes: dict[str, Handler] = {}
+        self.hops: dict[str, list[str]] = {}  # hop -> its input topics
         self.internal_topics: dict[str, int] = {}  # topics the engine creates (name → partitions; 0: as input)
         self.stores: dict[str, Store] = {}
         self.assigned_callbacks: list[Callable[[str, int], None]] = []
@@ -122,7 +126,8 @@ class Engine:
         self.slot: InstanceSlot | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._consumer: Any = None
+        self._consumers: dict[str, Any] = {}  # hop -> consumer
+        self._by_topic: dict[str, Any] = {}  # input topic -> its hop's consumer
         self._producer: Any = None
         self._restorer: Any = None
         self._fatal = False
@@ -134,9 +139,11 @@ class Engine:
         self.counters = {"records": 0, "transactions": 0, "aborted": 0, "restarts": 0, "restored": 0}
 
     # -- wiring (before start)
-    def route(self, topics: Iterable[str], handler: Handler) -> None:
+    def route(self, hop: str, topics: Iterable[str], handler: Handler) -> None:
+        """Records of ``topics`` go to ``handler``; ``hop`` names the consumer group that reads them."""
         for topic in topics:
             self.routes[topic] = handler
+            self.hops.setdefault(hop, []).append(topic)
 
     def internal_topic(self, name: str, partitions: int) -> str:
         self.internal_topics[name] = partitions
@@ -192,12 +199,18 @@ class Engine:
     def _run_once(self) -> None:
         self._fatal = False
         self._open_clients()
+        consumers = list(self._consumers.values())
+        busy = False
         try:
             while not self._stop.is_set():
-                messages = self._consumer.consume(self.batch_records, 0.05)
-                self._raise_callback_error()
-                if messages:
-                    self._handle(messages)
+                wait = 0.0 if busy else 0.05 / len(consumers)
+                busy = False
+                for consumer in consumers:
+                    messages = consumer.consume(self.batch_records, wait)
+                    self._raise_callback_error()
+                    if messages:
+                        busy = True
+                        self._handle(messages)
                 now = time.monotonic()
                 if self._open and now - self._opened >= self.commit_interval_s:
                     self.commit()
@@ -221,7 +234,7 @@ class Engine:
             store.directory = self.slot.path / "stores"
         self._ensure_topics()
         self._producer = Producer(confluent_config(settings, **{
-            "transactional.id": f"{self.group}-{self.slot.name}",
+            "transactional.id": self.transactional_id,
             "transaction.timeout.ms": int(worker.transaction_timeout_s * 1000),
             "enable.idempotence": True,
             "acks": "all",
@@ -235,29 +248,37 @@ class Engine:
         # Fences a predecessor with the same transactional id and aborts its open transaction.
         self._producer.init_transactions(TIMEOUT_S)
         self._restorer = Consumer(confluent_config(settings, **{
-            "group.id": f"{self.group}-restore", "enable.auto.commit": False, "enable.partition.eof": True,
+            "group.id": f"{self.app_id}-restore", "enable.auto.commit": False, "enable.partition.eof": True,
             "isolation.level": "read_committed", "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
         }))
-        self._consumer = Consumer(confluent_config(settings, **{
-            "group.id": self.group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": int(worker.session_timeout_s * 1000),
-            "heartbeat.interval.ms": max(500, int(worker.session_timeout_s * 250)),
-            "max.poll.interval.ms": 600_000,
-            "fetch.wait.max.ms": 100,
-        }))
         self._callback_error = None
-        self._consumer.subscribe(sorted(self.routes), on_assign=self._guard(self._on_assign),
-                                 on_revoke=self._guard(self._on_revoke), on_lost=self._guard(self._on_lost))
-        log.info("pipeline engine started: group %s, transactional id %s-%s, topics %s", self.group, self.group,
-                 self.slot.name, ", ".join(sorted(self.routes)))
+        for hop, hop_topics in self.hops.items():
+            consumer = Consumer(confluent_config(settings, **{
+                "group.id": hop_group(self.app_id, hop),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": int(worker.session_timeout_s * 1000),
+                "heartbeat.interval.ms": max(500, int(worker.session_timeout_s * 250)),
+                "max.poll.interval.ms": 600_000,
+                "fetch.wait.max.ms": 100,
+            }))
+            self._consumers[hop] = consumer
+            self._by_topic.update(dict.fromkeys(hop_topics, consumer))
+            consumer.subscribe(sorted(hop_topics), on_assign=self._guard(self._on_assign),
+                               on_revoke=self._guard(self._on_revoke), on_lost=self._guard(self._on_lost))
+        log.info("pipeline engine started: transactional id %s; %s", self.transactional_id,
+                 "; ".join(f"group {hop_group(self.app_id, hop)}: {', '.join(t)}" for hop, t in self.hops.items()))
+
+    @property
+    def transactional_id(self) -> str:
+        assert self.slot is not None  # noqa: S101 - set by _open_clients before any use
+        return f"{self.app_id}-pipeline-{self.slot.name}"
 
     def _close_clients(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
+        consumers, self._consumers, self._by_topic = self._consumers, {}, {}
+        for consumer in consumers.values():
             try:
                 consumer.close()  # runs the revoke callback: commits unless the engine failed
             except (KafkaException, RuntimeError) as exc:
@@ -375,11 +396,10 @@ class Engine:
                                  on_delivery=self._changelog_delivered)
         # The consumer's positions, not last offset + 1: under read_committed they step over the
         # transaction markers, so a drained partition commits its end offset.
-        offsets = self._moved_positions()
+        moved = self._moved_positions()
         try:
-            if offsets:
-                self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(),
-                                                           TIMEOUT_S)
+            for consumer, offsets in moved:
+                self._producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), TIMEOUT_S)
             self._commit_transaction()
         except KafkaException as exc:
             error = exc.args[0]
@@ -391,7 +411,7 @@ class Engine:
                 msg = f"after the aborted transaction ({error.str()})"
                 raise Restart(msg) from exc
             raise
-        self._committed.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        self._committed.update({(tp.topic, tp.partition): tp.offset for _, offsets in moved for tp in offsets})
         for store, partition, changed in changes:
             offset = self._changelog_offsets.get((store.changelog, partition))
             store[partition].commit(changed, offset if store.kind == "rocksdb" else None)
@@ -400,11 +420,16 @@ class Engine:
         PIPELINE_TRANSACTIONS.labels("committed").inc()
         PIPELINE_COMMIT_SECONDS.observe(time.perf_counter() - started)
 
-    def _moved_positions(self) -> list[TopicPartition]:
-        """The consumer's positions that differ from what was last committed."""
+    def _moved_positions(self) -> list[tuple[Any, list[TopicPartition]]]:
+        """Per consumer, its positions that differ from what was last committed."""
         committed = self._committed
-        return [tp for tp in self._consumer.position(self._consumer.assignment())
-                if tp.offset >= 0 and committed.get((tp.topic, tp.partition)) != tp.offset]
+        moved = []
+        for consumer in self._consumers.values():
+            offsets = [tp for tp in consumer.position(consumer.assignment())
+                       if tp.offset >= 0 and committed.get((tp.topic, tp.partition)) != tp.offset]
+            if offsets:
+                moved.append((consumer, offsets))
+        return moved
 
     def _commit_transaction(self) -> None:
         for attempt in range(10):
@@ -430,11 +455,11 @@ class Engine:
         if self._fatal:
             msg = "transaction could not be aborted"
             raise EngineError(msg)
-        if self._consumer is not None:
-            owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-            for (topic, partition), offset in rewind.items():
-                if (topic, partition) in owned:
-                    self._consumer.seek(TopicPartition(topic, partition, offset))
+        for (topic, partition), offset in rewind.items():
+            consumer = self._by_topic.get(topic)
+            if consumer is not None and any(tp.topic == topic and tp.partition == partition
+                                            for tp in consumer.assignment()):
+                consumer.seek(TopicPartition(topic, partition, offset))
 
     def _rollback(self) -> None:
         for store in self.stores.values():

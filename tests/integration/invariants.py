@@ -33,7 +33,7 @@ from schemas.sources import SOURCES
 from streams import topics
 from streams.containment.receiver import Receiver
 from streams.evaluate import matches
-from streams.pipeline.engine import pipeline_group
+from streams.pipeline.build import pipeline_groups
 from streams.publish import Publisher
 from streams.simulator import AttackLabel, SimConfig, SimRecord, Simulator
 from streams.worker_process import WorkerProcess
@@ -170,11 +170,11 @@ def group_lag(settings: Settings, group: str) -> dict[str, int] | None:
 
 
 def lags(settings: Settings, app_id: str) -> dict[str, dict[str, int] | None]:
-    return {g: group_lag(settings, g) for g in (pipeline_group(app_id), app_id, f"{app_id}-sink")}
+    return {g: group_lag(settings, g) for g in (*pipeline_groups(app_id), app_id, f"{app_id}-sink")}
 
 
 def caught_up(settings: Settings, app_id: str) -> bool:
-    """The pipeline group, the Faust agents' group (containment) and the sink group have committed all they read."""
+    """The pipeline's groups, the Faust agents' group (containment) and the sink group have committed all they read."""
     return all(lag is not None and not any(lag.values()) for lag in lags(settings, app_id).values())
 
 

@@ -74,7 +74,7 @@ def copying_engine(settings: Settings, source: str, sink: str) -> Engine:
             state["n"] = state.get("n", 0) + 1
             engine.output.send(sink, message.key(), message.value() + b"|%d" % state["n"])
 
-    engine.route([source], copy)
+    engine.route("copy", [source], copy)
     return engine
 
 
@@ -96,7 +96,7 @@ def test_a_fenced_transaction_leaves_nothing_and_is_redone_once(service_settings
     assert read(service_settings, sink, "read_committed", idle_s=1) == []  # in the open transaction
     # A successor with the same transactional id fences the first engine's producer.
     assert first.slot is not None
-    successor = Producer(confluent_config(service_settings, **{"transactional.id": f"{first.group}-{first.slot.name}"}))
+    successor = Producer(confluent_config(service_settings, **{"transactional.id": first.transactional_id}))
     successor.init_transactions(30)
     first.stop()  # its final commit is refused: fenced
     assert first.counters["transactions"] == 0

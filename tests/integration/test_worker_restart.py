@@ -29,7 +29,7 @@ from infra.services import free_port
 from infra.settings import Settings
 from schemas.sources import SOURCES
 from streams import topics
-from streams.pipeline.engine import pipeline_group
+from streams.pipeline.build import pipeline_groups
 from streams.publish import Publisher
 from streams.simulator import SimConfig, SimRecord, Simulator
 from streams.worker_process import WorkerProcess, start_groups_at_end
@@ -43,7 +43,6 @@ DURATION_S = 120  # event time: 24 detection windows
 RATE = 60  # records per second of event time: 7,200 records
 TABLES = ("detector-state", "inventory-state", "model-checkpoints", "correlation-state")
 # Which consumer group reads which topic (the pipeline engine: <app id>-pipeline; the sink: <app id>-sink).
-AGENT_TOPICS = (*topics.RAW_TOPICS, topics.EVENTS, topics.FINDINGS)
 SINK_TOPICS = (topics.EVENTS, topics.FINDINGS, topics.ALERTS, topics.INVENTORY, topics.DLQ)
 
 
@@ -115,7 +114,7 @@ def checkpointed(settings: Settings, app_id: str) -> dict[str, int]:
 
 def drained(settings: Settings, app_id: str) -> bool:
     """Every partition the worker consumes is committed up to its end, by the agents and by the sink."""
-    groups = ((pipeline_group(app_id), AGENT_TOPICS), (f"{app_id}-sink", SINK_TOPICS))
+    groups = (*pipeline_groups(app_id).items(), (f"{app_id}-sink", SINK_TOPICS))
     return not any(any(group_lag(settings, group, names).values()) for group, names in groups)
 
 
