@@ -21,8 +21,8 @@ from infra.kafka.clients import confluent_config
 from infra.kafka.lag import group_lag
 from infra.settings import Settings
 from streams import topics
-from streams.agents.sink import TOPIC_TABLES
 from streams.pipeline.build import pipeline_groups
+from streams.pipeline.sink import TOPIC_TABLES
 from streams.publish import Publisher
 from streams.simulator import SimConfig
 from streams.worker_process import WorkerProcess

@@ -68,7 +68,7 @@ MARKERS: dict[str, tuple[str, ...]] = {
                                                      "Producer_produce"),
     "  commit (changelog, offsets, commit_transaction)": ("Engine.commit",),
     "    commit_transaction (waits for the broker)": ("Engine._commit_transaction",),
-    "ClickHouse sink (streams/agents/sink.py)": ("(streams/agents/sink.py",),
+    "ClickHouse sink (streams/pipeline/sink.py)": ("(streams/pipeline/sink.py",),
     "aiokafka fetcher (the sink's consumer)": ("aiokafka/consumer/fetcher.py",),
     "Faust event loop idle (select)": ("EpollSelector.select",),
 }

@@ -35,7 +35,7 @@ from infra.settings import Settings
 from schemas.codec import encode
 from schemas.sources import SOURCES
 from streams import topics
-from streams.agents.sink import ClickHouseSink
+from streams.pipeline.sink import ClickHouseSink
 from streams.simulator import SimConfig, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]

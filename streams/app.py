@@ -20,8 +20,8 @@ from infra.services import free_port
 from infra.settings import Settings
 from streams import faust_read_committed, web
 from streams.agents import containment
-from streams.agents.sink import ClickHouseSink
 from streams.pipeline.build import build_pipeline
+from streams.pipeline.sink import ClickHouseSink
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from aiokafka import TopicPartition
 from infra.settings import Settings
 from streams import topics
 from streams.agents.containment import record_action
-from streams.agents.sink import ClickHouseSink
 from streams.metrics import value
+from streams.pipeline.sink import ClickHouseSink
 
 pytestmark = pytest.mark.unit
 
