@@ -41,6 +41,7 @@ from bench.common import (
     publish_records,
     spread,
     start_worker,
+    wait_ready,
 )
 from infra.clickhouse.client import connect
 from infra.kafka.clients import confluent_config
@@ -143,6 +144,7 @@ def run(settings: Settings, rate_and_origin: tuple[float, str] = (DEFAULT_RATE, 
         port = receiver.start_in_thread()
         worker = start_worker(settings, "bench-latency", log_dir,
                               **containment_env(log_dir or settings.state_dir, port))
+        wait_ready([worker])  # the background starts on a ready worker, not on one still joining its groups
         threads = [
             threading.Thread(target=background, args=(settings, rate, stop, published), daemon=True),
             threading.Thread(target=watch_alerts, args=(settings, on_topic, stop, ready), daemon=True),
@@ -156,8 +158,12 @@ def run(settings: Settings, rate_and_origin: tuple[float, str] = (DEFAULT_RATE, 
         lag = warm_lag = None
         try:
             ready.wait(30)
-            time.sleep(warmup_s)  # group join, table recovery, steady background
-            warm_lag = pipeline_lag(settings, app_id_of(worker))[0]
+            time.sleep(warmup_s)  # steady background
+            # Attacks start once the worker keeps up (lag under a second of background), or after 60 s more.
+            settle_until = time.monotonic() + 60
+            while (warm_lag := pipeline_lag(settings, app_id_of(worker))[0]) > rate and (
+                    time.monotonic() < settle_until):
+                time.sleep(1)
             seed, ends = 2000, time.monotonic() + budget_s
             for _ in range(attacks):
                 if time.monotonic() > ends:  # a worker far behind: the attacks left are not measured

@@ -53,7 +53,7 @@ def _line_of(function: Any, text: str) -> str:
 # counts a sample whose stack contains any of its markers.
 MARKERS: dict[str, tuple[str, ...]] = {
     "pipeline engine loop (Engine._run_once)": ("Engine._run_once",),
-    "  confluent consume (C, in _run_once)": (_line_of(Engine._run_once, "self._consumer.consume("),
+    "  confluent consume (C, in _run_once)": (_line_of(Engine._run_once, "consumer.consume("),
                                               "Consumer_consume"),
     "  batch dispatch (Engine._handle)": ("Engine._handle",),
     "    normalize stage (streams/pipeline/normalize.py)": ("Normalization.raw_batch",),

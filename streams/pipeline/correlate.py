@@ -20,6 +20,10 @@ from streams.pipeline.records import Out, count_into, dead_letter, observe_laten
 log = logging.getLogger(__name__)
 
 
+def _add(state: dict[str, Any], correlator: Correlator, finding: Finding) -> Any:
+    return correlator.add(finding, state)
+
+
 class Correlation:
     """The correlate stage: findings folded into alerts, state per anchor in the ``correlation-state`` store."""
 
@@ -32,8 +36,7 @@ class Correlation:
         for message in batch:
             try:
                 finding = Finding.from_dict(orjson.loads(message.value()))
-                with self.states.guarded(anchor(finding), message.partition()) as state:
-                    alert = self.correlator.add(finding, state)
+                alert = self.states.apply(anchor(finding), message.partition(), _add, self.correlator, finding)
             except Exception as exc:  # noqa: BLE001 - one bad finding must not stop correlation
                 log.exception("correlation failed")
                 dead_letter(self.out, topics.DLQ, message, f"correlation failed: {exc!r}", "findings", "correlate")

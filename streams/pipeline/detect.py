@@ -85,6 +85,14 @@ class ModelCheckpoints:
                 self.store.set(f"{detector_id}|{partition}", partition, value)
 
 
+def _detect_all(state: dict[str, Any], detector: Detector, event: Event) -> list[Any]:
+    return list(detector.detect(event, state))
+
+
+def _observe_all(state: dict[str, Any], inventory: Inventory, event: Event, asset_id: str) -> list[InventoryChange]:
+    return list(inventory.observe(event, state, asset_id))
+
+
 def inventory_row(change: InventoryChange) -> dict[str, Any]:
     """The ``inventory`` table row for a change: the item as it is now, versioned by time."""
     item = change.item.to_dict()
@@ -100,7 +108,7 @@ def inventory_row(change: InventoryChange) -> dict[str, Any]:
 
 class Detection:
     """The detect stage: inventory and detectors over per-partition state stores.
-    ``states``, ``rekeyed``, ``assets`` and ``models`` are stores (``guarded``/``set``/``items``)."""
+    ``states``, ``rekeyed``, ``assets`` and ``models`` are stores (``apply``/``set``/``items``)."""
 
     def __init__(self, settings: Settings, out: Out, *, states: Any, rekeyed: Any, assets: Any,
                  models: Any) -> None:
@@ -116,16 +124,14 @@ class Detection:
 
     def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
                      found: Counter[str]) -> None:
-        with states.guarded(f"{detector.id}|{key}", partition) as state:
-            results = list(detector.detect(event, state))
+        results = states.apply(f"{detector.id}|{key}", partition, _detect_all, detector, event)
         for finding in results:
             self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
         found[detector.id] += len(results)
 
     def process(self, event: Event, raw: bytes, partition: int, found: Counter[str]) -> None:
         for asset_id in self.inventory.assets(event):
-            with self.assets.guarded(asset_id, partition) as state:
-                changes = list(self.inventory.observe(event, state, asset_id))
+            changes = self.assets.apply(asset_id, partition, _observe_all, self.inventory, event, asset_id)
             for change in changes:
                 self.out.send(topics.INVENTORY, asset_id.encode(), encode(inventory_row(change)))
         for detector in self.dispatch.get(event.class_uid, ()):

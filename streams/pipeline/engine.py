@@ -263,6 +263,9 @@ class Engine:
                 "heartbeat.interval.ms": max(500, int(worker.session_timeout_s * 250)),
                 "max.poll.interval.ms": 600_000,
                 "fetch.wait.max.ms": 100,
+                # librdkafka prefetches up to 64 MiB per consumer by default: three hops would hold ~200 MiB
+                # of records in a busy worker. 16 MiB is more than a second of records at full rate.
+                "queued.max.messages.kbytes": 16_384,
             }))
             self._consumers[hop] = consumer
             self._by_topic.update(dict.fromkeys(hop_topics, consumer))

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OFFSET_KEY = "\x00changelog-offset"  # the disk store's own record of how far it has applied its changelog
 
@@ -138,13 +138,14 @@ class StorePartition:
             entry = self.working[key] = [orjson.loads(before) if before else {}, before]
         return entry[0]  # type: ignore[no-any-return]
 
-    @contextmanager
-    def guarded(self, key: str) -> Iterator[dict[str, Any]]:
-        """The state for ``key``; if the block raises, the state is put back as it was before it."""
+    def apply(self, key: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(state, *args)`` on ``key``'s working state; if it raises, the state is put back as it was
+        before the call (a failing detector leaves no half-made change). A plain call, not a context
+        manager: the stages make one per detector per event."""
         state = self.get(key)
         snapshot = orjson.dumps(state)
         try:
-            yield state
+            return fn(state, *args)
         except BaseException:
             self.working[key][0] = orjson.loads(snapshot)
             raise
@@ -214,14 +215,8 @@ class Store:
         return sum(len(p) for p in self.partitions.values())
 
 
-class StateView(Protocol):
-    """What a stage sees of a store: a partition's working state for a key."""
-
-    def guarded(self, key: str, partition: int) -> Any: ...
-
-
 class StoreAccess:
-    """``store.guarded(key, partition)`` for stages (the partition is the input record's)."""
+    """A store as the stages use it: by key and the partition of the input record."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -229,8 +224,9 @@ class StoreAccess:
     def get(self, key: str, partition: int) -> dict[str, Any]:
         return self.store[partition].get(key)
 
-    def guarded(self, key: str, partition: int) -> Any:
-        return self.store[partition].guarded(key)
+    def apply(self, key: str, partition: int, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(state, *args)`` on the key's state; the state is put back if it raises."""
+        return self.store[partition].apply(key, fn, *args)
 
     def set(self, key: str, partition: int, value: dict[str, Any]) -> None:
         self.store[partition].set(key, value)
@@ -241,4 +237,3 @@ class StoreAccess:
             yield from partition.committed_items()
 
 
-MutableState = MutableMapping[str, Any]

@@ -75,14 +75,19 @@ def test_an_emptied_state_is_deleted() -> None:
     assert committed(store) == {}
 
 
-def test_guarded_state_is_restored_when_the_block_raises() -> None:
+def test_state_is_put_back_when_the_code_using_it_raises() -> None:
     store = memory_store()
     store.get("a", 0)["n"] = 1
-    with pytest.raises(RuntimeError), store.guarded("a", 0) as state:
+
+    def buggy(state: dict[str, Any]) -> None:
         state["n"] = 99
         state["half"] = "made"
         raise RuntimeError("detector bug")
+
+    with pytest.raises(RuntimeError):
+        store.apply("a", 0, buggy)
     assert store.get("a", 0) == {"n": 1}
+    assert store.apply("a", 0, lambda state, k: state[k], "n") == 1
     assert commit(store) == [("state", 0, "a")]
     assert committed(store) == {"a": {"n": 1}}
 
