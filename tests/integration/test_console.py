@@ -155,7 +155,7 @@ def test_filters_and_bad_requests_over_http(service_settings: Settings, console_
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert "# TYPE aiwarden_events_in_total counter" in metrics.text
     health = httpx.get(f"{console_worker}/health", timeout=10).json()
-    assert health == {**health, "status": "ok", "checks": {"clickhouse": True, "alert_feed": True}}
+    assert health == {**health, "status": "ok", "checks": {"clickhouse": True, "alert_feed": True, "pipeline": True}}
 
 
 def test_feed_replays_from_kafka_what_its_buffer_no_longer_holds(service_settings: Settings) -> None:

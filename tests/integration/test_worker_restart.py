@@ -75,6 +75,7 @@ def checkpointed(settings: Settings, app_id: str) -> dict[str, int]:
     topic = f"{app_id}-model-checkpoints-changelog"
     consumer = Consumer(confluent_config(settings, **{
         "group.id": f"probe-{uuid.uuid4().hex}", "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,  # the end: a transactional changelog's last offset is a marker, never read
     }))
     latest: dict[str, int] = {}
     try:
@@ -94,6 +95,7 @@ def checkpointed(settings: Settings, app_id: str) -> dict[str, int]:
                 continue
             if message.error() is not None:
                 assert message.error().code() == KafkaError._PARTITION_EOF, message.error()  # noqa: SLF001
+                ends.pop(message.partition(), None)
                 continue
             if message.offset() + 1 >= ends.get(message.partition(), 0):
                 ends.pop(message.partition(), None)
