@@ -44,6 +44,10 @@ def build_pipeline(settings: Settings) -> tuple[Engine, dict[str, Any]]:
             detection.checkpoints.restore()
 
     engine.on_assigned(restore_models)
+    # Models learn while events flow; a checkpoint is also due when they stop (a backlog drained
+    # within one interval would otherwise leave only the checkpoint of the first batch).
+    checkpoints = engine.stores["model-checkpoints"]
+    engine.every_loop(lambda: detection.checkpoints.maybe_save(sorted(checkpoints.partitions)))
 
     correlation = Correlation(settings, engine.output, states=engine.store("correlation-state", topics.FINDINGS))
     engine.route("correlate", [topics.FINDINGS], correlation.findings_batch)

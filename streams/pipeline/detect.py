@@ -55,6 +55,7 @@ class ModelCheckpoints:
         }
         self.interval_s = interval_s
         self.last = time.monotonic()
+        self.saved: dict[str, int] = {}  # observations per model at its last checkpoint
 
     def restore(self) -> None:
         """Load the most-trained checkpoint of each model among the partitions this worker holds."""
@@ -72,17 +73,24 @@ class ModelCheckpoints:
             except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not stop detection
                 log.warning("ignoring %s model checkpoint: %s", detector_id, exc)
 
-    def maybe_save(self, partitions: Iterable[int]) -> None:
-        """Every ``interval_s``: checkpoint each model under each of ``partitions`` (a batch's)."""
+    def maybe_save(self, partitions: Iterable[int]) -> bool:
+        """Every ``interval_s``: checkpoint each model that learned since its last checkpoint under each
+        of ``partitions``; whether anything was written."""
         now = time.monotonic()
         if now - self.last < self.interval_s:
-            return
+            return False
         self.last = now
+        partitions = list(partitions)
+        written = False
         for detector_id, model in self.models.items():
-            value = None
+            if not partitions or self.saved.get(detector_id) == model.n:
+                continue
+            value = {"n": model.n, "blob": model.dumps().hex()}
             for partition in partitions:
-                value = value or {"n": model.n, "blob": model.dumps().hex()}
                 self.store.set(f"{detector_id}|{partition}", partition, value)
+            self.saved[detector_id] = model.n
+            written = True
+        return written
 
 
 def _detect_all(state: dict[str, Any], detector: Detector, event: Event) -> list[Any]:
@@ -150,11 +158,9 @@ class Detection:
     def events_batch(self, batch: Sequence[Any]) -> None:
         """One batch from ``aiwarden.events``."""
         found: Counter[str] = Counter()
-        partitions: set[int] = set()
         for message in batch:
             raw = message.value()
             partition = message.partition()
-            partitions.add(partition)
             try:
                 event = Event.from_dict(orjson.loads(raw))
             except (TypeError, ValueError) as exc:  # written by something other than normalize
@@ -165,7 +171,6 @@ class Detection:
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                 log.exception("detection failed on event %s", event.event_id)
                 dead_letter(self.out, topics.DLQ, message, f"detection failed: {exc!r}", event.source, "detect")
-        self.checkpoints.maybe_save(sorted(partitions))
         count_into(FINDINGS, found)
         observe_latency("detect", batch)
 

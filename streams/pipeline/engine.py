@@ -122,6 +122,7 @@ class Engine:
         self.internal_topics: dict[str, int] = {}  # topics the engine creates (name → partitions; 0: as input)
         self.stores: dict[str, Store] = {}
         self.assigned_callbacks: list[Callable[[str, int], None]] = []
+        self.tickers: list[Callable[[], bool]] = []
         self.output = Output(self)
         self.slot: InstanceSlot | None = None
         self._stop = threading.Event()
@@ -155,6 +156,11 @@ class Engine:
                       Path())
         self.stores[name] = store
         return StoreAccess(store)
+
+    def every_loop(self, ticker: Callable[[], bool]) -> None:
+        """``ticker()`` on every turn of the loop, busy or idle (it keeps its own clock); it returns True
+        when it changed state, which then goes out with the next commit."""
+        self.tickers.append(ticker)
 
     def on_assigned(self, callback: Callable[[str, int], None]) -> None:
         """``callback(topic, partition)`` after a newly assigned partition's stores are restored."""
@@ -211,6 +217,9 @@ class Engine:
                     if messages:
                         busy = True
                         self._handle(messages)
+                for ticker in self.tickers:
+                    if ticker():
+                        self._begin()
                 now = time.monotonic()
                 if self._open and now - self._opened >= self.commit_interval_s:
                     self.commit()

@@ -165,13 +165,15 @@ def test_a_detector_exception_dead_letters_that_event_only(settings: Settings,
     assert all("poisoned" not in state for state in committed(stores["states"]).values())
 
 
-def test_model_checkpoints_use_the_batch_partitions(settings: Settings) -> None:
+def test_model_checkpoints_go_to_every_partition_held_and_only_after_learning(settings: Settings) -> None:
     detect, _, stores = detection(settings)
     detect.checkpoints.interval_s = 0
     detect.events_batch([event_message(miner(1), partition=1), event_message(miner(2), partition=3)])
+    assert detect.checkpoints.maybe_save([1, 3])
     written = commit(stores["models"])
     assert written and {p for _, p, _ in written} == {1, 3}
     assert all(key.endswith(f"|{p}") for _, p, key in written)
+    assert not detect.checkpoints.maybe_save([1, 3])  # nothing learned since: nothing written
 
 
 def test_rekeyed_events_keep_state_under_their_key(settings: Settings) -> None:
