@@ -103,6 +103,7 @@ class Feeder(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        self.started = time.monotonic()
         try:
             records = self.run_.records
             size = -(-len(records) // self.chunks)
@@ -119,8 +120,10 @@ class Feeder(threading.Thread):
             self.error = exc
 
     def finish(self, timeout_s: float = 180.0) -> int:
-        """Wait for the thread, flush; every record must be acknowledged. Returns the count."""
-        self.join(timeout_s)
+        """Wait for the thread (what is left of its paced feed, plus ``timeout_s``), flush; every record
+        must be acknowledged. Returns the count."""
+        left = max(0.0, getattr(self, "started", time.monotonic()) + self.seconds - time.monotonic())
+        self.join(left + timeout_s)
         assert not self.is_alive(), "the feeder did not finish publishing"
         assert self.error is None, f"the feeder failed: {self.error!r}"
         summary = self.publisher.flush(timeout_s)
