@@ -39,8 +39,8 @@ def build_pipeline(settings: Settings) -> tuple[Engine, dict[str, Any]]:
     engine.route("detect", [topics.EVENTS], detection.events_batch)
     engine.route("detect", [rekey], detection.rekeyed_batch)
 
-    def restore_models(topic: str, partition: int) -> None:
-        if topic == topics.EVENTS:
+    def restore_models(assigned: set[str]) -> None:  # once per assignment, not once per partition
+        if topics.EVENTS in assigned:
             detection.checkpoints.restore()
 
     engine.on_assigned(restore_models)

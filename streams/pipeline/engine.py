@@ -121,7 +121,7 @@ class Engine:
         self.hops: dict[str, list[str]] = {}  # hop -> its input topics
         self.internal_topics: dict[str, int] = {}  # topics the engine creates (name → partitions; 0: as input)
         self.stores: dict[str, Store] = {}
-        self.assigned_callbacks: list[Callable[[str, int], None]] = []
+        self.assigned_callbacks: list[Callable[[set[str]], None]] = []
         self.tickers: list[Callable[[], bool]] = []
         self.output = Output(self)
         self.slot: InstanceSlot | None = None
@@ -136,7 +136,6 @@ class Engine:
         self._committed: dict[tuple[str, int], int] = {}  # input offsets committed by this engine
         self._idle_check = 0.0
         self._reset_transaction()
-        self.started = threading.Event()  # set once the first assignment was restored
         self.counters = {"records": 0, "transactions": 0, "aborted": 0, "restarts": 0, "restored": 0}
 
     # -- wiring (before start)
@@ -162,8 +161,9 @@ class Engine:
         when it changed state, which then goes out with the next commit."""
         self.tickers.append(ticker)
 
-    def on_assigned(self, callback: Callable[[str, int], None]) -> None:
-        """``callback(topic, partition)`` after a newly assigned partition's stores are restored."""
+    def on_assigned(self, callback: Callable[[set[str]], None]) -> None:
+        """``callback(topics)`` once per assignment, after the new partitions' stores are restored, with
+        the topics they belong to."""
         self.assigned_callbacks.append(callback)
 
     # -- running in a thread
@@ -503,12 +503,10 @@ class Engine:
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._restore([(store, tp.partition) for tp in partitions for store in self.stores.values()
                        if store.input_topic == tp.topic])
-        for tp in partitions:
-            for callback in self.assigned_callbacks:
-                callback(tp.topic, tp.partition)
         if partitions:
+            for callback in self.assigned_callbacks:
+                callback({tp.topic for tp in partitions})
             log.info("pipeline assigned %s", _names(partitions))
-        self.started.set()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         if not self._fatal and self._open:

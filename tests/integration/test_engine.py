@@ -23,6 +23,7 @@ from streams.pipeline.engine import Engine
 from streams.publish import Publisher
 from streams.simulator import SimConfig, Simulator
 from streams.worker_process import WorkerProcess, new_app_id
+from tests.integration.test_sink import Kafka
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +121,7 @@ def test_a_fenced_transaction_leaves_nothing_and_is_redone_once(service_settings
 
 def test_a_worker_killed_before_its_commit_leaves_no_output(service_settings: Settings, tmp_path: Path) -> None:
     app_id = new_app_id(service_settings, "engine-kill")
-    since = {topics.EVENTS: _ends(service_settings, topics.EVENTS)}
+    since = {topics.EVENTS: Kafka(service_settings).ends(topics.EVENTS)}
     records = list(Simulator(SimConfig(seed=31, duration_s=30, rate=50)).records())
     publisher = Publisher(service_settings)
     for record in records:
@@ -150,14 +151,6 @@ def test_a_worker_killed_before_its_commit_leaves_no_output(service_settings: Se
     mine = [event_id for event_id in seen if event_id in event_ids]
     assert len(mine) == len(set(mine)) == len(event_ids), "an event appears twice (or is missing)"
 
-
-def _ends(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer(confluent_config(settings, **{"group.id": "probe-ends"}))
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
-    finally:
-        consumer.close()
 
 
 def test_the_disk_store_restarts_from_its_own_state(service_settings: Settings, tmp_path: Path) -> None:
