@@ -24,6 +24,7 @@ from detectors.base import Detector
 from detectors.correlation import anchor
 from detectors.inventory import Inventory, InventoryChange
 from detectors.registry import build_all, by_class
+from detectors.sigma.detector import SigmaDetections
 from infra.settings import Settings
 from schemas.codec import encode
 from schemas.envelope import Event
@@ -129,6 +130,7 @@ class Detection:
         self.rekey = rekey_topic(settings)
         self.states, self.rekeyed, self.assets = states, rekeyed, assets
         self.checkpoints = ModelCheckpoints(models, self.detectors, settings.worker.checkpoint_interval_s)
+        self.sigma = SigmaDetections.from_settings(settings)
 
     def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
                      found: Counter[str]) -> None:
@@ -154,9 +156,16 @@ class Detection:
                 # State keyed on another entity (a bucket, an access key): repartition the event by
                 # that key so the one worker owning the key sees every event about it.
                 self.out.send(self.rekey, key.encode(), raw, [(DETECTOR_HEADER, detector.id.encode())])
+        for rule in self.sigma.match(event):  # one dispatch per event; state only on a match
+            findings = self.states.apply(f"{rule.detector_id}|{event.entity_id}", partition, self.sigma.detect,
+                                         rule, event)
+            for finding in findings:
+                self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+            found[rule.detector_id] += len(findings)
 
     def events_batch(self, batch: Sequence[Any]) -> None:
         """One batch from ``aiwarden.events``."""
+        self.sigma.maybe_reload()
         found: Counter[str] = Counter()
         for message in batch:
             raw = message.value()
