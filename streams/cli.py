@@ -302,9 +302,9 @@ def main() -> None:
 
 
 def _mount_subcommands() -> None:
+    from detectors.sigma.cli import sigma_app
     from streams.alerts_tail import alerts_app
     from streams.containment.receiver import receiver_app
-    from detectors.sigma.cli import sigma_app
     from streams.hunt import hunt_app
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")

@@ -39,13 +39,15 @@ def select_rules(ctx: typer.Context, rule: str) -> list[Rule]:
         for problem in ruleset.problems:
             typer.echo(f"error: {problem}", err=True)
         if not ruleset.rules:
-            raise _fail(f"no rule loaded from {path}")
+            message = f"no rule loaded from {path}"
+            raise _fail(message)
         return ruleset.rules
     settings = _settings(ctx)
     ruleset = RuleSet.load(rule_paths(settings.sigma.pack, settings.sigma.rules))
     found = [r for r in ruleset.rules if r.id == rule or r.detector_id == rule]
     if not found:
-        raise _fail(f"no rule file {rule!r} and no loaded rule with that id")
+        message = f"no rule file {rule!r} and no loaded rule with that id"
+        raise _fail(message)
     return found
 
 
