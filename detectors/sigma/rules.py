@@ -220,7 +220,7 @@ def load_file(path: Path) -> tuple[list[Rule], list[RuleProblem]]:
             problems.append(RuleProblem(path, f"rule {item.id}: unsupported: {exc}"))
             continue
         rules.append(rule)
-    return rules, problems
+    return rules, list(dict.fromkeys(problems))  # pySigma reports a rule's error on the rule and the collection
 
 
 @dataclass
