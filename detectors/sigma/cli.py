@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from detectors.sigma.detector import rule_paths
-from detectors.sigma.rules import Rule, RuleSet
+from detectors.sigma.rules import RuleSet
 
 sigma_app = typer.Typer(help="Sigma rules: check, test on events, print as SQL, hunt in ClickHouse.",
                         add_completion=False, no_args_is_help=True)
@@ -31,20 +31,23 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def select_rules(ctx: typer.Context, rule: str) -> list[Rule]:
-    """The rules RULE names: those of a file or folder, or the loaded rule with that id."""
+def select_rules(ctx: typer.Context, rule: str, correlations: bool = False) -> list[Any]:
+    """The rules RULE names: those of a file or folder, or the loaded rule with that id (with
+    ``correlations``, its correlation rules too)."""
     path = Path(rule)
     if path.exists():
         ruleset = RuleSet.load([path])
         for problem in ruleset.problems:
             typer.echo(f"error: {problem}", err=True)
-        if not ruleset.rules:
+        loaded = [*ruleset.rules, *(ruleset.correlations if correlations else [])]
+        if not loaded:
             message = f"no rule loaded from {path}"
             raise _fail(message)
-        return ruleset.rules
+        return loaded
     settings = _settings(ctx)
     ruleset = RuleSet.load(rule_paths(settings.sigma.pack, settings.sigma.rules))
-    found = [r for r in ruleset.rules if r.id == rule or r.detector_id == rule]
+    candidates = [*ruleset.rules, *(ruleset.correlations if correlations else [])]
+    found = [r for r in candidates if r.id == rule or r.detector_id == rule]
     if not found:
         message = f"no rule file {rule!r} and no loaded rule with that id"
         raise _fail(message)
@@ -127,10 +130,15 @@ def test(
 @sigma_app.command("sql")
 def sql(ctx: typer.Context, rule: Annotated[str, typer.Argument(help="Rule file, folder or rule id.")]) -> None:
     """Print the ClickHouse query of each rule (parameters {since:DateTime64(3)} and {limit:UInt32})."""
-    from detectors.sigma.clickhouse import rule_sql
+    for item in select_rules(ctx, rule, correlations=True):
+        typer.echo(query_of(item) + ";\n")
 
-    for item in select_rules(ctx, rule):
-        typer.echo(rule_sql(item) + ";\n")
+
+def query_of(item: Any) -> str:
+    from detectors.sigma.clickhouse import rule_sql
+    from detectors.sigma.correlation import Correlation, correlation_sql
+
+    return correlation_sql(item) if isinstance(item, Correlation) else rule_sql(item)
 
 
 @sigma_app.command("hunt")
@@ -142,15 +150,15 @@ def hunt(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds the server may spend per rule.")] = 30.0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
 ) -> None:
-    """Run the rules over past events in ClickHouse, read-only, like ``aiwarden hunt``."""
-    from detectors.sigma.clickhouse import rule_sql
+    """Run the rules (correlations: GROUP BY / HAVING) over past events in ClickHouse, read-only, like
+    ``aiwarden hunt``."""
     from streams.hunt import Hunt, HuntError, Param, _run, render
 
     width = shutil.get_terminal_size((160, 24)).columns
     failed = False
-    for item in select_rules(ctx, rule):
+    for item in select_rules(ctx, rule, correlations=True):
         query = Hunt(
-            name=item.detector_id, description=item.title, sql=rule_sql(item), path=item.path,
+            name=item.detector_id, description=item.title, sql=query_of(item), path=item.path,
             params={"since": Param("since", "DateTime64(3)", "30d"), "limit": Param("limit", "UInt32", "1000")},
         )
         try:
@@ -159,7 +167,7 @@ def hunt(
             typer.echo(f"error: {exc}", err=True)
             failed = True
             continue
-        typer.echo(f"# {item.title} ({item.id}): {len(rows)} events", err=True)
+        typer.echo(f"# {item.title} ({item.id}): {len(rows)} rows", err=True)
         typer.echo(render(columns, rows, fmt, width), nl=False)
     if failed:
         raise typer.Exit(1)

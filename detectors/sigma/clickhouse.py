@@ -231,7 +231,9 @@ def where_clause(rule: Rule) -> str:
         msg = f"rule {rule.id} has no Sigma source"
         raise Unsupported(msg)
     backend = ClickHouseBackend()
-    conditions = backend.convert_rule(copy.deepcopy(rule.sigma))
+    sigma = copy.deepcopy(rule.sigma)
+    sigma._output = True  # pySigma outputs nothing for a rule only a correlation refers to; we want its filter
+    conditions = backend.convert_rule(sigma)
     pairs = ", ".join(f"({sql_string(source)}, {class_uid})" for source, class_uid in LOGSOURCES[rule.logsource].events)
     condition = " OR ".join(f"({c})" for c in conditions) if conditions else "0"
     return f"(source, class_uid) IN ({pairs}) AND ({condition})"

@@ -18,6 +18,7 @@ from typing import Any
 
 from detectors.base import caller_name, workload_name
 from detectors.config import DetectionConfig
+from detectors.sigma.correlation import Correlation, correlate
 from detectors.sigma.matcher import Matcher
 from detectors.sigma.rules import PACK_DIR, Rule, RuleSet
 from schemas.envelope import API_ACTIVITY, Event
@@ -33,31 +34,12 @@ def rule_paths(pack: bool, rules: tuple[Path, ...] | list[Path]) -> list[Path]:
 def sigma_finding(rule: Rule, event: Event, window: int, max_evidence: int = 20) -> Finding:
     """The finding for ``rule`` matching ``event`` in event-time window ``window``."""
     who = caller_name(event) if event.class_uid == API_ACTIVITY else workload_name(event)
-    attributes = {
-        "sigma_rule_id": rule.id,
-        "sigma_author": rule.author,
-        "sigma_references": " ".join(rule.references),
-        "sigma_level": rule.level,
-        "sigma_status": rule.status,
-        "sigma_file": rule.path.name,
-        "sigma_logsource": rule.logsource,
-    }
-    return Finding(
+    return rule.finding(
+        event,
         finding_id=stable_id(rule.detector_id, event.entity_id, str(window)),
-        detector=rule.detector_id,
-        title=rule.title,
-        maturity=rule.maturity,
-        severity=rule.severity,
-        time_ms=event.time_ms,
-        entity_id=event.entity_id,
-        entities=[e for e in dict.fromkeys([event.entity_id, *event.entities]) if e and not e.endswith(":")],
         summary=f"Sigma: {rule.title} ({who}; rule by {rule.author or 'unknown author'})",
-        tactics=list(rule.tactics),
-        atlas_techniques=list(rule.atlas),
-        attack_techniques=list(rule.attack),
-        evidence_event_ids=[event.event_id][:max_evidence],
-        ai_asset=bool(event.model_id or rule.atlas),
-        attributes=attributes,
+        evidence=[event.event_id][:max_evidence],
+        attributes={"sigma_logsource": rule.logsource},
     )
 
 
@@ -66,7 +48,7 @@ class SigmaDetections:
 
     def __init__(self, paths: list[Path], config: DetectionConfig, reload_interval_s: float = 5.0) -> None:
         self.ruleset = RuleSet.load(paths)
-        self.matcher = Matcher(self.ruleset.rules)
+        self._index()
         self.window_ms = config.window_ms
         self.max_evidence = config.max_evidence
         self.reload_interval_s = reload_interval_s
@@ -89,9 +71,22 @@ class SigmaDetections:
     def reload(self) -> bool:
         if not self.ruleset.reload_if_changed():
             return False
-        self.matcher = Matcher(self.ruleset.rules)
+        self._index()
         log.info("sigma: rules reloaded, %d loaded, %d problems", len(self.ruleset.rules), len(self.ruleset.problems))
         return True
+
+    def _index(self) -> None:
+        self.matcher = Matcher(self.ruleset.rules)
+        self.rules = {r.id: r for r in self.ruleset.rules}
+        self.correlations: dict[str, Correlation] = {c.detector_id: c for c in self.ruleset.correlations}
+        self.feeds: dict[str, list[Correlation]] = {}
+        for correlation in self.ruleset.correlations:
+            for rule in correlation.rules:
+                self.feeds.setdefault(rule.id, []).append(correlation)
+
+    def correlate(self, state: dict[str, Any], correlation: Correlation, rule: Rule, event: Event,
+                  group: str) -> list[Finding]:
+        return correlate(state, correlation, rule, event, group, self.max_evidence)
 
     def match(self, event: Event) -> list[Rule]:
         return self.matcher.match(event)

@@ -32,6 +32,8 @@ from sigma.rule import SigmaRule
 from detectors.sigma.fields import LOGSOURCES, field_of, logsource_key
 from detectors.sigma.pipeline import aiwarden_pipeline
 from detectors.sigma.semantics import Unsupported
+from schemas.envelope import Event
+from schemas.findings import Finding
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ STATUSES = {"stable": "stable", "test": "incubating", "experimental": "sandbox"}
 SKIPPED_STATUSES = frozenset({"deprecated", "unsupported"})
 ATTACK_TECHNIQUE = re.compile(r"t(\d{4})(?:\.(\d{3}))?")
 ATLAS_TECHNIQUE = re.compile(r"aml\.t(\d{4})(?:\.(\d{3}))?")
+
+
+Cached = tuple[float, list["Rule"], list[SigmaCorrelationRule], list["RuleProblem"]]
 
 
 class RuleError(ValueError):
@@ -59,38 +64,81 @@ class RuleProblem:
 
 
 @dataclass
-class Rule:
-    """One loaded Sigma detection rule, its findings' metadata and its condition trees after the
-    aiwarden pipeline (field names are aiwarden fields)."""
+class Metadata:
+    """What a Sigma rule (detection or correlation) says about its findings."""
 
     id: str
     title: str
     path: Path
-    logsource: str  # key of fields.LOGSOURCES
     severity: str
     maturity: str
     level: str
     status: str
     author: str
     references: list[str]
-    description: str
     attack: list[str]
     atlas: list[str]
     tactics: list[str]
-    conditions: list[Any] = field(repr=False)  # OR-ed (a rule may list several conditions)
-    fields: set[str] = field(default_factory=set)
-    sigma: SigmaRule | None = field(default=None, repr=False, compare=False)  # as written (for other backends)
 
     @property
     def detector_id(self) -> str:
         return f"sigma:{self.id}"
 
+    def finding(self, event: Event, *, finding_id: str, summary: str, evidence: list[str],
+                attributes: dict[str, str]) -> Finding:
+        """A finding of this rule about ``event``'s entity (the author and file travel with it)."""
+        return Finding(
+            finding_id=finding_id,
+            detector=self.detector_id,
+            title=self.title,
+            maturity=self.maturity,
+            severity=self.severity,
+            time_ms=event.time_ms,
+            entity_id=event.entity_id,
+            entities=[e for e in dict.fromkeys([event.entity_id, *event.entities]) if e and not e.endswith(":")],
+            summary=summary,
+            tactics=list(self.tactics),
+            atlas_techniques=list(self.atlas),
+            attack_techniques=list(self.attack),
+            evidence_event_ids=evidence,
+            ai_asset=bool(event.model_id or self.atlas),
+            attributes={"sigma_rule_id": self.id, "sigma_author": self.author,
+                        "sigma_references": " ".join(self.references), "sigma_level": self.level,
+                        "sigma_status": self.status, "sigma_file": self.path.name, **attributes},
+        )
 
-def _tags(rule: SigmaRule) -> tuple[list[str], list[str], list[str]]:
+
+def metadata(item: SigmaRule | SigmaCorrelationRule, path: Path) -> dict[str, Any]:
+    """``Metadata`` fields of a parsed rule (its id checked by the caller)."""
+    status = item.status.name.lower() if item.status is not None else "experimental"
+    level = item.level.name.lower() if item.level is not None else "medium"
+    attack, atlas, tactics = tags_of(item.tags)
+    return {"id": str(item.id), "title": item.title, "path": path, "severity": LEVELS.get(level, "medium"),
+            "maturity": STATUSES.get(status, "sandbox"), "level": level, "status": status,
+            "author": item.author or "", "references": [str(r) for r in item.references], "attack": attack,
+            "atlas": atlas, "tactics": tactics}
+
+
+@dataclass
+class Rule(Metadata):
+    """One loaded Sigma detection rule: its metadata and its condition trees after the aiwarden pipeline
+    (field names are aiwarden fields)."""
+
+    logsource: str  # key of fields.LOGSOURCES
+    description: str
+    conditions: list[Any] = field(repr=False)  # OR-ed (a rule may list several conditions)
+    fields: set[str] = field(default_factory=set)
+    sigma: SigmaRule | None = field(default=None, repr=False, compare=False)  # as written (for other backends)
+    name: str = ""  # Sigma's optional rule name, which correlations may refer to
+    standalone: bool = True  # False: only feeds correlations (Sigma's generate: false)
+
+
+def tags_of(tags: Iterable[Any]) -> tuple[list[str], list[str], list[str]]:
+    """ATT&CK technique ids, ATLAS technique ids and tactics from a rule's tags."""
     attack: list[str] = []
     atlas: list[str] = []
     tactics: list[str] = []
-    for tag in rule.tags:
+    for tag in tags:
         name = tag.name.lower()
         if tag.namespace == "attack":
             match = ATTACK_TECHNIQUE.fullmatch(name)
@@ -117,7 +165,6 @@ def prepare(rule: SigmaRule, path: Path) -> Rule:
     if rule.id is None:
         msg = f"{where}: rule {rule.title!r} has no id (Sigma rules need a UUID id)"
         raise RuleError(msg)
-    status = rule.status.name.lower() if rule.status is not None else "experimental"
     key = logsource_key(rule.logsource.product, rule.logsource.service, rule.logsource.category)
     if key is None:
         given = {k: v for k, v in (("product", rule.logsource.product), ("service", rule.logsource.service),
@@ -147,27 +194,14 @@ def prepare(rule: SigmaRule, path: Path) -> Rule:
                 msg = f"{where}: field {name!r} is not mapped for log source {key} (known: {known})"
                 raise RuleError(msg)
             used.add(name)
-    level = rule.level.name.lower() if rule.level is not None else "medium"
-    attack, atlas, tactics = _tags(rule)
-    author = rule.author or ""
     return Rule(
-        id=str(rule.id),
-        title=rule.title,
-        path=path,
+        **metadata(rule, path),
         logsource=key,
-        severity=LEVELS.get(level, "medium"),
-        maturity=STATUSES.get(status, "sandbox"),
-        level=level,
-        status=status,
-        author=author,
-        references=[str(r) for r in rule.references],
         description=rule.description or "",
-        attack=attack,
-        atlas=atlas,
-        tactics=tactics,
         conditions=conditions,
         fields=used,
         sigma=rule,
+        name=rule.name or "",
     )
 
 
@@ -182,24 +216,25 @@ def rule_files(paths: Iterable[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def load_file(path: Path) -> tuple[list[Rule], list[RuleProblem]]:
+def load_file(path: Path) -> tuple[list[Rule], list[SigmaCorrelationRule], list[RuleProblem]]:
     """The rules of one file (a file may hold several YAML documents), and its problems."""
     from detectors.sigma.matcher import check_rule  # the matcher compiles Rule objects of this module
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [RuleProblem(path, f"cannot read: {exc}")]
+        return [], [], [RuleProblem(path, f"cannot read: {exc}")]
     try:
         collection = SigmaCollection.from_yaml(text, collect_errors=True)
     except SigmaError as exc:
-        return [], [RuleProblem(path, str(exc))]
+        return [], [], [RuleProblem(path, str(exc))]
     except Exception as exc:  # noqa: BLE001 - YAML errors and anything pySigma lets through
-        return [], [RuleProblem(path, f"not a Sigma rule file: {exc}")]
+        return [], [], [RuleProblem(path, f"not a Sigma rule file: {exc}")]
     problems = [RuleProblem(path, str(error)) for error in collection.errors]
     rules: list[Rule] = []
+    correlations: list[SigmaCorrelationRule] = []
     for item in collection.rules:
         if isinstance(item, SigmaCorrelationRule):
-            problems.append(RuleProblem(path, f"correlation rule {item.title!r}: not evaluated yet"))
+            correlations.append(item)  # resolved once every file is loaded (references cross files)
             continue
         if not isinstance(item, SigmaRule):
             problems.append(RuleProblem(path, f"{type(item).__name__} {item.title!r}: not supported"))
@@ -220,7 +255,8 @@ def load_file(path: Path) -> tuple[list[Rule], list[RuleProblem]]:
             problems.append(RuleProblem(path, f"rule {item.id}: unsupported: {exc}"))
             continue
         rules.append(rule)
-    return rules, list(dict.fromkeys(problems))  # pySigma reports a rule's error on the rule and the collection
+    # pySigma reports a rule's error on the rule and on the collection: once is enough
+    return rules, correlations, list(dict.fromkeys(problems))
 
 
 @dataclass
@@ -231,8 +267,9 @@ class RuleSet:
     rules: list[Rule] = field(default_factory=list)
     problems: list[RuleProblem] = field(default_factory=list)
     mtimes: dict[Path, float] = field(default_factory=dict)
+    correlations: list[Any] = field(default_factory=list)  # correlation.Correlation
     loaded: bool = False
-    _cache: dict[Path, tuple[float, list[Rule], list[RuleProblem]]] = field(default_factory=dict, repr=False)
+    _cache: dict[Path, Cached] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> RuleSet:
@@ -261,16 +298,18 @@ class RuleSet:
         rules: list[Rule] = []
         problems: list[RuleProblem] = [RuleProblem(p, "no such file or folder") for p in self.paths if not p.exists()]
         seen: dict[str, Path] = {}
-        cache: dict[Path, tuple[float, list[Rule], list[RuleProblem]]] = {}
+        cache: dict[Path, Cached] = {}
+        pending: list[tuple[Path, SigmaCorrelationRule]] = []
         for path in rule_files(p for p in self.paths if p.exists()):
             mtime = times.get(path, 0.0)
             cached = self._cache.get(path)
             if cached is not None and cached[0] == mtime:
-                file_rules, file_problems = cached[1], cached[2]
+                _, file_rules, file_correlations, file_problems = cached
             else:
-                file_rules, file_problems = load_file(path)
-            cache[path] = (mtime, file_rules, file_problems)
+                file_rules, file_correlations, file_problems = load_file(path)
+            cache[path] = (mtime, file_rules, file_correlations, file_problems)
             problems.extend(file_problems)
+            pending.extend((path, item) for item in file_correlations)
             for rule in file_rules:
                 if rule.id in seen:
                     message = f"rule id {rule.id} is also in {seen[rule.id]}; this copy ignored"
@@ -278,8 +317,36 @@ class RuleSet:
                     continue
                 seen[rule.id] = path
                 rules.append(rule)
+        self.correlations = self._resolve(rules, pending, problems)
         self.rules, self.problems, self.mtimes, self._cache = rules, problems, times, cache
         self.loaded = True
         for problem in problems:
             log.error("sigma rule not loaded: %s", problem)
         return True
+
+    @staticmethod
+    def _resolve(rules: list[Rule], pending: list[tuple[Path, SigmaCorrelationRule]],
+                 problems: list[RuleProblem]) -> list[Any]:
+        from detectors.sigma.correlation import prepare_correlation  # it builds on this module
+
+        by_ref = {**{r.name: r for r in rules if r.name}, **{r.id: r for r in rules}}
+        for rule in rules:
+            rule.standalone = True
+        correlations = []
+        seen: set[str] = {r.id for r in rules}
+        for path, item in pending:
+            try:
+                correlation = prepare_correlation(item, path, by_ref)
+            except RuleError as exc:
+                problems.append(RuleProblem(path, str(exc).removeprefix(f"{path}: ")))
+                continue
+            if correlation.id in seen:
+                problems.append(RuleProblem(path, f"rule id {correlation.id} is loaded twice; this copy ignored"))
+                continue
+            seen.add(correlation.id)
+            correlations.append(correlation)
+        for correlation in correlations:
+            if not correlation.generate:
+                for rule in correlation.rules:
+                    rule.standalone = False
+        return correlations

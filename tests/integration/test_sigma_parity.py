@@ -97,3 +97,34 @@ def test_sigma_hunt_runs_the_rule_read_only_over_a_time_window(
         assert all(row[columns.index("event_id")] != cases["xmrig"].event_id for row in later)
     finally:
         client.close()
+
+
+def test_correlation_rules_run_as_group_by_having_in_clickhouse(
+    service_settings: Settings, ch: Client  # type: ignore[no-untyped-def]
+) -> None:
+    from detectors.sigma.correlation import correlation_sql
+    from infra.clickhouse.client import connect
+    from infra.clickhouse.cluster import hunt_database
+    from tests.unit.test_sigma_correlation import FIXTURE, install
+    from tests.unit.test_sigma_correlation import connect as connection
+
+    marker = uuid.uuid4().hex[:10]
+    t0 = (int(time.time() * 1000) - 2 * 86_400_000) // 300_000 * 300_000 + 1000  # inside one 5-minute window
+    pod, slow = f"p{marker}", f"s{marker}"
+    rows = [connection(i, pod, 8000 + i, t0 + i * 1000) for i in range(3)]
+    rows += [connection(10 + i, slow, 443, t0 + i * 1000) for i in range(2)]  # 2 events: below every threshold
+    rows += [install(pod, t0 + 5000)]  # after the connections: temporal yes, temporal_ordered no
+    for event in rows:
+        event.event_id = f"{event.event_id}-{marker}"
+    ch.raw_insert("aiwarden.events", insert_block=b"\n".join(encode(e) for e in rows), fmt="JSONEachRow")
+    client = connect(service_settings, readonly=True, database=hunt_database(service_settings))
+    groups: dict[str, set[str]] = {}
+    try:
+        for correlation in RuleSet.load([FIXTURE]).correlations:
+            hunt = Hunt(name=correlation.detector_id, description=correlation.title, sql=correlation_sql(correlation),
+                        params={"since": Param("since", "DateTime64(3)"), "limit": Param("limit", "UInt32")})
+            columns, found = run_hunt(client, hunt, {"since": "3d", "limit": "100000"})
+            groups[correlation.type] = {row[columns.index("Pod")] for row in found} & {pod, slow}
+    finally:
+        client.close()
+    assert groups == {"event_count": {pod}, "value_count": {pod}, "temporal": {pod}, "temporal_ordered": set()}
