@@ -87,7 +87,8 @@ def check(paths: Annotated[list[Path], typer.Argument(help="Rule files or folder
                 typer.echo(f"warning: {rule.path}: {issue.severity.name.lower()}: {issue.description} ({rule.id})")
     for name, reason in skipped.items():
         typer.echo(f"note: pySigma validator {name} not run: {reason}")
-    typer.echo(f"{len(ruleset.rules)} rules loaded, {len(ruleset.problems)} errors, {warnings} warnings")
+    typer.echo(f"{len(ruleset.rules)} rules and {len(ruleset.correlations)} correlations loaded, "
+               f"{len(ruleset.problems)} errors, {warnings} warnings")
     if ruleset.problems or not ruleset.rules:
         raise typer.Exit(1)
 

@@ -1,6 +1,7 @@
 """Sigma rules in a real worker: a simulated miner on a GPU node goes through Kafka, the pack's rule
 fires in the detect stage and its finding correlates into an alert in ClickHouse; a user's own rule
-folder, named by one setting, fires the same way."""
+folder, named by one setting, fires the same way; the pack's correlation rule (a prompt-injection
+campaign per caller) fires through the re-key topic."""
 
 from __future__ import annotations
 
@@ -51,12 +52,16 @@ def test_a_pack_rule_and_a_users_rule_fire_through_a_worker_into_alerts(
     user_rules.mkdir()
     user_id = str(uuid.uuid4())
     (user_rules / "wallet.yml").write_text(USER_RULE.format(id=user_id))
-    gpu_miner = next(r for r in RuleSet.load([PACK_DIR]).rules if r.title == "Crypto Miner on a GPU Node")
 
+    gpu_miner = next(r for r in RuleSet.load([PACK_DIR]).rules if r.title == "Crypto Miner on a GPU Node")
     start_ms = int(time.time() * 1000) - 2 * 3_600_000 + uuid.uuid4().int % 1_000_000
-    records = list(Simulator(SimConfig(seed=5, duration_s=60, rate=50, scenarios=("cryptominer",),
+    records = list(Simulator(SimConfig(seed=5, duration_s=60, rate=50, scenarios=("cryptominer", "prompt_injection"),
                                        start_ms=start_ms)).records())
-    miner_entities = {SOURCES[r.source].normalize(r.record).entity_id for r in records if r.attack}
+    miner_entities = {SOURCES[r.source].normalize(r.record).entity_id for r in records if r.attack == "cryptominer"}
+    injection_entities = {SOURCES[r.source].normalize(r.record).entity_id for r in records
+                          if r.attack == "prompt_injection"}
+    pack = RuleSet.load([PACK_DIR])
+    campaign = next(c for c in pack.correlations if c.title == "Jailbreak Phrases Repeated by One Caller")
     publisher = Publisher(service_settings)
     for record in records:
         spec = SOURCES[record.source]
@@ -69,8 +74,8 @@ def test_a_pack_rule_and_a_users_rule_fire_through_a_worker_into_alerts(
         query = ("SELECT alert_id, maturity, severity FROM aiwarden.alerts FINAL "
                  "WHERE has(detectors, {d:String}) AND hasAny(entities, {e:Array(String)})")
 
-        def alerts(detector: str) -> list[tuple[str, str, str]]:
-            rows = ch.query(query, parameters={"d": detector, "e": sorted(miner_entities)}).result_rows
+        def alerts(detector: str, entities: set[str] = miner_entities) -> list[tuple[str, str, str]]:
+            rows = ch.query(query, parameters={"d": detector, "e": sorted(entities)}).result_rows
             return [tuple(row) for row in rows]
 
         pack_alerts = wait_for(lambda: alerts(gpu_miner.detector_id), 180, worker)
@@ -78,6 +83,9 @@ def test_a_pack_rule_and_a_users_rule_fire_through_a_worker_into_alerts(
         assert any(severity == "critical" for _, _, severity in pack_alerts)
         user_alerts = wait_for(lambda: alerts(f"sigma:{user_id}"), 60, worker)
         assert user_alerts, f"no alert from the user's rule:\n{worker.log_tail()}"
+        # a correlation rule of the pack: re-keyed by caller, counted in the re-keyed store
+        campaign_alerts = wait_for(lambda: alerts(campaign.detector_id, injection_entities), 60, worker)
+        assert campaign_alerts, f"no alert from the correlation {campaign.detector_id}:\n{worker.log_tail()}"
         finding = ch.query(
             "SELECT title, attributes['sigma_author'] FROM aiwarden.findings FINAL WHERE detector = {d:String} "
             "LIMIT 1", parameters={"d": f"sigma:{user_id}"}).result_rows
