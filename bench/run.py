@@ -33,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 # The pipeline first, on empty topics; every later benchmark positions its own consumer groups.
-ALL = ("pipeline", "limit", "scaling", "latency", "containment", "quality", "memory", "sink", "hunts", "simulator")
+ALL = ("pipeline", "limit", "scaling", "latency", "containment", "quality", "memory", "sink", "hunts", "simulator",
+       "sigma")
 QUICK = {  # --quick: small sizes, a check that every benchmark works (minutes, not the real numbers)
     "pipeline_events": 5_000, "limit_events": 30_000, "scaling_events": 5_000, "latency_attacks": 5,
     "quality_events": 20_000, "memory_entities": "1000,10000", "memory_worker_entities": 2_000,
-    "hunt_rows": 500_000, "containment_runs": 3, "duration": 10,
+    "hunt_rows": 500_000, "containment_runs": 3, "duration": 10, "sigma_events": 5_000,
 }
 
 
@@ -61,6 +62,11 @@ def table(results: dict[str, Any]) -> str:
     def when(result: dict[str, Any]) -> str:
         return f" (run {result['from']})" if "from" in result else ""
 
+    sigma = results.get("sigma")
+    if sigma:
+        rows.append(f"| Sigma stream matcher, {sigma['rules']} rules, {sigma['events']} simulated events (CPU) | "
+                    f"{sigma['us_per_event']} µs/event ({sigma['events_per_s']}/s; budget {sigma['budget_us']} µs)"
+                    f"{when(sigma)} |")
     if sim:
         rows.append(f"| simulator publish rate (target {sim['target_rate']:.0f}/s, {sim['duration_s']:.0f} s) | "
                     f"{sim['achieved_rate']:.0f}/s overall; {sim['seconds_within_5pct']} of {sim['seconds_measured']} "
@@ -273,6 +279,7 @@ def runners(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Call
         pipeline_rate,
         quality,
         scaling,
+        sigma_match,
         simulator_rate,
         sink_rate,
     )
@@ -290,6 +297,7 @@ def runners(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Call
         "sink": lambda s: sink_rate.run(s),
         "hunts": lambda s: hunt_latency.run(s, args.hunt_rows),
         "simulator": lambda s: simulator_rate.run(s, args.rate, args.duration),
+        "sigma": lambda s: sigma_match.run(args.sigma_rules, args.sigma_events),
     }
 
 
@@ -311,6 +319,8 @@ def main() -> None:
     parser.add_argument("--memory-entities", default="10000,100000,1000000", help="in-process entity counts")
     parser.add_argument("--memory-worker-entities", type=int, default=10_000, help="through a real worker; 0: skip")
     parser.add_argument("--hunt-rows", type=int, default=10_000_000)
+    parser.add_argument("--sigma-rules", type=int, default=200, help="Sigma rules loaded (pack + generated)")
+    parser.add_argument("--sigma-events", type=int, default=30_000)
     args = parser.parse_args()
     if args.quick:
         for name, value in QUICK.items():

@@ -124,6 +124,18 @@ class ContainmentSettings(_Group):
     )
 
 
+class SigmaSettings(_Group):
+    rules: tuple[Path, ...] = Field(
+        (),
+        description="Sigma rule files or folders (searched recursively) loaded besides the built-in pack, as a JSON "
+        "list (AIWARDEN_SIGMA__RULES='[\"/etc/aiwarden/sigma\"]'); a bad rule is logged with its file, the rest load.",
+    )
+    pack: bool = Field(True, description="Load aiwarden's own Sigma rule pack (detectors/sigma/rules).")
+    reload_interval_s: float = Field(
+        5.0, gt=0, description="How often the worker checks rule files for changes and reloads what changed."
+    )
+
+
 class Settings(BaseSettings):
     """aiwarden settings; env prefix ``AIWARDEN_``, nested delimiter ``__``."""
 
@@ -142,6 +154,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     detection: DetectionConfig = DetectionConfig()
     containment: ContainmentSettings = ContainmentSettings()
+    sigma: SigmaSettings = SigmaSettings()
 
 
 def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:

@@ -302,6 +302,7 @@ def main() -> None:
 
 
 def _mount_subcommands() -> None:
+    from detectors.sigma.cli import sigma_app
     from streams.alerts_tail import alerts_app
     from streams.containment.receiver import receiver_app
     from streams.hunt import hunt_app
@@ -309,6 +310,7 @@ def _mount_subcommands() -> None:
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
+    app.add_typer(sigma_app, name="sigma", help="Sigma rules: check, test on events, SQL, retro-hunts.")
 
 
 _mount_subcommands()

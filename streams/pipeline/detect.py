@@ -24,6 +24,7 @@ from detectors.base import Detector
 from detectors.correlation import anchor
 from detectors.inventory import Inventory, InventoryChange
 from detectors.registry import build_all, by_class
+from detectors.sigma.detector import SigmaDetections
 from infra.settings import Settings
 from schemas.codec import encode
 from schemas.envelope import Event
@@ -34,6 +35,7 @@ from streams.pipeline.records import Out, count_into, dead_letter, observe_laten
 log = logging.getLogger(__name__)
 
 DETECTOR_HEADER = "aiwarden-detector"
+SIGMA_RULE_HEADER = "aiwarden-sigma-rule"  # the rule a re-keyed event matched, for Sigma correlations
 
 
 def rekey_topic(settings: Settings) -> str:
@@ -129,6 +131,7 @@ class Detection:
         self.rekey = rekey_topic(settings)
         self.states, self.rekeyed, self.assets = states, rekeyed, assets
         self.checkpoints = ModelCheckpoints(models, self.detectors, settings.worker.checkpoint_interval_s)
+        self.sigma = SigmaDetections.from_settings(settings)
 
     def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
                      found: Counter[str]) -> None:
@@ -154,9 +157,22 @@ class Detection:
                 # State keyed on another entity (a bucket, an access key): repartition the event by
                 # that key so the one worker owning the key sees every event about it.
                 self.out.send(self.rekey, key.encode(), raw, [(DETECTOR_HEADER, detector.id.encode())])
+        for rule in self.sigma.match(event):  # one dispatch per event; state only on a match
+            if rule.standalone:
+                findings = self.states.apply(f"{rule.detector_id}|{event.entity_id}", partition, self.sigma.detect,
+                                             rule, event)
+                for finding in findings:
+                    self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+                found[rule.detector_id] += len(findings)
+            for correlation in self.sigma.feeds.get(rule.id, ()):
+                # one worker owns each correlation group: re-key by it
+                key = f"{correlation.id}|{correlation.group_key(rule, event)}"
+                self.out.send(self.rekey, key.encode(), raw, [(DETECTOR_HEADER, correlation.detector_id.encode()),
+                                                              (SIGMA_RULE_HEADER, rule.id.encode())])
 
     def events_batch(self, batch: Sequence[Any]) -> None:
         """One batch from ``aiwarden.events``."""
+        self.sigma.maybe_reload()
         found: Counter[str] = Counter()
         for message in batch:
             raw = message.value()
@@ -174,13 +190,32 @@ class Detection:
         count_into(FINDINGS, found)
         observe_latency("detect", batch)
 
+    def sigma_correlation(self, message: Any, name: str, rule_id: str, found: Counter[str]) -> None:
+        """A re-keyed event for a Sigma correlation: its group's state, in the re-keyed store."""
+        correlation, rule = self.sigma.correlations.get(name), self.sigma.rules.get(rule_id)
+        if correlation is None or rule is None:
+            msg = f"Sigma correlation {name} or rule {rule_id} is no longer loaded"
+            raise ValueError(msg)
+        event = Event.from_dict(orjson.loads(message.value()))
+        key = (message.key() or b"").decode()
+        group = key.partition("|")[2]
+        findings = self.rekeyed.apply(f"{name}|{group}", message.partition(), self.sigma.correlate, correlation, rule,
+                                      event, group)
+        for finding in findings:
+            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+        found[name] += len(findings)
+
     def rekeyed_batch(self, batch: Sequence[Any]) -> None:
         """One batch from the re-key topic: events keyed by one detector's state key."""
         found: Counter[str] = Counter()
         for message in batch:
             headers = dict(message.headers() or [])
-            detector = self.by_id.get(headers.get(DETECTOR_HEADER, b"").decode())
+            name = headers.get(DETECTOR_HEADER, b"").decode()
+            detector = self.by_id.get(name)
             try:
+                if detector is None and name.startswith("sigma:"):
+                    self.sigma_correlation(message, name, headers.get(SIGMA_RULE_HEADER, b"").decode(), found)
+                    continue
                 if detector is None:
                     msg = f"unknown detector in header {headers.get(DETECTOR_HEADER)!r}"
                     raise ValueError(msg)

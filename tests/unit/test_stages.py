@@ -28,7 +28,8 @@ def miner(i: int, container: str = "3f2a9c1b7d4e5f60718293a4") -> Event:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path)
+    # the built-in detectors alone: these tests count their findings (Sigma rules: tests/unit/test_sigma.py)
+    return Settings(state_dir=tmp_path, sigma={"pack": False})
 
 
 def detection(settings: Settings) -> tuple[Detection, Out, dict[str, Any]]:
