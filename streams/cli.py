@@ -162,8 +162,10 @@ def publish(
     if unreadable:
         raise _fail(unreadable)
     if summary.failed:
-        msg = f"{summary.failed} records failed (dead-lettered where the DLQ took them):\n  " + "\n  ".join(
-            summary.errors)
+        for line in summary.errors:
+            console.print(f"  {line}", markup=False, soft_wrap=True, highlight=False)
+        shown = f" (the first {len(summary.errors)} above)" if summary.failed > len(summary.errors) else " (above)"
+        msg = f"{summary.failed} records failed{shown}; dead-lettered where aiwarden.dlq took them"
         raise _fail(msg)
 
 
@@ -176,7 +178,7 @@ def _print_summary(summary: PublishSummary) -> None:
     out.print(table)
     if summary.truncated_letters:
         out.print(f"{summary.truncated_letters} dead letters keep only the first part of their record "
-                  "(their length and SHA-256 are kept): `aiwarden dlq list` shows them")
+                  "(their length and SHA-256 are kept): `aiwarden dlq list` shows them", soft_wrap=True)
 
 
 @app.command()
@@ -318,11 +320,13 @@ def main() -> None:
 def _mount_subcommands() -> None:
     from streams.alerts_tail import alerts_app
     from streams.containment.receiver import receiver_app
+    from streams.dlq import dlq_app
     from streams.hunt import hunt_app
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
+    app.add_typer(dlq_app, name="dlq", help="Dead letters: counts, one letter, replay after a fix, export.")
 
 
 _mount_subcommands()

@@ -1,0 +1,113 @@
+"""Dead letters on the real services: records just under, at and over the broker's stock 1 MB limit each
+leave one dead letter that fits, and every record after them is published; `aiwarden dlq replay` after a
+wrong setting is fixed lands exactly the missing events in ClickHouse, once, however often it runs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from infra.kafka.limits import TopicLimits
+from infra.settings import Settings
+from schemas.dead_letter import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, DeadLetter, record_budget
+from streams import topics
+from streams.worker_process import settings_env
+from tests.integration.test_publish import end_offsets, read_from
+
+pytestmark = pytest.mark.integration
+
+FALCO = (b'{"uuid": "%s", "time": "2026-11-25T10:00:00.000000000Z", "rule": "Terminal shell in container", '
+         b'"priority": "Notice", "source": "syscall", "output": "%s", "output_fields": {"container.id": '
+         b'"3f2a9c1b7d4e", "proc.name": "bash", "proc.cmdline": "bash -i"}}')
+
+
+def falco(uid: str, size: int = 0) -> bytes:
+    """A Falco record, padded to exactly ``size`` bytes when given."""
+    line = FALCO % (uid.encode(), b"")
+    return FALCO % (uid.encode(), b"x" * max(0, size - len(line)))
+
+
+def cli(settings: Settings, *args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
+    env.update(settings_env(settings))
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def publish_around_the_limit(settings: Settings, tmp_path: Path, name: str, **env: str) -> tuple[
+        subprocess.CompletedProcess[str], dict[int, bytes], list[bytes], list[dict], list[bytes]]:
+    """Publish small bad records, then records just under, at and over the DLQ's limit each followed by
+    good ones; returns the run, the big records by line, the good ones, this file's dead letters and
+    the raw values of the runtime topic published meanwhile."""
+    limit = TopicLimits(settings, (topics.DLQ,)).max_bytes(topics.DLQ)
+    run = uuid.uuid4().hex[:8]
+    lines: list[bytes] = [b'{"truncated": ', b"\xff\xfe binary"]  # dead letters queued before the big ones
+    big: dict[int, bytes] = {}
+    good: list[bytes] = []
+    for size in (limit - 1, limit, limit + 1):
+        big[len(lines) + 1] = falco(f"{run}-big-{size}", size)
+        lines.append(big[len(lines) + 1])
+        for n in range(3):
+            good.append(falco(f"{run}-good-{size}-{n}"))
+            lines.append(good[-1])
+    assert [len(b) for b in big.values()] == [limit - 1, limit, limit + 1]
+    path = tmp_path / f"{name}.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    before = {t: end_offsets(settings, t) for t in (topics.RAW_RUNTIME, topics.DLQ)}
+    result = cli(settings, "publish", "--source", "falco", str(path), **env)
+    letters = [orjson.loads(v) for _, _, v, _ in read_from(settings, topics.DLQ, before[topics.DLQ])]
+    mine = [x for x in letters if x["position"].get("file") == str(path)]
+    raw = [v for _, _, v, _ in read_from(settings, topics.RAW_RUNTIME, before[topics.RAW_RUNTIME])]
+    return result, big, good, mine, [v for v in raw if run.encode() in v[:60]]
+
+
+def check_letters(big: dict[int, bytes], letters: list[dict], limit: int) -> None:
+    by_line = {x["position"]["line"]: x for x in letters}
+    assert sorted(by_line) == [1, 2, *big], sorted(by_line)
+    assert len(letters) == len(by_line), "one dead letter per record"
+    for line, original in big.items():
+        letter = DeadLetter.from_dict(by_line[line])
+        assert letter.truncated and letter.raw_bytes == len(original)
+        assert letter.raw_sha256 == hashlib.sha256(original).hexdigest()
+        kept = letter.original()
+        assert original.startswith(kept) and len(kept) > limit // 2
+        assert len(letter.encode()) <= record_budget(limit)
+    for line in (1, 2):
+        assert not by_line[line]["truncated"]
+
+
+def test_records_around_the_stock_limit_each_leave_one_dead_letter_and_the_run_goes_on(
+    service_settings: Settings, tmp_path: Path
+) -> None:
+    limit = TopicLimits(service_settings, (topics.DLQ,)).max_bytes(topics.DLQ)
+    assert limit == KAFKA_DEFAULT_MAX_MESSAGE_BYTES, "the broker under test must run Kafka's stock 1 MB limit"
+
+    # Over AIWARDEN_INGEST__MAX_RECORD_BYTES (1 MiB): refused for their content, dead-lettered, exit 0.
+    result, big, good, letters, raw = publish_around_the_limit(service_settings, tmp_path, "refused")
+    assert result.returncode == 0, result.stderr
+    assert sorted(raw) == sorted(good), "every record after the big ones was published"
+    check_letters(big, letters, limit)
+    assert all("over the 1048576-byte limit" in x["reason"] for x in letters if x["position"]["line"] in big)
+    assert "3 dead letters keep only the first part" in result.stdout
+
+    # Ingest limits raised past the broker's: the broker cannot take them. Dead-lettered all the same,
+    # counted as failed with their lines, exit 1.
+    result, big, good, letters, raw = publish_around_the_limit(
+        service_settings, tmp_path, "broker", AIWARDEN_INGEST__MAX_RECORD_BYTES="4194304",
+        AIWARDEN_INGEST__MAX_STRING_CHARS="4194304")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert sorted(raw) == sorted(good)
+    check_letters(big, letters, limit)
+    assert all("over what aiwarden.raw.runtime takes" in x["reason"] for x in letters
+               if x["position"]["line"] in big)
+    assert "3 records failed" in result.stderr
+    for line in big:
+        assert f"broker.jsonl:{line}:" in result.stderr, result.stderr
