@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,9 +17,11 @@ import pytest
 
 from infra.kafka.limits import TopicLimits
 from infra.settings import Settings
-from schemas.dead_letter import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, DeadLetter, record_budget
+from schemas.dead_letter import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, DeadLetter, letter_id, record_budget
+from schemas.sources import normalize_bytes
 from streams import topics
-from streams.worker_process import settings_env
+from streams.dlq import REPLAY_HEADER
+from streams.worker_process import WorkerProcess, new_app_id, settings_env
 from tests.integration.test_publish import end_offsets, read_from
 
 pytestmark = pytest.mark.integration
@@ -111,3 +114,94 @@ def test_records_around_the_stock_limit_each_leave_one_dead_letter_and_the_run_g
     assert "3 records failed" in result.stderr
     for line in big:
         assert f"broker.jsonl:{line}:" in result.stderr, result.stderr
+
+
+def wait_for(predicate, timeout_s: float, worker: WorkerProcess, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    value = predicate()
+    while not value:
+        assert worker.running, f"worker exited:\n{worker.log_tail()}"
+        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f} s:\n{worker.log_tail()}"
+        time.sleep(0.5)
+        value = predicate()
+    return value
+
+
+def test_replay_after_a_wrong_setting_is_fixed_lands_the_missing_events_once(
+    service_settings: Settings, ch, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    wrong = 1024 + uuid.uuid4().int % 1000  # a worker limit no other test uses: its reason names it
+    reason = f"over the {wrong}-byte limit"
+    small = [falco(f"{run}-small-{n}") for n in range(12)]
+    large = [falco(f"{run}-large-{n}", 3_000 + n) for n in range(8)]
+    huge = falco(f"{run}-huge", 1_200_000)
+    lines = [*small[:6], *large, huge, *small[6:]]
+    path = tmp_path / "replay.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    huge_id = letter_id("publish", "falco", {"file": str(path), "line": lines.index(huge) + 1},
+                        hashlib.sha256(huge).hexdigest())
+    ids = {line: normalize_bytes(line, "falco").event_id for line in [*small, *large]}
+    count_sql = ("SELECT count(), uniqExact(event_id) FROM aiwarden.events WHERE event_id IN {ids:Array(String)}")
+
+    def landed() -> tuple[int, int]:
+        rows, unique = ch.query(count_sql, parameters={"ids": list(ids.values())}).result_rows[0]
+        return int(rows), int(unique)
+
+    def letters_in_clickhouse() -> int:
+        return int(ch.query("SELECT uniqExact(letter_id) FROM aiwarden.dead_letters WHERE position(reason, {r:String})"
+                            " > 0 AND has({ids:Array(String)}, extract(raw, '\"uuid\": \"([^\"]+)\"'))",
+                            parameters={"r": reason, "ids": [f"{run}-large-{n}" for n in range(8)]}
+                            ).result_rows[0][0])
+
+    app_id = new_app_id(service_settings, "dlq-replay")
+    # 1. A worker with a wrong limit: the large records are dead-lettered by normalize.
+    worker = WorkerProcess(service_settings, tmp_path / "wrong.log", AIWARDEN_WORKER__APP_ID=app_id,
+                           AIWARDEN_INGEST__MAX_RECORD_BYTES=str(wrong)).start()
+    try:
+        published = cli(service_settings, "publish", "--source", "falco", str(path))
+        assert published.returncode == 0, published.stderr  # the huge one dead-lettered at publish, truncated
+        wait_for(lambda: landed() == (12, 12), 180, worker, "the small records' events")
+        wait_for(lambda: letters_in_clickhouse() == 8, 120, worker, "8 dead letters in ClickHouse")
+    finally:
+        worker.stop()
+    assert landed() == (12, 12)
+
+    # 2. The setting fixed; the letters replayed while the fixed worker runs.
+    worker = WorkerProcess(service_settings, tmp_path / "fixed.log", AIWARDEN_WORKER__APP_ID=app_id).start()
+    try:
+        listed = cli(service_settings, "dlq", "list", "--since", "1h", "--reason", reason, "--format", "json")
+        assert listed.returncode == 0, listed.stderr
+        (row,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
+        assert (row["source"], row["stage"], row["letters"], row["replayed"]) == ("falco", "normalize", 8, 0), row
+
+        before = end_offsets(service_settings, topics.RAW_RUNTIME)
+        first = cli(service_settings, "dlq", "replay", "--since", "1h", "--reason", reason)
+        assert first.returncode == 0, first.stderr
+        assert "replayed 8; already replayed 0; not replayable 0; failed 0" in first.stdout, first.stdout
+        wait_for(lambda: landed()[1] == 20, 180, worker, "the replayed records' events")
+
+        second = cli(service_settings, "dlq", "replay", "--since", "1h", "--reason", reason)
+        assert second.returncode == 0, second.stderr
+        assert "replayed 0; already replayed 8; not replayable 0; failed 0" in second.stdout, second.stdout
+        replayed = read_from(service_settings, topics.RAW_RUNTIME, before)
+        assert sorted(v for _, _, v, _ in replayed) == sorted(large), "each letter re-published once"
+        assert all(h[REPLAY_HEADER] and h[topics.SOURCE_HEADER] == b"falco" for _, _, _, h in replayed)
+
+        truncated = cli(service_settings, "dlq", "replay", "--since", "1h", "--id", huge_id)
+        assert "replayed 0; already replayed 0; not replayable 1" in truncated.stdout, truncated.stdout
+        assert "truncated" in truncated.stderr
+        shown = cli(service_settings, "dlq", "show", huge_id)
+        assert shown.returncode == 0, shown.stderr
+        assert "truncated" in shown.stdout and f"{len(huge)} bytes" in shown.stdout
+        exported = cli(service_settings, "dlq", "export", "--since", "1h", "--reason", reason)
+        assert sorted(orjson.loads(x)["raw"].encode() for x in exported.stdout.splitlines()) == sorted(large)
+
+        wait_for(lambda: letters_in_clickhouse() == 8, 30, worker, "no new dead letter")
+        listed = cli(service_settings, "dlq", "list", "--since", "1h", "--reason", reason, "--format", "json")
+        (row,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
+        assert (row["letters"], row["replayed"]) == (8, 8), row
+    finally:
+        worker.stop()
+    # Exactly the missing events, none twice: 20 rows for 20 event ids (no FINAL folding them).
+    assert landed() == (20, 20)
