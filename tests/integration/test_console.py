@@ -236,6 +236,15 @@ def chromium(playwright: Any) -> Any:
     ])
 
 
+def open_console(browser: Any, base: str) -> tuple[Any, list[str]]:
+    """The console in a new page, and the page's script errors as they come."""
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/")
+    return page, errors
+
+
 def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings, console_worker: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -248,10 +257,7 @@ def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings
     with sync_playwright() as playwright:
         browser = chromium(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(console_worker + "/")
+            page, errors = open_console(browser, console_worker)
             page.wait_for_selector("#status.online", timeout=30_000)
 
             published_at = time.monotonic()
@@ -317,10 +323,7 @@ def test_console_shows_dead_letters_by_reason_and_source_and_the_newest(
     with sync_playwright() as playwright:
         browser = chromium(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(console_worker + "/")
+            page, errors = open_console(browser, console_worker)
             page.click('nav .tab[data-tab="dead-letters"]')
             row = page.locator("#dead-letters tr.letter", has_text=f"console-{run}.jsonl:2").first
             row.wait_for(timeout=30_000)

@@ -8,7 +8,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from schemas.sources import normalize_bytes
 from streams import topics
 from streams.dlq import REPLAY_HEADER
 from streams.worker_process import WorkerProcess, new_app_id, settings_env
+from tests.integration.test_pipeline_e2e import wait_for
 from tests.integration.test_publish import end_offsets, read_from
 
 pytestmark = pytest.mark.integration
@@ -116,17 +116,6 @@ def test_records_around_the_stock_limit_each_leave_one_dead_letter_and_the_run_g
         assert f"broker.jsonl:{line}:" in result.stderr, result.stderr
 
 
-def wait_for(predicate, timeout_s: float, worker: WorkerProcess, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    value = predicate()
-    while not value:
-        assert worker.running, f"worker exited:\n{worker.log_tail()}"
-        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f} s:\n{worker.log_tail()}"
-        time.sleep(0.5)
-        value = predicate()
-    return value
-
-
 def test_replay_after_a_wrong_setting_is_fixed_lands_the_missing_events_once(
     service_settings: Settings, ch, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
@@ -161,8 +150,8 @@ def test_replay_after_a_wrong_setting_is_fixed_lands_the_missing_events_once(
     try:
         published = cli(service_settings, "publish", "--source", "falco", str(path))
         assert published.returncode == 0, published.stderr  # the huge one dead-lettered at publish, truncated
-        wait_for(lambda: landed() == (12, 12), 180, worker, "the small records' events")
-        wait_for(lambda: letters_in_clickhouse() == 8, 120, worker, "8 dead letters in ClickHouse")
+        assert wait_for(lambda: landed() == (12, 12), 180, worker), worker.log_tail()
+        assert wait_for(lambda: letters_in_clickhouse() == 8, 120, worker), worker.log_tail()
     finally:
         worker.stop()
     assert landed() == (12, 12)
@@ -179,7 +168,7 @@ def test_replay_after_a_wrong_setting_is_fixed_lands_the_missing_events_once(
         first = cli(service_settings, "dlq", "replay", "--since", "1h", "--reason", reason)
         assert first.returncode == 0, first.stderr
         assert "replayed 8; already replayed 0; not replayable 0; failed 0" in first.stdout, first.stdout
-        wait_for(lambda: landed()[1] == 20, 180, worker, "the replayed records' events")
+        assert wait_for(lambda: landed()[1] == 20, 180, worker), worker.log_tail()
 
         second = cli(service_settings, "dlq", "replay", "--since", "1h", "--reason", reason)
         assert second.returncode == 0, second.stderr
@@ -197,7 +186,6 @@ def test_replay_after_a_wrong_setting_is_fixed_lands_the_missing_events_once(
         exported = cli(service_settings, "dlq", "export", "--since", "1h", "--reason", reason)
         assert sorted(orjson.loads(x)["raw"].encode() for x in exported.stdout.splitlines()) == sorted(large)
 
-        wait_for(lambda: letters_in_clickhouse() == 8, 30, worker, "no new dead letter")
         listed = cli(service_settings, "dlq", "list", "--since", "1h", "--reason", reason, "--format", "json")
         (row,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
         assert (row["letters"], row["replayed"]) == (8, 8), row

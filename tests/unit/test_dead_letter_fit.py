@@ -133,3 +133,20 @@ def test_an_event_over_the_events_topic_limit_dead_letters_its_raw_record() -> N
     (letter,) = [orjson.loads(s["value"]) for s in out.on(topics.DLQ)]
     assert letter["position"]["offset"] == 2 and "over what aiwarden.events takes" in letter["reason"]
     assert letter["truncated"] and letter["raw_bytes"] == len(falco(2, 20_000))
+
+
+def test_only_whole_raw_records_are_replayable() -> None:
+    from streams.dlq import not_replayable, raw_topic
+
+    published = DeadLetter.of("bad", "falco", "publish", b"{}", {"file": "f", "line": 1})
+    normalized = DeadLetter.of("bad", "unknown", "normalize", b"{}", {"topic": topics.RAW_CLOUD, "partition": 0,
+                                                                      "offset": 9})
+    detected = DeadLetter.of("bug", "events", "detect", b"{}", {"topic": topics.EVENTS, "partition": 0, "offset": 1})
+    cut = DeadLetter.of("big", "falco", "publish", b"a" * 20_000, {"file": "f", "line": 2}, 9_000)
+    assert (raw_topic(published), raw_topic(normalized), raw_topic(detected)) == (
+        topics.RAW_RUNTIME, topics.RAW_CLOUD, None)
+    assert not_replayable(published) is None and not_replayable(normalized) is None
+    assert "not a raw record" in (not_replayable(detected) or "")
+    assert "truncated: it keeps" in (not_replayable(cut) or "")
+    unknown = DeadLetter.of("bad", "unknown", "publish", b"{}", {"file": "f", "line": 3})
+    assert not_replayable(unknown) is not None  # no source, no topic to send it to
