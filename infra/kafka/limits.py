@@ -28,17 +28,18 @@ class TopicLimits:
     (``client_max``: set ``message.max.bytes`` of the producer to it)."""
 
     def __init__(self, settings: Settings | None, topics: Iterable[str] = (), timeout_s: float = 10.0,
-                 known: dict[str, int] | None = None) -> None:
-        """``topics`` are read at once (one request); ``known`` fixes limits without asking a broker."""
+                 admin: Any = None) -> None:
+        """``topics`` are read at once (one request); ``admin`` replaces the AdminClient (unit tests)."""
         self.settings = settings
         self.timeout_s = timeout_s
-        self._limits: dict[str, int] = dict(known or {})
+        self._limits: dict[str, int] = {}
         self._broker: int | None = None
-        self._admin: Any = None
-        wanted = [t for t in topics if t not in self._limits]
+        self._admin: Any = admin
+        wanted = list(topics)
         if wanted:
             self._read(wanted)
-        self.client_max = max(LIBRDKAFKA_DEFAULT_MAX_BYTES, *self._limits.values(), KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        self.client_max = max(LIBRDKAFKA_DEFAULT_MAX_BYTES, KAFKA_DEFAULT_MAX_MESSAGE_BYTES, self._broker or 0,
+                              *self._limits.values())
 
     @classmethod
     def fixed(cls, limit: int = KAFKA_DEFAULT_MAX_MESSAGE_BYTES) -> TopicLimits:
@@ -67,7 +68,7 @@ class TopicLimits:
         return self._admin
 
     def _read(self, topics: list[str]) -> None:
-        if self.settings is None:
+        if self.settings is None and self._admin is None:
             return
         admin = self._admin_client()
         futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics],
@@ -77,7 +78,7 @@ class TopicLimits:
             try:
                 entry = future.result(timeout=self.timeout_s).get("max.message.bytes")
                 self._limits[resource.name] = int(entry.value)
-            except (KafkaException, AttributeError, ValueError, TypeError) as exc:
+            except (KafkaException, TimeoutError, AttributeError, ValueError, TypeError) as exc:
                 log.debug("max.message.bytes of topic %s unreadable: %s", resource.name, exc)
                 missing.append(resource.name)
         if missing:
@@ -91,7 +92,7 @@ class TopicLimits:
             entry = admin.describe_configs([resource], request_timeout=self.timeout_s)[resource].result(
                 timeout=self.timeout_s).get("message.max.bytes")
             return int(entry.value)
-        except (KafkaException, AttributeError, ValueError, TypeError) as exc:
+        except (KafkaException, TimeoutError, AttributeError, ValueError, TypeError) as exc:
             log.warning("the broker's message.max.bytes is unreadable (%s); assuming Kafka's default %d", exc,
                         KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
             return KAFKA_DEFAULT_MAX_MESSAGE_BYTES

@@ -37,6 +37,14 @@ def falco(uid: str, size: int = 0) -> bytes:
     return FALCO % (uid.encode(), b"x" * max(0, size - len(line)))
 
 
+def big_event_record(uid: str) -> bytes:
+    """~800 KB of Falco record, every string short: its event, with the raw text escaped in it, is ~1.6 MB."""
+    fields = {"container.id": "3f2a9c1b7d4e", "proc.name": "bash", "proc.cmdline": "bash -i"}
+    fields.update({f"evt.arg.data{i}": '"' * 1000 for i in range(400)})
+    return orjson.dumps({"uuid": uid, "time": "2026-11-25T10:00:00.000000000Z", "rule": "Terminal shell in container",
+                         "priority": "Notice", "source": "syscall", "output": "shell", "output_fields": fields})
+
+
 def cli(settings: Settings, *args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
     env.update(settings_env(settings))
@@ -189,6 +197,22 @@ def test_replay_after_a_wrong_setting_is_fixed_lands_the_missing_events_once(
         listed = cli(service_settings, "dlq", "list", "--since", "1h", "--reason", reason, "--format", "json")
         (row,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
         assert (row["letters"], row["replayed"]) == (8, 8), row
+
+        # A record within every ingest limit whose event is not (its raw text escaped inside the event
+        # doubles it past aiwarden.events' limit): dead-lettered by normalize, the worker goes on.
+        wide = big_event_record(f"{run}-wide")
+        after = falco(f"{run}-after")
+        path.write_bytes(wide + b"\n" + after + b"\n")
+        assert cli(service_settings, "publish", "--source", "falco", str(path)).returncode == 0
+        after_id = normalize_bytes(after, "falco").event_id
+        assert wait_for(lambda: ch.query("SELECT count() FROM aiwarden.events WHERE event_id = {i:String}",
+                                         parameters={"i": after_id}).result_rows[0][0] == 1, 120, worker)
+        sql = ("SELECT stage, reason, truncated, raw_bytes FROM aiwarden.dead_letters WHERE raw_sha256 = {h:String}")
+        sha = hashlib.sha256(wide).hexdigest()
+        assert wait_for(lambda: ch.query(sql, parameters={"h": sha}).result_rows, 60, worker)
+        ((stage, why, cut, size),) = ch.query(sql, parameters={"h": sha}).result_rows
+        assert (stage, cut, size) == ("normalize", True, len(wide)) and "over what aiwarden.events takes" in why
+        assert "pipeline engine failed" not in worker.log_path.read_text(errors="replace")
     finally:
         worker.stop()
     # Exactly the missing events, none twice: 20 rows for 20 event ids (no FINAL folding them).

@@ -150,3 +150,40 @@ def test_only_whole_raw_records_are_replayable() -> None:
     assert "truncated: it keeps" in (not_replayable(cut) or "")
     unknown = DeadLetter.of("bad", "unknown", "publish", b"{}", {"file": "f", "line": 3})
     assert not_replayable(unknown) is not None  # no source, no topic to send it to
+
+
+class FakeAdmin:
+    """Topic configs readable for ``readable`` only; the broker's message.max.bytes is ``broker``."""
+
+    def __init__(self, readable: dict[str, int], broker: int) -> None:
+        self.readable, self.broker = readable, broker
+
+    def describe_configs(self, resources: list[Any], request_timeout: float) -> dict[Any, Any]:
+        from concurrent.futures import Future
+
+        from confluent_kafka.admin import ConfigEntry, ResourceType  # type: ignore[attr-defined]
+
+        futures = {}
+        for resource in resources:
+            future: Future[Any] = Future()
+            if resource.restype == ResourceType.BROKER:
+                future.set_result({"message.max.bytes": ConfigEntry("message.max.bytes", str(self.broker))})
+            elif resource.name in self.readable:
+                value = str(self.readable[resource.name])
+                future.set_result({"max.message.bytes": ConfigEntry("max.message.bytes", value)})
+            else:
+                future.set_exception(KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)))
+            futures[resource] = future
+        return futures
+
+    def list_topics(self, timeout: float) -> Any:
+        return type("Metadata", (), {"brokers": {3: None, 1: None}})()
+
+
+def test_topic_limits_fall_back_to_the_broker_and_cap_at_what_the_producer_sends() -> None:
+    limits = TopicLimits(None, [topics.DLQ, topics.EVENTS], admin=FakeAdmin({topics.DLQ: 500_000}, 3_000_000))
+    assert limits.max_bytes(topics.DLQ) == 500_000
+    assert limits.max_bytes(topics.EVENTS) == 3_000_000 == limits.client_max  # the topic's own config unreadable
+    assert limits.budget(topics.DLQ) == record_budget(500_000)
+    tight = TopicLimits(None, [topics.DLQ], admin=FakeAdmin({topics.DLQ: 2_000_000, "big": 9_000_000}, 1_000))
+    assert tight.max_bytes("big") == 2_000_000  # read later: capped by the producer's message.max.bytes
