@@ -124,6 +124,7 @@ def publish(
     paths: Annotated[list[str], typer.Argument(help="Files (plain or .gz), or - for stdin.")],
 ) -> None:
     """Publish raw records to the raw topics; bad records go to the DLQ with their reason."""
+    from confluent_kafka import KafkaException
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from schemas.sources import CLI_NAMES
@@ -138,8 +139,13 @@ def publish(
         check_broker(settings)
     except PublishError as exc:
         raise _fail(str(exc)) from None
-    publisher = Publisher(settings)
+    try:
+        publisher = Publisher(settings)
+    except KafkaException as exc:
+        msg = f"cannot read the topics' limits from Kafka: {exc}"
+        raise _fail(msg) from None
     columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed} records"))
+    unreadable: str | None = None
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("publishing")
         try:
@@ -147,12 +153,19 @@ def publish(
                 publisher.publish(data, name, position)
                 progress.advance(task)
         except OSError as exc:
-            msg = f"cannot read input: {exc}"
-            raise _fail(msg) from None
-        summary = publisher.flush()
+            unreadable = f"cannot read input: {exc}"
+        except PublishError as exc:
+            unreadable = str(exc)
+        finally:  # what is queued (dead letters included) is delivered whatever stopped the loop
+            summary = publisher.flush()
     _print_summary(summary)
+    if unreadable:
+        raise _fail(unreadable)
     if summary.failed:
-        msg = f"{summary.failed} records were not delivered: {'; '.join(summary.errors)}"
+        for line in summary.errors:
+            console.print(f"  {line}", markup=False, soft_wrap=True, highlight=False)
+        shown = f" (the first {len(summary.errors)} above)" if summary.failed > len(summary.errors) else " (above)"
+        msg = f"{summary.failed} records failed{shown}; dead-lettered where aiwarden.dlq took them"
         raise _fail(msg)
 
 
@@ -163,6 +176,9 @@ def _print_summary(summary: PublishSummary) -> None:
     for source, count in sorted(summary.dead_lettered.items()):
         table.add_row(f"aiwarden.dlq ({source})", str(count))
     out.print(table)
+    if summary.truncated_letters:
+        out.print(f"{summary.truncated_letters} dead letters keep only the first part of their record "
+                  "(their length and SHA-256 are kept): `aiwarden dlq list` shows them", soft_wrap=True)
 
 
 @app.command()
@@ -305,12 +321,14 @@ def _mount_subcommands() -> None:
     from detectors.sigma.cli import sigma_app
     from streams.alerts_tail import alerts_app
     from streams.containment.receiver import receiver_app
+    from streams.dlq import dlq_app
     from streams.hunt import hunt_app
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
     app.add_typer(sigma_app, name="sigma", help="Sigma rules: check, test on events, SQL, retro-hunts.")
+    app.add_typer(dlq_app, name="dlq", help="Dead letters: counts, one letter, replay after a fix, export.")
 
 
 _mount_subcommands()

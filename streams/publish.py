@@ -2,7 +2,8 @@
 
 Records are validated and normalized before they are sent, only to route them (topic, key =
 primary entity id) and to catch bad input early: the raw bytes are what is published. A record
-that fails goes to ``aiwarden.dlq`` with its reason and file/line; nothing is dropped silently.
+that fails goes to ``aiwarden.dlq`` with its reason and file/line; nothing is dropped silently, and
+one record never stops a run (see ``Publisher``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gzip
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -18,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from infra.kafka.clients import confluent_config
+from infra.kafka.limits import TopicLimits
 from infra.settings import Settings
 from schemas.codec import Limits, RecordError, decode, encode
 from schemas.dead_letter import DeadLetter
@@ -28,19 +31,38 @@ Headers = list[tuple[str, str | bytes | None]]
 
 
 class PublishError(RuntimeError):
-    """The broker is unreachable, a topic is missing, or deliveries failed."""
+    """The broker is unreachable, a topic is missing, or the producer cannot go on (a fatal error)."""
+
+
+MAX_LISTED = 20  # failures listed by position in the summary (all are counted)
 
 
 @dataclass
 class PublishSummary:
     published: Counter[str] = field(default_factory=Counter)  # per topic
     dead_lettered: Counter[str] = field(default_factory=Counter)  # per source
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
+    failed: int = 0  # records neither published nor dead-lettered for their content (see Publisher)
+    errors: list[str] = field(default_factory=list)  # the first failures, with their position
+    truncated_letters: int = 0  # dead letters whose original was cut to fit the topic
 
     @property
     def total(self) -> int:
         return sum(self.published.values()) + sum(self.dead_lettered.values())
+
+    def fail(self, position: dict[str, str | int] | None, reason: str) -> None:
+        self.failed += 1
+        if len(self.errors) < MAX_LISTED:
+            self.errors.append(f"{where(position)}: {reason}" if position else reason)
+
+
+def where(position: dict[str, str | int]) -> str:
+    """``file:line`` (``[record]``) or ``topic[partition]@offset`` or the pairs as they are."""
+    if "file" in position:
+        record = f"[{position['record']}]" if "record" in position else ""
+        return f"{position['file']}:{position.get('line', '?')}{record}"
+    if "topic" in position:
+        return f"{position['topic']}[{position.get('partition', '?')}]@{position.get('offset', '?')}"
+    return ", ".join(f"{k}={v}" for k, v in position.items())
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -61,14 +83,25 @@ def check_broker(settings: Settings, timeout_s: float = 10.0) -> None:
         raise PublishError(msg)
 
 
-class Publisher:
-    """An idempotent, batching, compressing producer for raw records and dead letters."""
+def headers_size(headers: Headers | None) -> int:
+    return sum(len(k) + len(v or b"") for k, v in headers) if headers else 0
 
-    def __init__(self, settings: Settings, producer: Any = None, **overrides: Any) -> None:
-        """``producer`` replaces the confluent-kafka producer (unit tests); ``overrides`` are librdkafka
-        settings."""
+
+class Publisher:
+    """An idempotent, batching, compressing producer for raw records and dead letters.
+
+    One record never stops a run. A record whose content is refused (it does not parse, it is over the
+    ingest limits) is dead-lettered; a record the broker cannot take (over the topic's
+    ``max.message.bytes``, a produce or delivery error that is not retriable) is dead-lettered too and
+    counted in ``summary.failed`` with its position. Dead letters are cut to fit ``aiwarden.dlq``."""
+
+    def __init__(self, settings: Settings, producer: Any = None, limits: TopicLimits | None = None,
+                 **overrides: Any) -> None:
+        """``producer`` replaces the confluent-kafka producer and ``limits`` the topic limits read from the
+        broker (unit tests); ``overrides`` are librdkafka settings."""
         self.settings = settings
         self.limits = limits_of(settings)
+        self.topic_limits = limits if limits is not None else TopicLimits(settings, (*topics.RAW_TOPICS, topics.DLQ))
         config = confluent_config(
             settings,
             **{
@@ -79,51 +112,102 @@ class Publisher:
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 500_000,
                 "message.timeout.ms": 120_000,
+                "message.max.bytes": self.topic_limits.client_max,
                 **overrides,
             },
         )
         self.producer = producer if producer is not None else Producer(config)
         self.summary = PublishSummary()
+        self._refused: list[tuple[bytes, str, dict[str, str | int], str]] = []  # (data, source, position, reason)
 
-    def _delivered(self, err: KafkaError | None, message: Any) -> None:
-        if err is not None:
-            self.summary.failed += 1
-            if len(self.summary.errors) < 10:
-                self.summary.errors.append(f"{message.topic()}: {err.str()}")
+    def _delivered(self, position: dict[str, str | int], source: str, err: KafkaError | None, message: Any) -> None:
+        if err is None:
+            return
+        reason = f"{message.topic()} refused it: {err.str()}"
+        if message.topic() == topics.DLQ:
+            self.summary.fail(position, f"dead letter not delivered ({reason})")
+        else:  # dead-lettered once the callback returns (see _drain)
+            self.summary.published[message.topic()] -= 1
+            self._refused.append((message.value() or b"", source, position, reason))
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
+    def _drain(self) -> None:
+        refused, self._refused = self._refused, []
+        for data, source, position, reason in refused:
+            self.summary.fail(position, reason)
+            self.dead_letter(DeadLetter.of(reason, source, "publish", data, position,
+                                           self.topic_limits.max_bytes(topics.DLQ)))
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
+                 position: dict[str, str | int], source: str) -> bool:
+        """Queue one record; False (with the failure recorded) when the producer refuses it outright."""
+        callback = partial(self._delivered, position, source)
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=callback)
                 break
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                error = exc.args[0]
+                if isinstance(error, KafkaError) and error.fatal():
+                    msg = f"the producer failed for good at {where(position)}: {error.str()}"
+                    raise PublishError(msg) from None
+                reason = f"{topic} refused it: {error.str() if isinstance(error, KafkaError) else error}"
+                if topic == topics.DLQ:
+                    self.summary.fail(position, f"dead letter not produced ({reason})")
+                else:
+                    self._refused.append((value, source, position, reason))
+                    self._drain()
+                return False
         self.producer.poll(0)
+        if self._refused:
+            self._drain()
+        return True
 
     def publish(self, data: bytes, source: str | None, position: dict[str, str | int]) -> bool:
         """Validate and publish one raw record; a bad one is dead-lettered. True if published."""
         try:
             event = normalize_bytes(data, source, limits=self.limits, prompt_chars=0)
         except RecordError as exc:
-            self.dead_letter(DeadLetter.of(exc.reason, source or "unknown", "publish", data, position))
+            self.dead_letter(DeadLetter.of(exc.reason, source or "unknown", "publish", data, position,
+                                           self.topic_limits.max_bytes(topics.DLQ)))
             return False
         spec = SOURCES[event.source]
-        self._produce(spec.topic, event.entity_id.encode(), data, [(topics.SOURCE_HEADER, event.source.encode())])
+        key = event.entity_id.encode()
+        headers: Headers = [(topics.SOURCE_HEADER, event.source.encode())]
+        size = len(data) + len(key) + headers_size(headers)
+        budget = self.topic_limits.budget(spec.topic)
+        if size > budget:
+            reason = (f"record of {len(data)} bytes is over what {spec.topic} takes ({budget} bytes for a record "
+                      f"under its max.message.bytes {self.topic_limits.max_bytes(spec.topic)})")
+            self._refused.append((data, event.source, position, reason))
+            self._drain()
+            return False
+        if not self._produce(spec.topic, key, data, headers, position, event.source):
+            return False
         self.summary.published[spec.topic] += 1
         return True
 
     def publish_record(self, source: str, record: dict[str, Any], key: str) -> None:
         """Publish a record known to be valid (the simulator's), skipping re-validation."""
         spec = SOURCES[source]
-        self._produce(spec.topic, key.encode(), encode(record), [(topics.SOURCE_HEADER, source.encode())])
-        self.summary.published[spec.topic] += 1
+        if self._produce(spec.topic, key.encode(), encode(record), [(topics.SOURCE_HEADER, source.encode())],
+                         {"record": key}, source):
+            self.summary.published[spec.topic] += 1
 
     def dead_letter(self, letter: DeadLetter) -> None:
-        self._produce(topics.DLQ, None, encode(letter.to_dict()), [(topics.SOURCE_HEADER, letter.source.encode())])
-        self.summary.dead_lettered[letter.source] += 1
+        headers: Headers = [(topics.SOURCE_HEADER, letter.source.encode())]
+        if self._produce(topics.DLQ, None, letter.encode(), headers, letter.position, letter.source):
+            self.summary.dead_lettered[letter.source] += 1
+            self.summary.truncated_letters += letter.truncated
 
     def flush(self, timeout_s: float = 120.0) -> PublishSummary:
-        remaining = self.producer.flush(timeout_s)
+        """Wait for every queued record and dead letter (and the dead letters of records refused meanwhile)."""
+        while True:
+            remaining = self.producer.flush(timeout_s)
+            if not self._refused:
+                break
+            self._drain()
         if remaining:
             self.summary.failed += remaining
             self.summary.errors.append(f"{remaining} records not delivered within {timeout_s:.0f}s")

@@ -38,6 +38,7 @@ DISTRIBUTED_SUFFIX = "_all"
 SHARDING_KEYS: dict[str, str | None] = {
     "events": "cityHash64(event_id)",
     "dead_letters": "rand()",
+    "dlq_replays": "cityHash64(letter_id)",
     "findings": "cityHash64(finding_id)",
     "alerts": "cityHash64(alert_id)",
     "inventory": "cityHash64(asset_id)",

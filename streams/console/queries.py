@@ -147,6 +147,23 @@ class ConsoleQueries:
         limit = _bounded(limit)
         return self._rows(sql, {"limit": limit}, limit)
 
+    def dead_letters(self, limit: int = 50, since_ms: int = 0) -> dict[str, list[dict[str, Any]]]:
+        """Dead letters per reason and source (numbers in reasons folded) and the newest letters."""
+        counts_sql = f"""
+            SELECT source, stage, replaceRegexpAll(reason, '[0-9]+', 'N') AS reason_pattern, count() AS letters,
+                   countIf(truncated) AS truncated, max(time_ms) AS last_ms
+            FROM {self.db}.dead_letters WHERE time_ms >= {{since:Int64}}
+            GROUP BY source, stage, reason_pattern
+            ORDER BY letters DESC, source, stage, reason_pattern LIMIT {{limit:UInt32}}"""  # noqa: S608
+        newest_sql = f"""
+            SELECT letter_id, time_ms, source, stage, reason, position, raw_bytes, truncated,
+                   substring(raw, 1, 300) AS raw_start, raw_encoding
+            FROM {self.db}.dead_letters WHERE time_ms >= {{since:Int64}}
+            ORDER BY time_ms DESC LIMIT {{limit:UInt32}}"""  # noqa: S608
+        limit = _bounded(limit)
+        params = {"since": since_ms, "limit": limit}
+        return {"counts": self._rows(counts_sql, params, limit), "newest": self._rows(newest_sql, params, limit)}
+
 
 def _bounded(limit: int) -> int:
     return max(1, min(int(limit), MAX_LIMIT))

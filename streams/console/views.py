@@ -2,7 +2,7 @@
 
 ``GET /`` the console page · ``/alerts/stream`` live alerts (Server-Sent Events, resumable with
 ``Last-Event-ID``) · ``/alerts`` recent alerts · ``/alerts/{id}`` one alert with its evidence ·
-``/entities/{id}/timeline`` · ``/inventory``. Filters: ``min_severity``, ``detector`` (repeatable),
+``/entities/{id}/timeline`` · ``/inventory`` · ``/dead-letters``. Filters: ``min_severity``, ``detector`` (repeatable),
 ``entity``; lists take ``limit`` and ``since_ms``.
 """
 
@@ -136,6 +136,17 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
             except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
             return await query(self, queries.inventory, limit)
+
+    @app.page("/dead-letters")
+    class DeadLetters(View):
+        """Dead letters per reason and source, and the newest ones."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                args = (_int(request, "limit", 50), _int(request, "since_ms", 0))
+            except FilterError as exc:
+                return json(self, {"error": str(exc)}, 400)
+            return await query(self, queries.dead_letters, *args)
 
     app.web.add_static("/static/", STATIC)
 

@@ -15,7 +15,7 @@ from schemas.codec import encode
 from schemas.findings import Finding
 from streams import topics
 from streams.metrics import ALERTS
-from streams.pipeline.records import Out, count_into, dead_letter, observe_latency
+from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,16 @@ class Correlation:
             try:
                 finding = Finding.from_dict(orjson.loads(message.value()))
                 alert = self.states.apply(anchor(finding), message.partition(), _add, self.correlator, finding)
+                if alert is not None:
+                    self.out.send(topics.ALERTS, alert.alert_id.encode(), encode(alert))
+            except OversizedOutput as exc:
+                dead_letter(self.out, topics.DLQ, message, str(exc), "findings", "correlate")
+                continue
             except Exception as exc:  # noqa: BLE001 - one bad finding must not stop correlation
                 log.exception("correlation failed")
                 dead_letter(self.out, topics.DLQ, message, f"correlation failed: {exc!r}", "findings", "correlate")
                 continue
             if alert is not None:
                 leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
-                self.out.send(topics.ALERTS, alert.alert_id.encode(), encode(alert))
         count_into(ALERTS, leading)
         observe_latency("correlate", batch)

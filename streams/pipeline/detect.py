@@ -30,7 +30,7 @@ from schemas.codec import encode
 from schemas.envelope import Event
 from streams import topics
 from streams.metrics import FINDINGS
-from streams.pipeline.records import Out, count_into, dead_letter, observe_latency
+from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,8 @@ class Detection:
                 continue
             try:
                 self.process(event, raw, partition, found)
+            except OversizedOutput as exc:
+                dead_letter(self.out, topics.DLQ, message, str(exc), event.source, "detect")
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                 log.exception("detection failed on event %s", event.event_id)
                 dead_letter(self.out, topics.DLQ, message, f"detection failed: {exc!r}", event.source, "detect")
@@ -222,6 +224,8 @@ class Detection:
                 event = Event.from_dict(orjson.loads(message.value()))
                 key = (message.key() or b"").decode()
                 self.run_detector(detector, event, key, message.partition(), self.rekeyed, found)
+            except OversizedOutput as exc:
+                dead_letter(self.out, topics.DLQ, message, str(exc), "events", "detect")
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                 log.exception("rekeyed detection failed")
                 dead_letter(self.out, topics.DLQ, message, f"detection failed: {exc!r}", "events", "detect")

@@ -38,13 +38,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from infra.kafka.clients import confluent_config
+from infra.kafka.limits import TopicLimits
 from infra.settings import Settings
+from streams import topics as names
 from streams.metrics import PIPELINE_COMMIT_SECONDS, PIPELINE_RECORDS, PIPELINE_TRANSACTIONS
+from streams.pipeline.records import check_fits
 from streams.pipeline.state import Store, StoreAccess
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[Message]], None]
+OUTPUT_TOPICS = (names.DLQ, names.EVENTS, names.FINDINGS, names.ALERTS, names.INVENTORY)
 TIMEOUT_S = 30.0  # transactional API calls and admin requests
 
 
@@ -63,7 +67,15 @@ class Output:
         self.engine = engine
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        check_fits(topic, key, value, headers, self.max_bytes(topic))
         self.engine.produce(topic, key, value, headers=headers)
+
+    def max_bytes(self, topic: str) -> int:
+        limits = self.engine.limits
+        if limits is None:
+            msg = "the engine's clients are not open"
+            raise EngineError(msg)
+        return limits.max_bytes(topic)
 
 
 def hop_group(app_id: str, hop: str) -> str:
@@ -130,6 +142,7 @@ class Engine:
         self._consumers: dict[str, Any] = {}  # hop -> consumer
         self._by_topic: dict[str, Any] = {}  # input topic -> its hop's consumer
         self._producer: Any = None
+        self.limits: TopicLimits | None = None  # what each topic takes, read at every start of the clients
         self._restorer: Any = None
         self._fatal = False
         self._callback_error: Exception | None = None
@@ -242,6 +255,8 @@ class Engine:
         for store in self.stores.values():
             store.directory = self.slot.path / "stores"
         self._ensure_topics()
+        # The stages' outputs in one request; any other topic is read when first produced to.
+        self.limits = TopicLimits(settings, (*OUTPUT_TOPICS, *self.internal_topics))
         self._producer = Producer(confluent_config(settings, **{
             "transactional.id": self.transactional_id,
             "transaction.timeout.ms": int(worker.transaction_timeout_s * 1000),
@@ -253,6 +268,7 @@ class Engine:
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 1_048_576,
             "partitioner": "murmur2_random",  # the Java client's: keys land where Kafka Streams would put them
+            "message.max.bytes": self.limits.client_max,
         }))
         # Fences a predecessor with the same transactional id and aborts its open transaction.
         self._producer.init_transactions(TIMEOUT_S)

@@ -11,7 +11,7 @@ from schemas.codec import Limits, RecordError, encode
 from schemas.sources import normalize_bytes
 from streams import topics
 from streams.metrics import EVENTS_IN
-from streams.pipeline.records import Out, count_into, dead_letter, observe_latency
+from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
 
 
 def header_source(headers: Any) -> str | None:
@@ -47,7 +47,11 @@ class Normalization:
             except RecordError as exc:
                 dead_letter(self.out, topics.DLQ, message, exc.reason, source or "unknown", "normalize")
                 continue
+            try:
+                send(topics.EVENTS, normalized.entity_id.encode(), encode(normalized))
+            except OversizedOutput as exc:
+                dead_letter(self.out, topics.DLQ, message, str(exc), normalized.source, "normalize")
+                continue
             sources[normalized.source] += 1
-            send(topics.EVENTS, normalized.entity_id.encode(), encode(normalized))
         count_into(EVENTS_IN, sources)
         observe_latency("normalize", batch)

@@ -2,7 +2,8 @@
 
 Stages receive confluent-kafka ``Message`` objects (``value()``, ``key()``, ``topic()``,
 ``partition()``, ``offset()``, ``headers()``, ``timestamp()``) and produce through an ``Out``:
-inside the engine, the open Kafka transaction; in unit tests, a list.
+inside the engine, the open Kafka transaction; in unit tests, a list. An output over its topic's
+limit is refused by ``Out.send`` (``OversizedOutput``) and its input dead-lettered by the stage.
 """
 
 from __future__ import annotations
@@ -13,20 +14,43 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from schemas.codec import encode
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import DeadLetter, record_budget
 from streams.metrics import DEAD_LETTERS, STAGE_LATENCY
 
 
 class Out(Protocol):
-    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None: ...
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        """Produce one record; ``OversizedOutput`` when it is over what ``topic`` takes."""
+
+    def max_bytes(self, topic: str) -> int:
+        """``topic``'s max.message.bytes (as read from the broker)."""
+
+
+class OversizedOutput(ValueError):
+    """A stage's output is over what its topic takes: the input behind it is dead-lettered instead."""
+
+
+def check_fits(topic: str, key: bytes | None, value: bytes | None, headers: Any, max_message_bytes: int) -> None:
+    """Raise ``OversizedOutput`` when a record is over ``record_budget(max_message_bytes)``: refused
+    before it is produced, it never fails the open transaction."""
+    size = len(value or b"") + len(key or b"")
+    if headers:
+        size += sum(len(k) + len(v or b"") for k, v in headers)
+    budget = record_budget(max_message_bytes)
+    if size > budget:
+        msg = (f"output of {size} bytes is over what {topic} takes ({budget} bytes for a record under its "
+               f"max.message.bytes {max_message_bytes})")
+        raise OversizedOutput(msg)
 
 
 def dead_letter(out: Out, dlq: str, message: Any, reason: str, source: str, stage: str) -> None:
-    """Send a consumed ``message`` to the dead-letter topic: its original bytes, position and ``reason``."""
+    """Send a consumed ``message`` to the dead-letter topic: its original bytes (their first part when
+    the whole would not fit the topic), position and ``reason``."""
     position = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
-    value = message.value()
-    letter = DeadLetter.of(reason, source, stage, value if value is not None else b"", position)
-    out.send(dlq, message.key(), encode(letter.to_dict()))
+    value, key = message.value(), message.key()
+    letter = DeadLetter.of(reason, source, stage, value if value is not None else b"", position,
+                           out.max_bytes(dlq) - len(key or b""))
+    out.send(dlq, key, encode(letter.to_dict()))
     DEAD_LETTERS.labels(stage).inc()
 
 

@@ -228,10 +228,26 @@ def test_alerts_tail_filters_and_prints_json_lines_or_colour(service_settings: S
     assert refused.returncode == 2 and "unknown severity 'urgent'" in refused.stderr
 
 
+def chromium(playwright: Any) -> Any:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
+        "--disable-component-update", "--disable-sync",
+    ])
+
+
+def open_console(browser: Any, base: str) -> tuple[Any, list[str]]:
+    """The console in a new page, and the page's script errors as they come."""
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/")
+    return page, errors
+
+
 def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings, console_worker: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
     start_ms = int(time.time() * 1000) - 60_000
     config = SimConfig(seed=int(uuid.uuid4().int % 10_000), duration_s=20, rate=100,
                        scenarios=("model_server_shell",), start_ms=start_ms)
@@ -239,15 +255,9 @@ def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings
     pod = next(e for e in label.entities if e.startswith("pod:"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
-            "--disable-component-update", "--disable-sync",
-        ])
+        browser = chromium(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(console_worker + "/")
+            page, errors = open_console(browser, console_worker)
             page.wait_for_selector("#status.online", timeout=30_000)
 
             published_at = time.monotonic()
@@ -282,3 +292,47 @@ def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings
         assert samples.get(f'aiwarden_stage_latency_seconds_count{{stage="{stage}"}}', 0) > 0, (stage, samples)
     assert any(name.startswith("aiwarden_sink_insert_seconds_count") for name in samples), samples
     print(f"attack on the page {seconds_to_page:.1f} s after publishing; screenshot {ARTIFACTS / 'console.png'}")
+
+
+def test_console_shows_dead_letters_by_reason_and_source_and_the_newest(
+    service_settings: Settings, console_worker: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    run = uuid.uuid4().hex[:10]
+    publisher = Publisher(service_settings)
+    bad = [f'{{"marker": "{run}", "truncated": '.encode(), f'{{"marker": "{run}-{"x" * 2_000_000}"}}'.encode()]
+    for line, data in enumerate(bad, 1):
+        assert not publisher.publish(data, "gateway", {"file": f"console-{run}.jsonl", "line": line})
+    summary = publisher.flush()
+    assert summary.failed == 0 and summary.dead_lettered["gateway"] == 2 and summary.truncated_letters == 1
+
+    deadline = time.monotonic() + 90
+    while True:  # the sink lands them in ClickHouse
+        body = httpx.get(f"{console_worker}/dead-letters", params={"limit": 1000}, timeout=10).json()
+        mine = [d for d in body["newest"] if run in d["raw_start"]]
+        if len(mine) == 2:
+            break
+        assert time.monotonic() < deadline, f"dead letters not served: {body}"
+        time.sleep(0.5)
+    assert {d["position"]["line"] for d in mine} == {"1", "2"}
+    assert [d["truncated"] for d in sorted(mine, key=lambda d: d["position"]["line"])] == [False, True]
+    assert any(c["source"] == "gateway" and c["stage"] == "publish" for c in body["counts"])
+    assert httpx.get(f"{console_worker}/dead-letters", params={"limit": "x"}, timeout=10).status_code == 400
+
+    with sync_playwright() as playwright:
+        browser = chromium(playwright)
+        try:
+            page, errors = open_console(browser, console_worker)
+            page.click('nav .tab[data-tab="dead-letters"]')
+            row = page.locator("#dead-letters tr.letter", has_text=f"console-{run}.jsonl:2").first
+            row.wait_for(timeout=30_000)
+            assert "truncated of" in row.inner_text() and run in row.inner_text()
+            counts = page.locator("#dead-letter-counts tr.dlq-count", has_text="gateway")
+            counts.first.wait_for(timeout=30_000)
+            assert not page.locator("#alerts-view").is_visible()
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "console-dead-letters.png"))
+            assert not errors, errors
+        finally:
+            browser.close()

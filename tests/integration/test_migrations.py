@@ -19,6 +19,7 @@ TABLES = {
     "schema_migrations": "MergeTree",
     "events": "ReplacingMergeTree",
     "dead_letters": "MergeTree",
+    "dlq_replays": "MergeTree",
     "findings": "ReplacingMergeTree",
     "alerts": "ReplacingMergeTree",
     "inventory": "ReplacingMergeTree",

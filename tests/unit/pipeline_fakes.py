@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from schemas.codec import encode
+from schemas.dead_letter import KAFKA_DEFAULT_MAX_MESSAGE_BYTES
 from schemas.envelope import Event
+from streams.pipeline.records import check_fits
 from streams.pipeline.state import Store, StoreAccess
 
 
@@ -44,12 +46,18 @@ class Message:
 
 
 class Out:
-    """Records every send, and per topic."""
+    """Records every send, and per topic; refuses a record over ``limits`` (per topic, else the stock
+    max.message.bytes) as the engine's output does."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: dict[str, int] | None = None) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.limits = limits or {}
+
+    def max_bytes(self, topic: str) -> int:
+        return self.limits.get(topic, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        check_fits(topic, key, value, headers, self.max_bytes(topic))
         self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
 
     def on(self, topic: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infra.kafka.limits import TopicLimits
 from infra.settings import Settings
 from schemas.sources import SOURCES
 from streams import topics
@@ -35,7 +36,8 @@ class FakeProducer:
 
 
 def publisher() -> Publisher:
-    return Publisher(Settings(kafka={"bootstrap_servers": "unused:9092"}), producer=FakeProducer())
+    return Publisher(Settings(kafka={"bootstrap_servers": "unused:9092"}), producer=FakeProducer(),
+                     limits=TopicLimits.fixed())
 
 
 def test_good_records_go_to_their_topic_keyed_by_entity() -> None:

@@ -185,14 +185,50 @@ async function loadInventory() {
   }
 }
 
+function position(p) {
+  if (p.file) return p.file + ":" + (p.line || "?") + (p.record !== undefined ? "[" + p.record + "]" : "");
+  if (p.topic) return p.topic + "[" + p.partition + "]@" + p.offset;
+  return Object.entries(p).map(([k, v]) => k + "=" + v).join(", ");
+}
+
+let deadLetterTimer = null;
+
+async function loadDeadLetters() {
+  const since = Date.now() - Number($("#dlq-window").value);
+  const counts = $("#dead-letter-counts tbody");
+  const newest = $("#dead-letters tbody");
+  try {
+    const data = await getJSON("/dead-letters?limit=100&since_ms=" + since);
+    counts.replaceChildren(...data.counts.map((c) => el("tr", { class: "dlq-count" },
+      el("td", {}, el("b", {}, c.letters)), el("td", {}, c.source), el("td", {}, c.stage),
+      el("td", { class: "summary" }, c.reason_pattern), el("td", {}, c.truncated || ""),
+      el("td", { class: "muted" }, time(c.last_ms)))));
+    newest.replaceChildren(...data.newest.map((d) => el("tr", { class: "letter", "data-letter-id": d.letter_id },
+      el("td", { class: "muted" }, time(d.time_ms)), el("td", {}, d.source), el("td", {}, d.stage),
+      el("td", { class: "summary" }, d.reason), el("td", { class: "entity" }, position(d.position)),
+      el("td", { class: "entity" }, (d.raw_encoding === "base64" ? "(base64) " : "") + d.raw_start,
+        d.truncated ? el("span", { class: "tech" }, "truncated of " + d.raw_bytes + " bytes") : ""))));
+    if (!data.counts.length) counts.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No dead letters in this window.")));
+  } catch (error) {
+    counts.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "dead letters unavailable: " + error.message)));
+  }
+}
+
 for (const tab of document.querySelectorAll("nav .tab")) {
   tab.addEventListener("click", () => {
     for (const other of document.querySelectorAll("nav .tab")) other.classList.toggle("active", other === tab);
     $("#alerts-view").hidden = tab.dataset.tab !== "alerts";
+    $("#dead-letters-view").hidden = tab.dataset.tab !== "dead-letters";
     $("#inventory-view").hidden = tab.dataset.tab !== "inventory";
+    clearInterval(deadLetterTimer);
     if (tab.dataset.tab === "inventory") loadInventory();
+    if (tab.dataset.tab === "dead-letters") {
+      loadDeadLetters();
+      deadLetterTimer = setInterval(loadDeadLetters, 5000);  // the sink lands new letters within seconds
+    }
   });
 }
+$("#dlq-window").addEventListener("change", loadDeadLetters);
 $("#filters").addEventListener("change", connect);
 $("#filters").addEventListener("submit", (event) => { event.preventDefault(); connect(); });
 connect();
