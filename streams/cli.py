@@ -305,10 +305,13 @@ def _mount_subcommands() -> None:
     from streams.alerts_tail import alerts_app
     from streams.containment.receiver import receiver_app
     from streams.hunt import hunt_app
+    from streams.ingest.cli import collect_app, ingest_app
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
+    app.add_typer(ingest_app, name="ingest", help="HTTP endpoints for audit webhooks, Falco, OTLP GenAI, LiteLLM.")
+    app.add_typer(collect_app, name="collect", help="Pull sources: CloudTrail / Bedrock logs from S3 via SQS.")
 
 
 _mount_subcommands()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -84,6 +84,8 @@ class Publisher:
         )
         self.producer = producer if producer is not None else Producer(config)
         self.summary = PublishSummary()
+        # The delivery callback of the next produce; ``aiwarden ingest`` swaps in one per request.
+        self.on_delivery: Callable[[KafkaError | None, Any], None] = self._delivered
 
     def _delivered(self, err: KafkaError | None, message: Any) -> None:
         if err is not None:
@@ -94,7 +96,7 @@ class Publisher:
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=self.on_delivery)
                 break
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
