@@ -86,7 +86,7 @@ def recent(record: dict[str, Any]) -> dict[str, Any]:
     every other field as the sender recorded it."""
     now = time.time()
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1e6) % 1_000_000:06d}Z"
-    for key in ("stageTimestamp", "requestReceivedTimestamp", "timestamp", "time"):
+    for key in ("stageTimestamp", "requestReceivedTimestamp", "timestamp", "time", "eventTime"):
         if key in record:
             record[key] = iso
     if isinstance(record.get("metadata"), dict) and "creationTimestamp" in record["metadata"]:
@@ -314,6 +314,117 @@ def test_broker_outage_during_a_request_is_503_then_lands_once(stack: Any, ch: A
     reply, statuses = post_until_ok(f"{ingest.url}/litellm", content=body, headers=headers, timeout_s=180)
     assert reply.status_code == 200 and reply.json()["published"] == 50, (statuses, reply.text)
     land(ch, ids_of([orjson.dumps(p) for p in payloads], "gateway"), worker)
+
+
+# --- aiwarden collect s3-sqs, against moto's S3, SQS and SNS servers ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def aws(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    from moto.server import ThreadedMotoServer
+
+    port = services.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in env.items():
+        monkeypatch_module.setenv(key, value)
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def shared_recent(name: str) -> list[dict[str, Any]]:
+    return [recent(orjson.loads(line)) for line in lines(SHARED_DATA / name)]
+
+
+def collect(service_settings: Settings, aws: dict[str, str], queue: str, source: str, log: Path) -> int:
+    """``aiwarden collect s3-sqs --once`` as a user runs it; returns its exit code."""
+    import os
+    import subprocess
+    import sys
+
+    from streams.worker_process import settings_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
+    env.update(settings_env(service_settings))
+    env.update(aws)
+    with log.open("ab") as out:
+        return subprocess.run([sys.executable, "-m", "streams.cli", "collect", "s3-sqs", "--queue", queue,
+                               "--source", source, "--wait", "1", "--once"],
+                              stdout=out, stderr=subprocess.STDOUT, env=env, timeout=300, check=False).returncode
+
+
+def test_collect_cloudtrail_and_bedrock_from_s3_via_sqs(stack: Any, ch: Any, service_settings: Settings,
+                                                         aws: dict[str, str], tmp_path: Path) -> None:
+    import boto3
+
+    _, worker = stack
+    s3, sqs, sns = boto3.client("s3"), boto3.client("sqs"), boto3.client("sns")
+    bucket = f"trail-{time.time_ns()}"
+    s3.create_bucket(Bucket=bucket)
+    dead = sqs.create_queue(QueueName=f"{bucket}-dlq")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(QueueName=bucket, Attributes={
+        "VisibilityTimeout": "1",
+        "RedrivePolicy": orjson.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "2"}).decode()})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # 1. S3 event notifications straight to SQS, for CloudTrail's gzipped {"Records": [...]} files.
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]})
+    trail = shared_recent("cloudtrail/stratus-red-team_detonations.jsonl")
+    trail = list({record["eventID"]: record for record in trail}.values())
+    halves = [trail[: len(trail) // 2], trail[len(trail) // 2:]]
+    for number, half in enumerate(halves):
+        key = f"AWSLogs/751353041310/CloudTrail/us-east-1/2026/12/02/751353041310_CloudTrail_{number} file.json.gz"
+        s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(orjson.dumps({"Records": half})))
+    # 2. CloudTrail's own SNS notification (s3Bucket / s3ObjectKey), delivered to the queue through SNS.
+    topic = sns.create_topic(Name=bucket)["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+    extra_key = "AWSLogs/751353041310/CloudTrail/us-east-1/2026/12/02/sns.json.gz"
+    extra = shared_recent("cloudtrail/panther-analysis_test-events.jsonl")
+    extra = list({r["eventID"]: r for r in extra if r.get("eventID") and r["eventID"] not in
+                  {t["eventID"] for t in trail}}.values())[:5]
+    s3.put_object(Bucket=bucket, Key=extra_key, Body=gzip.compress(orjson.dumps({"Records": extra})))
+    sns.publish(TopicArn=topic, Message=orjson.dumps({"s3Bucket": bucket, "s3ObjectKey": [extra_key]}).decode())
+
+    assert collect(service_settings, aws, queue, "cloudtrail", tmp_path / "collect.log") == 0, (
+        (tmp_path / "collect.log").read_text())
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)  # all deleted
+    records = [orjson.dumps(r) for r in trail + extra]
+    land(ch, ids_of(records, "cloudtrail"), worker)
+
+    # 3. Bedrock invocation logs (gzipped JSON lines), and a notification whose object is gone: that message
+    #    is not deleted, comes back after the visibility timeout and ends in the queue's dead-letter queue.
+    invocations = shared_recent("bedrock/panther-analysis_test-events.jsonl")
+    for number, invocation in enumerate(invocations):
+        invocation["requestId"] = f"req-{time.time_ns()}-{number}"
+    s3.put_object(Bucket=bucket, Key="bedrock/invocations.json.gz",
+                  Body=gzip.compress(b"\n".join(orjson.dumps(i) for i in invocations)))
+    for key in ("bedrock/invocations.json.gz", "bedrock/gone.json.gz"):  # an S3 event notification each
+        notice = {"Records": [{"eventName": "ObjectCreated:Put",
+                               "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]}
+        sqs.send_message(QueueUrl=queue, MessageBody=orjson.dumps(notice).decode())
+    log = tmp_path / "collect-bedrock.log"
+    assert collect(service_settings, aws, queue, "bedrock", log) == 1  # one message failed
+    assert "bedrock/gone.json.gz: cannot read" in log.read_text()
+    land(ch, ids_of([orjson.dumps(i) for i in invocations], "bedrock"), worker)
+
+    def moved() -> bool:
+        collect(service_settings, aws, queue, "bedrock", log)
+        reply = sqs.receive_message(QueueUrl=dead, WaitTimeSeconds=1, VisibilityTimeout=60)
+        return any("gone.json.gz" in m["Body"] for m in reply.get("Messages", []))
+
+    assert wait_until(moved, 60, "the failing message reaches the queue's dead-letter queue", [worker], interval_s=1.5)
 
 
 def _swallow(call: Any) -> None:
