@@ -33,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 # The pipeline first, on empty topics; every later benchmark positions its own consumer groups.
-ALL = ("pipeline", "limit", "scaling", "latency", "containment", "quality", "memory", "sink", "hunts", "simulator")
+ALL = ("pipeline", "limit", "scaling", "latency", "containment", "quality", "memory", "sink", "hunts", "simulator",
+       "ingest")
 QUICK = {  # --quick: small sizes, a check that every benchmark works (minutes, not the real numbers)
     "pipeline_events": 5_000, "limit_events": 30_000, "scaling_events": 5_000, "latency_attacks": 5,
     "quality_events": 20_000, "memory_entities": "1000,10000", "memory_worker_entities": 2_000,
-    "hunt_rows": 500_000, "containment_runs": 3, "duration": 10,
+    "hunt_rows": 500_000, "containment_runs": 3, "duration": 10, "ingest_requests": 20,
 }
 
 
@@ -267,6 +268,7 @@ def runners(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Call
     from bench import (
         containment_latency,
         hunt_latency,
+        ingest_rate,
         latency,
         limit_rate,
         memory_scale,
@@ -290,6 +292,7 @@ def runners(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Call
         "sink": lambda s: sink_rate.run(s),
         "hunts": lambda s: hunt_latency.run(s, args.hunt_rows),
         "simulator": lambda s: simulator_rate.run(s, args.rate, args.duration),
+        "ingest": lambda s: ingest_rate.run(s, args.ingest_requests),
     }
 
 
@@ -311,6 +314,7 @@ def main() -> None:
     parser.add_argument("--memory-entities", default="10000,100000,1000000", help="in-process entity counts")
     parser.add_argument("--memory-worker-entities", type=int, default=10_000, help="through a real worker; 0: skip")
     parser.add_argument("--hunt-rows", type=int, default=10_000_000)
+    parser.add_argument("--ingest-requests", type=int, default=200, help="posts of 400 records per kind")
     args = parser.parse_args()
     if args.quick:
         for name, value in QUICK.items():
