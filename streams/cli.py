@@ -290,11 +290,13 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the services it started running.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of simulated traffic.")] = 20.0,
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 500.0,
+    via_ingest: Annotated[bool, typer.Option(help="Send k8s audit, Falco and gateway traffic through "
+                                             "`aiwarden ingest` over HTTP, as their senders would.")] = False,
 ) -> None:
     """Everything on the embedded defaults: services, schema, worker, traffic, results."""
     from streams.demo import run_demo
 
-    sys.exit(run_demo(_settings(ctx), keep=keep, duration=duration, rate=rate, console=out))
+    sys.exit(run_demo(_settings(ctx), keep=keep, duration=duration, rate=rate, console=out, via_ingest=via_ingest))
 
 
 def main() -> None:
