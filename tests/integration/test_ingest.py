@@ -295,6 +295,59 @@ def test_ingest_killed_mid_request_then_retried(stack: Any, ch: Any, tokens: dic
     land(ch, ids_of(records, "k8s_audit"), worker)
 
 
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+    import subprocess
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=aiwarden test CA")
+    for name, extension in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+        (folder / f"{name}.ext").write_text(extension + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {name: folder / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_mutual_tls_admits_verified_clients_only(service_settings: Settings, tmp_path: Path,
+                                                 tokens: dict[str, str]) -> None:
+    """With a client CA set, an endpoint without tokens takes senders holding a certificate it signed
+    (the apiserver's kubeconfig can carry a client certificate instead of a token); others fail the handshake."""
+    import ssl
+
+    certs = _certificates(tmp_path)
+    digests = orjson.dumps({"falco": [auth.digest(tokens["falco"])]}).decode()  # k8s-audit: no tokens
+    ingest = IngestProcess(
+        service_settings, tmp_path / "ingest-tls.log", AIWARDEN_INGEST__TOKENS=digests,
+        AIWARDEN_INGEST__TLS_CERTFILE=str(certs["server.pem"]), AIWARDEN_INGEST__TLS_KEYFILE=str(certs["server.key"]),
+        AIWARDEN_INGEST__TLS_CLIENT_CAFILE=str(certs["ca.pem"]),
+    )
+    url = ingest.url
+    assert url.startswith("https://")
+    client_context = ssl.create_default_context(cafile=str(certs["ca.pem"]))
+    client_context.load_cert_chain(str(certs["client.pem"]), str(certs["client.key"]))
+    anonymous_context = ssl.create_default_context(cafile=str(certs["ca.pem"]))
+    try:
+        ingest.start(verify=client_context)
+        _, records = audit_event_list()
+        body = orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+                             "items": [orjson.loads(r) for r in records[:5]]})
+        with httpx.Client(verify=client_context, timeout=30) as client:
+            reply = client.post(f"{url}/k8s-audit", content=body, headers={"Content-Type": "application/json"})
+            assert reply.status_code == 200 and reply.json()["published"] == 5
+            # An endpoint with tokens still wants its token, certificate or not.
+            reply = client.post(f"{url}/falco", content=b"{}", headers={"Content-Type": "application/json"})
+            assert reply.status_code == 401
+        with pytest.raises(httpx.TransportError), httpx.Client(verify=anonymous_context, timeout=30) as client:
+            client.post(f"{url}/k8s-audit", content=body, headers={"Content-Type": "application/json"})
+    finally:
+        ingest.stop()
+
+
 # --- aiwarden collect s3-sqs, against moto's S3, SQS and SNS servers ---------------------------------
 
 
