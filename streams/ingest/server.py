@@ -128,6 +128,7 @@ class Ingest:
                 "linger.ms": 5,
                 "message.timeout.ms": timeout_ms,
                 "queue.buffering.max.messages": 200_000,
+                "log.connection.close": False,  # brokers close idle connections: not worth a log line
             },
         )
         self.publisher_delivered = self.publisher.on_delivery  # the publisher's own accounting
@@ -149,7 +150,7 @@ class Ingest:
             log.error("Kafka producer error is fatal, stopping: %s", err.str())
             self.fatal = self.available = False
             os.kill(os.getpid(), signal.SIGTERM)  # the supervisor restarts the process with a new producer
-        elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):  # noqa: SLF001
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001 - one lost connection is not an outage
             if self.available:
                 log.warning("Kafka unavailable (%s): answering 503 until it is back", err.str())
             self.available = False
