@@ -34,11 +34,11 @@ RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 # The pipeline first, on empty topics; every later benchmark positions its own consumer groups.
 ALL = ("pipeline", "limit", "scaling", "latency", "containment", "quality", "memory", "sink", "hunts", "simulator",
-       "sigma")
+       "sigma", "ingest")
 QUICK = {  # --quick: small sizes, a check that every benchmark works (minutes, not the real numbers)
     "pipeline_events": 5_000, "limit_events": 30_000, "scaling_events": 5_000, "latency_attacks": 5,
     "quality_events": 20_000, "memory_entities": "1000,10000", "memory_worker_entities": 2_000,
-    "hunt_rows": 500_000, "containment_runs": 3, "duration": 10, "sigma_events": 5_000,
+    "hunt_rows": 500_000, "containment_runs": 3, "duration": 10, "sigma_events": 5_000, "ingest_requests": 20,
 }
 
 
@@ -273,6 +273,7 @@ def runners(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Call
     from bench import (
         containment_latency,
         hunt_latency,
+        ingest_rate,
         latency,
         limit_rate,
         memory_scale,
@@ -298,6 +299,7 @@ def runners(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Call
         "hunts": lambda s: hunt_latency.run(s, args.hunt_rows),
         "simulator": lambda s: simulator_rate.run(s, args.rate, args.duration),
         "sigma": lambda s: sigma_match.run(args.sigma_rules, args.sigma_events),
+        "ingest": lambda s: ingest_rate.run(s, args.ingest_requests),
     }
 
 
@@ -321,6 +323,7 @@ def main() -> None:
     parser.add_argument("--hunt-rows", type=int, default=10_000_000)
     parser.add_argument("--sigma-rules", type=int, default=200, help="Sigma rules loaded (pack + generated)")
     parser.add_argument("--sigma-events", type=int, default=30_000)
+    parser.add_argument("--ingest-requests", type=int, default=200, help="posts of 400 records per kind")
     args = parser.parse_args()
     if args.quick:
         for name, value in QUICK.items():

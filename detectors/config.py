@@ -286,7 +286,8 @@ class DetectionConfig(BaseModel):
 
     # --- inference: extraction / cost / inversion / injection / keys ----------------------------
     inference_sources: tuple[str, ...] = Field(
-        ("gateway", "bedrock"), description="Sources whose events are model invocations with tokens and prompts."
+        ("gateway", "bedrock", "otel_genai"),
+        description="Sources whose events are model invocations with tokens and prompts.",
     )
     anomaly_threshold: float = Field(
         0.995, gt=0, le=1, description="Calibrated anomaly score (0..1: the share of recent windows that scored "

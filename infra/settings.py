@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detectors.config import DetectionConfig
@@ -97,11 +97,49 @@ class WorkerSettings(_Group):
     )
 
 
+IngestEndpoint = Literal["k8s-audit", "falco", "otlp", "litellm"]
+
+
 class IngestSettings(_Group):
     max_record_bytes: int = Field(1_048_576, ge=1024, description="Largest raw record accepted; larger go to the DLQ.")
     max_depth: int = Field(32, ge=2, description="Deepest JSON nesting accepted.")
     max_string_chars: int = Field(65_536, ge=64, description="Longest string value accepted in a record.")
     prompt_chars: int = Field(2_048, ge=0, description="Prompt text kept in the envelope (truncated beyond).")
+    port: int = Field(9480, ge=0, le=65535, description="Port `aiwarden ingest` listens on (0 picks a free one).")
+    bind: str = Field(
+        "127.0.0.1",
+        description="Address `aiwarden ingest` listens on; set 0.0.0.0 (with tokens and TLS) to take senders "
+        "from other hosts or a load balancer.",
+    )
+    tokens: dict[IngestEndpoint, tuple[str, ...]] = Field(
+        {},
+        description="Endpoint (k8s-audit, falco, otlp, litellm) -> SHA-256 hex digests of the bearer tokens it "
+        "accepts (`aiwarden ingest token` makes one). An endpoint with none refuses every request unless mutual "
+        "TLS is on.",
+    )
+    max_body_bytes: int = Field(
+        16_777_216, ge=1024, description="Largest request body `aiwarden ingest` accepts (413 beyond), decompressed."
+    )
+    delivery_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for Kafka to confirm a request's records before `aiwarden ingest` "
+        "answers 503 (the sender retries; event ids are deterministic, so nothing is counted twice)."
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After (seconds) sent with a 503 while Kafka is unavailable.")
+    tls_certfile: Path | None = Field(None, description="Server certificate (PEM) of `aiwarden ingest`; set: HTTPS.")
+    tls_keyfile: Path | None = Field(None, description="Private key (PEM) of the ingest server certificate.")
+    tls_client_cafile: Path | None = Field(
+        None, description="CA bundle of client certificates: set, `aiwarden ingest` requires mutual TLS."
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _digests(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for endpoint, digests in value.items():
+            for digest in digests:
+                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                    msg = f"AIWARDEN_INGEST__TOKENS[{endpoint!r}]: not a SHA-256 hex digest (64 hex characters)"
+                    raise ValueError(msg)
+        return {endpoint: tuple(d.lower() for d in digests) for endpoint, digests in value.items()}
 
 
 class ContainmentSettings(_Group):

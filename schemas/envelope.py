@@ -27,7 +27,7 @@ NETWORK_ACTIVITY, DNS_ACTIVITY, API_ACTIVITY = 4001, 4003, 6003
 # OCSF severity_id
 SEVERITY_NAMES = ("unknown", "informational", "low", "medium", "high", "critical", "fatal")
 
-SOURCES = ("falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway")
+SOURCES = ("falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "otel_genai")
 
 
 @dataclass(slots=True)

@@ -306,11 +306,13 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the services it started running.")] = False,
     duration: Annotated[float, typer.Option(help="Seconds of simulated traffic.")] = 20.0,
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 500.0,
+    via_ingest: Annotated[bool, typer.Option(help="Send k8s audit, Falco and gateway traffic through "
+                                             "`aiwarden ingest` over HTTP, as their senders would.")] = False,
 ) -> None:
     """Everything on the embedded defaults: services, schema, worker, traffic, results."""
     from streams.demo import run_demo
 
-    sys.exit(run_demo(_settings(ctx), keep=keep, duration=duration, rate=rate, console=out))
+    sys.exit(run_demo(_settings(ctx), keep=keep, duration=duration, rate=rate, console=out, via_ingest=via_ingest))
 
 
 def main() -> None:
@@ -323,12 +325,15 @@ def _mount_subcommands() -> None:
     from streams.containment.receiver import receiver_app
     from streams.dlq import dlq_app
     from streams.hunt import hunt_app
+    from streams.ingest.cli import collect_app, ingest_app
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
     app.add_typer(sigma_app, name="sigma", help="Sigma rules: check, test on events, SQL, retro-hunts.")
     app.add_typer(dlq_app, name="dlq", help="Dead letters: counts, one letter, replay after a fix, export.")
+    app.add_typer(ingest_app, name="ingest", help="HTTP endpoints for audit webhooks, Falco, OTLP GenAI, LiteLLM.")
+    app.add_typer(collect_app, name="collect", help="Pull sources: CloudTrail / Bedrock logs from S3 via SQS.")
 
 
 _mount_subcommands()

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from clickhouse_connect.driver.client import Client
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -15,6 +16,9 @@ from infra import services
 from infra.clickhouse.client import connect
 from infra.settings import Settings
 from streams.evaluate import evaluate
+from streams.ingest.auth import new_token
+from streams.ingest.process import IngestProcess
+from streams.ingest.sender import IngestSender
 from streams.publish import Publisher, check_broker
 from streams.setup import migrate
 from streams.simulate import publish_simulation
@@ -31,7 +35,8 @@ BAD_RECORDS = (
 )
 
 
-def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, console: Console) -> int:
+def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, console: Console,
+             via_ingest: bool = False) -> int:
     local = services.local_services(settings)
     already = {s.name for s in local if s.status().running}
     console.rule("[bold]aiwarden demo")
@@ -48,9 +53,14 @@ def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, co
     worker = WorkerProcess(resolved, log_path, AIWARDEN_WORKER__WEB_PORT=str(port)).start()
     console.print(f"  worker started (pid {worker.proc.pid if worker.proc else '?'}, log {log_path})")
     console.print(f"  SOC console while the demo runs: http://127.0.0.1:{port}/")
+    ingest = None
     try:
-        return _run(resolved, worker, duration, rate, console)
+        if via_ingest:
+            ingest = _start_ingest(resolved, console)
+        return _run(resolved, worker, duration, rate, console, ingest)
     finally:
+        if ingest is not None:
+            ingest[0].stop()
         worker.stop()
         if not keep:
             stopped = [s.name for s in reversed(local) if s.name not in already and s.stop()]
@@ -59,19 +69,35 @@ def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, co
             console.print("services left running (--keep); `aiwarden down` stops them")
 
 
-def _run(settings: Settings, worker: WorkerProcess, duration: float, rate: float, console: Console) -> int:
+def _start_ingest(settings: Settings, console: Console) -> tuple[IngestProcess, str]:
+    """``aiwarden ingest`` on a free port with a fresh token for the endpoints the demo posts to."""
+    token, digest = new_token()
+    tokens = orjson.dumps({name: [digest] for name in ("k8s-audit", "falco", "litellm")}).decode()
+    log_path = Path(settings.state_dir).resolve() / "demo-ingest.log"
+    ingest = IngestProcess(settings, log_path, AIWARDEN_INGEST__TOKENS=tokens).start()
+    console.print(f"  aiwarden ingest started ({ingest.url}, log {log_path})")
+    return ingest, token
+
+
+def _run(settings: Settings, worker: WorkerProcess, duration: float, rate: float, console: Console,
+         ingest: tuple[IngestProcess, str] | None = None) -> int:
     start_ms = int(time.time()) * 1000  # whole second: some sources log second-precision times
     config = SimConfig(seed=7, duration_s=duration, rate=rate, start_ms=start_ms)
     publisher = Publisher(settings)
     for data, source in BAD_RECORDS:
         publisher.publish(data, source, {"file": "demo", "line": 0})
     total = round(duration * rate)
-    console.rule(f"publishing {total} simulated events ({rate:.0f}/s, {duration:.0f}s) with confluent-kafka")
+    sink: Publisher | IngestSender = publisher
+    how = "with confluent-kafka"
+    if ingest is not None:
+        sink = IngestSender(ingest[0].url, ingest[1], publisher)
+        how = "through aiwarden ingest (k8s audit, Falco, gateway; CloudTrail, Bedrock, native to Kafka)"
+    console.rule(f"publishing {total} simulated events ({rate:.0f}/s, {duration:.0f}s) {how}")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task("publishing", total=total)
         summary, achieved = publish_simulation(
-            publisher, config, settings.state_dir / "demo-labels.jsonl",
+            sink, config, settings.state_dir / "demo-labels.jsonl",
             on_progress=lambda n: progress.update(task, completed=n),
         )
     console.print(f"  published {sum(summary.published.values())} at {achieved:.0f}/s; "

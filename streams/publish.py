@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -119,13 +119,26 @@ class Publisher:
         self.producer = producer if producer is not None else Producer(config)
         self.summary = PublishSummary()
         self._refused: list[tuple[bytes, str, dict[str, str | int], str]] = []  # (data, source, position, reason)
+        # Told of every delivery report of the records produced while it is set (``aiwarden ingest`` sets one
+        # per request, to answer only once Kafka confirmed them all).
+        self.delivery_observer: Callable[[KafkaError | None, Any], None] | None = None
+        # A record Kafka did not confirm is dead-lettered (publish from files); a collector whose sender
+        # retries (HTTP ingest, SQS) turns this off and only counts the failure.
+        self.dead_letter_undelivered = True
 
-    def _delivered(self, position: dict[str, str | int], source: str, err: KafkaError | None, message: Any) -> None:
+    def _delivered(self, position: dict[str, str | int], source: str,
+                   observer: Callable[[KafkaError | None, Any], None] | None, err: KafkaError | None,
+                   message: Any) -> None:
+        if observer is not None:
+            observer(err, message)
         if err is None:
             return
         reason = f"{message.topic()} refused it: {err.str()}"
         if message.topic() == topics.DLQ:
             self.summary.fail(position, f"dead letter not delivered ({reason})")
+        elif not self.dead_letter_undelivered:
+            self.summary.published[message.topic()] -= 1
+            self.summary.fail(position, reason)
         else:  # dead-lettered once the callback returns (see _drain)
             self.summary.published[message.topic()] -= 1
             self._refused.append((message.value() or b"", source, position, reason))
@@ -140,7 +153,7 @@ class Publisher:
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers,
                  position: dict[str, str | int], source: str) -> bool:
         """Queue one record; False (with the failure recorded) when the producer refuses it outright."""
-        callback = partial(self._delivered, position, source)
+        callback = partial(self._delivered, position, source, self.delivery_observer)
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers, on_delivery=callback)

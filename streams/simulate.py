@@ -5,14 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from schemas.sources import SOURCES
 from streams.publish import Publisher, PublishSummary
 from streams.simulator import SimConfig, Simulator, write_labels
 
 
+class RecordSink(Protocol):
+    """Where simulated records go: a ``Publisher`` (Kafka), or ``aiwarden ingest`` over HTTP."""
+
+    def publish_record(self, source: str, record: dict[str, Any], key: str) -> None: ...
+
+    def flush(self, timeout_s: float = ...) -> PublishSummary: ...
+
+
 def publish_simulation(
-    publisher: Publisher,
+    publisher: Publisher | RecordSink,
     config: SimConfig,
     labels_path: Path | None = None,
     on_progress: Callable[[int], None] | None = None,

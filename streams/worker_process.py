@@ -45,6 +45,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """One worker process with its log file; ``kill()`` is a SIGKILL, ``stop()`` a clean stop."""
 
+    command: tuple[str, ...] = ("worker",)  # the ``aiwarden`` subcommand run
+
     def __init__(self, settings: Settings, log_path: Path, **overrides: str) -> None:
         self.settings = settings
         self.log_path = log_path
@@ -58,7 +60,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", "streams.cli", *self.command],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )
         return self

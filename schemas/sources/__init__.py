@@ -1,6 +1,6 @@
 """Source parsers: raw vendor records → ``schemas.envelope.Event``, and the registry that routes them.
 
-Each module (``falco``, ``native``, ``cloudtrail``, ``k8s_audit``, ``bedrock``, ``gateway``) has a typed
+Each module (``falco``, ``native``, ``cloudtrail``, ``k8s_audit``, ``bedrock``, ``gateway``, ``otel_genai``) has a typed
 ``msgspec`` model of its vendor record, ``normalize(record, *, prompt_chars) -> Event`` and a cheap
 ``primary_key(record) -> str`` (the Kafka message key). ``SOURCES`` maps each source name to its
 ``SourceSpec``; ``normalize_bytes`` is the one entry point for raw bytes and raises only ``RecordError``.
@@ -14,7 +14,7 @@ from typing import Any
 
 from schemas.codec import DEFAULT_LIMITS, Limits, RecordError, decode_record
 from schemas.envelope import Event
-from schemas.sources import bedrock, cloudtrail, falco, gateway, k8s_audit, native
+from schemas.sources import bedrock, cloudtrail, falco, gateway, k8s_audit, native, otel_genai
 
 RUNTIME_TOPIC = "aiwarden.raw.runtime"
 CLOUD_TOPIC = "aiwarden.raw.cloud"
@@ -44,6 +44,7 @@ SOURCES: dict[str, SourceSpec] = {
     "k8s_audit": SourceSpec("k8s_audit", CLOUD_TOPIC, k8s_audit.normalize, k8s_audit.primary_key, single),
     "bedrock": SourceSpec("bedrock", INFERENCE_TOPIC, bedrock.normalize, bedrock.primary_key, single),
     "gateway": SourceSpec("gateway", INFERENCE_TOPIC, gateway.normalize, gateway.primary_key, single),
+    "otel_genai": SourceSpec("otel_genai", INFERENCE_TOPIC, otel_genai.normalize, otel_genai.primary_key, single),
 }
 
 # CLI spelling -> source name.
@@ -54,6 +55,7 @@ CLI_NAMES = {
     "k8s-audit": "k8s_audit",
     "bedrock": "bedrock",
     "gateway": "gateway",
+    "otel-genai": "otel_genai",
 }
 
 # Source header (a source or CLI name) -> spec, for the one-lookup path of ``normalize_bytes``.
@@ -89,6 +91,8 @@ def detect_source(record: dict[str, Any]) -> str | None:
         return "gateway"
     if "call_type" in record and "startTime" in record and ("request_id" in record or "id" in record):
         return "gateway"  # LiteLLM spend-log row / StandardLoggingPayload
+    if ("span" in record or "logRecord" in record) and "resource" in record:
+        return "otel_genai"  # one OTLP/JSON span or log record with its resource
     return None
 
 

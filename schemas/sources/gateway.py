@@ -22,7 +22,8 @@ LiteLLM proxy logs are accepted as they are emitted: a ``LiteLLM_SpendLogs`` row
 ``startTime``/``endTime``, token counts, ``metadata`` as a JSON object or JSON text) and a
 ``StandardLoggingPayload`` (``id``, ``metadata.user_api_key_hash`` / ``user_api_key_user_id`` /
 ``requester_ip_address``, ``messages``, ``hidden_params.api_base``, ``response_time``; epoch-second
-times). ``call_type`` (``acompletion``, ``aembedding`` …) is mapped to the OpenAI API path.
+times), as LiteLLM's ``generic_api`` callback posts it to ``aiwarden ingest``'s ``/litellm``.
+``call_type`` (``acompletion``, ``aembedding`` …) is mapped to the OpenAI API path.
 
 Mapping (API Activity, activity ``invoke_model``): ``principal`` = the user (LiteLLM: ``user``, else the
 key's ``user_api_key_user_id``, else ``end_user``); ``api_key_id`` (an ``sk-`` secret that reaches us is
@@ -31,7 +32,9 @@ replaced by its SHA-256, which is LiteLLM's own key hash); ``src_ip`` = the clie
 ``api_operation`` = the endpoint; ``api_status`` = the HTTP status (LiteLLM: ``200`` for ``success``,
 the error code or ``failure`` otherwise); tokens; ``latency_ms``; ``prompt`` cut to ``prompt_chars``.
 The primary entity is the API key, else the user. LiteLLM's upstream ``api_base``, provider, key alias,
-team and cost go to ``extra``.
+team and organisation, cost, trace id, request tags, ``max_tokens``, the guardrails applied and their
+outcome (``guardrail`` names, ``guardrail_status``: the most severe of ``guardrail_information``) go
+to ``extra``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from schemas.sources._common import (
     identity_and_raw,
     ip_entity,
     ip_of,
+    join_texts,
     key_str,
     primary,
     prompt_text,
@@ -122,6 +126,10 @@ class LiteLLMMetadata(msgspec.Struct, kw_only=True):
     user_api_key_end_user_id: str | None = None
     requester_ip_address: str | None = None
     user_agent: str | None = None
+    user_api_key_org_id: str | None = None
+    user_api_key_team_alias: str | None = None
+    applied_guardrails: Any = None
+    guardrail_information: Any = None
 
 
 class LiteLLMHidden(msgspec.Struct, kw_only=True):
@@ -166,6 +174,10 @@ class LiteLLMLog(msgspec.Struct, kw_only=True):
     proxy_server_request: Any = None
     hidden_params: LiteLLMHidden | None = None
     error_information: LiteLLMError | None = None
+    trace_id: str | None = None
+    guardrail_information: Any = None  # StandardLoggingGuardrailInformation, or a list of them
+    model_parameters: Any = None
+    request_tags: Any = None
 
 
 def key_id(value: str) -> str:
@@ -286,6 +298,14 @@ def _litellm(record: dict[str, Any], prompt_chars: int) -> Event:
     put(extra, "end_user", log.end_user)
     put(extra, "model_group", log.model_group)
     put(extra, "deployment_id", log.model_id)
+    put(extra, "org_id", meta.user_api_key_org_id)
+    put(extra, "team_alias", meta.user_api_key_team_alias)
+    put(extra, "trace_id", log.trace_id)
+    put(extra, "request_tags", join_texts(log.request_tags))
+    put(extra, "applied_guardrails", join_texts(meta.applied_guardrails))
+    _guardrails(extra, log.guardrail_information or meta.guardrail_information)
+    max_tokens = dig(log.model_parameters, "max_tokens") or dig(log.model_parameters, "max_completion_tokens")
+    put(extra, "max_tokens", max_tokens)
     cost = log.response_cost if log.response_cost is not None else log.spend
     if cost is not None and math.isfinite(cost):
         extra["cost_usd"] = f"{cost:.6g}"
@@ -309,6 +329,27 @@ def _litellm(record: dict[str, Any], prompt_chars: int) -> Event:
         prompt=prompt,
         extra=extra,
     )
+
+
+# Guardrail outcomes, mildest first: an event keeps the most severe of its guardrails'.
+_GUARDRAIL_STATUSES = ("success", "not_run", "guardrail_failed_to_respond", "failure", "guardrail_intervened",
+                       "blocked")
+
+
+def _guardrails(extra: dict[str, str], information: Any) -> None:
+    """``guardrail`` (names) and ``guardrail_status`` (the most severe) from LiteLLM's guardrail information."""
+    entries = information if type(information) is list else [information]
+    names, statuses = [], []
+    for entry in entries:
+        if type(entry) is not dict:
+            continue
+        names.append(text(entry.get("guardrail_name")))
+        statuses.append(text(entry.get("guardrail_status")))
+    put(extra, "guardrail", join_texts(names))
+    known = [s for s in statuses if s]
+    if known:
+        rank = {status: index for index, status in enumerate(_GUARDRAIL_STATUSES)}
+        put(extra, "guardrail_status", max(known, key=lambda s: rank.get(s, len(rank))))
 
 
 def _event(

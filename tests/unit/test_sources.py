@@ -635,7 +635,7 @@ def test_gateway_litellm_identity() -> None:
 
 
 def test_registry() -> None:
-    assert set(SOURCES) == {"falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway"}
+    assert set(SOURCES) == {"falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "otel_genai"}
     assert {name: spec.topic for name, spec in SOURCES.items()} == {
         "falco": "aiwarden.raw.runtime",
         "native": "aiwarden.raw.runtime",
@@ -643,6 +643,7 @@ def test_registry() -> None:
         "k8s_audit": "aiwarden.raw.cloud",
         "bedrock": "aiwarden.raw.inference",
         "gateway": "aiwarden.raw.inference",
+        "otel_genai": "aiwarden.raw.inference",
     }
     assert all(SOURCES[name].name == name for name in SOURCES)
     assert set(CLI_NAMES.values()) == set(SOURCES)

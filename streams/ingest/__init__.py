@@ -1,0 +1,1 @@
+"""Collectors: ``aiwarden ingest`` (HTTP endpoints senders post to) and ``aiwarden collect`` (pulled sources)."""
