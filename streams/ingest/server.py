@@ -121,16 +121,13 @@ class Ingest:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         timeout_ms = int(settings.ingest.delivery_timeout_s * 1000)
-        self.publisher = Publisher(
-            settings,
-            error_cb=self._kafka_error,
-            **{
-                "linger.ms": 5,
-                "message.timeout.ms": timeout_ms,
-                "queue.buffering.max.messages": 200_000,
-                "log.connection.close": False,  # brokers close idle connections: not worth a log line
-            },
-        )
+        overrides: dict[str, Any] = {
+            "linger.ms": 5,
+            "message.timeout.ms": timeout_ms,
+            "queue.buffering.max.messages": 200_000,
+            "log.connection.close": False,  # brokers close idle connections: not worth a log line
+        }
+        self.publisher = Publisher(settings, error_cb=self._kafka_error, **overrides)
         self.publisher.dead_letter_undelivered = False  # the sender retries what was not confirmed
         self.available = True
         self.fatal = False
