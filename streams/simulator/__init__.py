@@ -21,6 +21,8 @@ on their ``SimRecord``s and described by an ``AttackLabel`` (entities, times, AT
 
 Determinism: every draw comes from ``random.Random`` instances seeded from ``SimConfig.seed``
 (world, attack plan and record stream each get their own), uuids included; nothing reads the clock.
+UUIDs (event, request and audit ids) also depend on ``start_ms``: runs of one seed at different times
+draw the same records with different ids, so they never fold into each other in ClickHouse.
 Event times are evenly spaced, so every second of event time holds ``rate`` records (±1), and the
 run holds exactly ``round(rate * duration_s)`` records.
 """
@@ -37,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from streams.simulator import formats as F
 from streams.simulator.scenarios import ALL_SCENARIOS, SCENARIOS, Build, Ctx, Plan
 from streams.simulator.world import SANCTIONED, SOURCE_SHARES, Benign, World
 
@@ -106,7 +109,7 @@ class Simulator:
         self.duration_ms = max(1, round(config.duration_s * 1000))
         self._slots: list[tuple[int, str, Build, str]] = []
         self._labels: list[AttackLabel] = []
-        self._plan(random.Random(seed * 1_000_003 + 1))  # noqa: S311
+        self._plan(F.RunRandom(seed * 1_000_003 + 1, F.id_salt(config.start_ms)))
 
     # --- planning
     def _instances(self) -> int:
@@ -166,7 +169,7 @@ class Simulator:
         return list(self._labels)
 
     def records(self) -> Iterator[SimRecord]:
-        rng = random.Random(self._stream_seed)  # noqa: S311
+        rng = F.RunRandom(self._stream_seed, F.id_salt(self.config.start_ms))
         benign = Benign(self.world, rng).next
         n, start, span = self.total, self.config.start_ms, self.duration_ms
         slots = self._slots

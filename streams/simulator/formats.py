@@ -20,6 +20,7 @@ gateway       OpenAI-compatible gateway request log                  ``time``, m
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from functools import lru_cache
@@ -59,9 +60,23 @@ def ts_ns(ms: int, extra_ns: int = 0) -> str:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
+class RunRandom(random.Random):
+    """A seeded ``random.Random`` whose UUIDs also depend on the run's start time (``id_salt``): two runs of
+    one seed at different times draw the same records but never share an event id. The draws themselves
+    are those of ``random.Random(seed)``."""
+
+    def __init__(self, seed: int, id_salt: int) -> None:
+        super().__init__(seed)
+        self.id_salt = id_salt
+
+
+def id_salt(start_ms: int) -> int:
+    return int.from_bytes(hashlib.blake2b(str(start_ms).encode(), digest_size=16).digest(), "big")
+
+
 def uuid4(rng: random.Random) -> str:
     """A version-4 UUID string drawn from ``rng`` (never from the OS)."""
-    h = f"{rng.getrandbits(128):032x}"
+    h = f"{rng.getrandbits(128) ^ getattr(rng, 'id_salt', 0):032x}"
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
