@@ -475,6 +475,10 @@ def test_broker_outage_during_a_request_is_503_then_lands_once(stack: Any, ch: A
     payloads = [{**payload, "id": f"chatcmpl-outage-{time.time_ns()}-{i}"} for i in range(50)]
     body = orjson.dumps(payloads)
     headers = {"Authorization": f"Bearer {tokens['litellm']}", "Content-Type": "application/json"}
+    # The outage must hit a running pipeline, not a worker still starting (run alone, this test comes first).
+    warm = [{**payload, "id": f"chatcmpl-before-outage-{time.time_ns()}"}]
+    post_until_ok(f"{ingest.url}/litellm", content=orjson.dumps(warm), headers=headers, timeout_s=180)
+    land(ch, ids_of([orjson.dumps(p) for p in warm], "gateway"), worker, timeout_s=300)
     kafka.stop()
     try:
         reply = httpx.post(f"{ingest.url}/litellm", content=body, headers=headers, timeout=30)
