@@ -305,10 +305,13 @@ def _mount_subcommands() -> None:
     from streams.alerts_tail import alerts_app
     from streams.containment.receiver import receiver_app
     from streams.hunt import hunt_app
+    from streams.integrations.commands import export_command, security_lake_command
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
+    alerts_app.command("export")(export_command)
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
+    app.command("security-lake")(security_lake_command)
 
 
 _mount_subcommands()
