@@ -226,8 +226,8 @@ def inventory(
     """The AI inventory (AIBOM): workloads, models, API keys and cloud AI services seen so far."""
     import orjson
 
-    from detectors.inventory import to_cyclonedx
     from infra.clickhouse.client import connect
+    from streams.aibom import to_cyclonedx
     from streams.inventory_report import load_inventory
 
     if output_format not in ("table", "cyclonedx"):
