@@ -91,3 +91,15 @@ def test_records_that_are_not_detection_findings_are_refused() -> None:
         writer.add({"class_uid": 4001, "time": 1}, 0, 0)
     with pytest.raises(ValueError, match="not an OCSF Detection Finding"):
         writer.add({"class_uid": 2004}, 0, 0)
+
+
+def test_lake_credentials_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.settings import Settings
+
+    monkeypatch.setenv("AIWARDEN_SECURITY_LAKE__SECRET_ACCESS_KEY", "lake-secret-do-not-print")
+    monkeypatch.setenv("AIWARDEN_SECURITY_LAKE__SESSION_TOKEN", "lake-token-do-not-print")
+    settings = Settings()
+    assert settings.security_lake.secret_access_key is not None
+    assert settings.security_lake.secret_access_key.get_secret_value() == "lake-secret-do-not-print"
+    for text in (repr(settings), str(settings.model_dump()), settings.model_dump_json()):
+        assert "do-not-print" not in text
