@@ -11,10 +11,16 @@ A plain lookup for detectors, Sigma rules, the OCSF mapping and the console::
     True
     >>> owasp_llm("LLM01:2025")["name"]
     'Prompt Injection'
+
+Sigma-style tags name the same ids in lower case::
+
+    >>> from_tag("attack.t1059.004"), from_tag("atlas.aml.t0051.000"), from_tag("attack.execution")
+    ('T1059.004', 'AML.T0051.000', None)
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ from typing import Any
 import orjson
 
 HERE = Path(__file__).parent
+_TAG = re.compile(r"^(?:attack\.|atlas\.)?((?:aml\.)?t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 
 
 @cache
@@ -67,3 +74,13 @@ def links() -> dict[str, dict[str, str]]:
     out.update({tid: {"name": t["name"], "url": t["url"]} for tid, t in mitre()["tactics"].items()})
     out.update({cid: {"name": c["name"], "url": c["url"]} for cid, c in owasp()["categories"].items()})
     return out
+
+
+def from_tag(tag: str) -> str | None:
+    """The technique id a tag names (``attack.t1059.004``, ``atlas.aml.t0051``, ``T1610``), if it is in the
+    table; ``None`` for tactic tags and unknown ids."""
+    match = _TAG.match(tag.strip())
+    if match is None:
+        return None
+    technique_id = match.group(1).upper()
+    return technique_id if technique(technique_id) is not None else None

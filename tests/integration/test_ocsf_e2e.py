@@ -5,6 +5,9 @@ an OCSF 1.5.0 Detection Finding on aiwarden.ocsf (read_committed, exactly once),
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +23,7 @@ from infra.settings import Settings
 from streams import topics
 from streams.integrations.export import iter_alerts, write_alerts
 from streams.integrations.ocsf import CREATE, OCSF_VERSION, validate
-from streams.worker_process import start_groups_at_end
+from streams.worker_process import settings_env, start_groups_at_end
 from tests.integration.invariants import (
     SLACK_MS,
     Feeder,
@@ -114,3 +117,15 @@ def test_every_alert_of_a_simulated_run_is_an_ocsf_detection_finding(
     for alert_id, version in versions.items():
         assert exported[alert_id]["metadata"]["uid"] == f"{alert_id}:{version}"
         assert validate(exported[alert_id]) == []
+
+    # the command line, in aiwarden's own shape
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
+    env.update(settings_env(service_settings))
+    since_h = int((time.time() * 1000 - run.start_ms + SLACK_MS) / 3_600_000) + 1
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "alerts", "export", "--format", "jsonl",
+                           "--since", f"{since_h}h"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = {a["alert_id"]: a for a in map(orjson.loads, done.stdout.splitlines())}
+    assert {a: lines[a]["version"] for a in versions} == versions and f"exported {len(lines)} alerts" in done.stderr
+    print(f"OCSF e2e: {len(run.event_ids)} events, {len(versions)} alerts of {len(detectors)} lead detectors, "
+          f"{len(ours)} alert versions on {topics.OCSF}, all valid OCSF {OCSF_VERSION}")

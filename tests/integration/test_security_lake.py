@@ -45,7 +45,7 @@ def s3_endpoint() -> Iterator[str]:
 
 def lake_settings(base: Settings, endpoint: str, app_id: str) -> Settings:
     lake = SecurityLakeSettings(
-        bucket="aws-security-data-lake-eu-west-1-test", region="eu-west-1", account_id="123456789012",
+        bucket=f"aws-security-data-lake-eu-west-1-{app_id}", region="eu-west-1", account_id="123456789012",
         endpoint_url=endpoint, access_key_id="testing", secret_access_key=SecretStr("testing"),
         flush_records=50, flush_interval_s=30,
     )
@@ -127,3 +127,46 @@ def test_ocsf_records_land_in_the_lake_layout(service_settings: Settings, s3_end
     letters = dead_letters(settings, dlq_from, marker)
     assert len(letters) == 1 and "not an OCSF Detection Finding" in letters[0]["reason"]
     assert letters[0]["stage"] == "security-lake" and letters[0]["position"]["topic"] == topics.OCSF
+
+
+class Flaky:
+    """The real (moto) S3 client, refusing the first ``failures`` uploads like an S3 outage would."""
+
+    def __init__(self, client: Any, failures: int) -> None:
+        self.client, self.failures, self.refused = client, failures, 0
+
+    def put_object(self, **kwargs: Any) -> Any:
+        if self.refused < self.failures:
+            self.refused += 1
+            raise ConnectionError("S3 is down (test)")
+        return self.client.put_object(**kwargs)
+
+
+def test_an_s3_outage_holds_the_offsets_until_the_upload(service_settings: Settings, s3_endpoint: str) -> None:
+    marker = uuid.uuid4().hex[:10]
+    settings = lake_settings(service_settings, s3_endpoint, f"lake-{marker}")
+    s3 = s3_client(settings.security_lake)
+    s3.create_bucket(Bucket=settings.security_lake.bucket,
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    group = f"{settings.worker.app_id}-security-lake"
+    kafka = Kafka(settings)
+    # this group starts at the current end: only what this test publishes is its work
+    consumer = Consumer(confluent_config(settings, **{"group.id": group, "enable.auto.commit": False}))
+    consumer.commit(offsets=[TopicPartition(topics.OCSF, p, o) for p, o in kafka.ends(topics.OCSF).items()],
+                    asynchronous=False)
+    consumer.close()
+    records = [detection_finding(alert(alert_id=f"{marker}-{i}")) for i in range(20)]
+    producer = Producer(confluent_config(settings, **{"enable.idempotence": True}))
+    for record in records:
+        producer.produce(topics.OCSF, key=record["finding_info"]["uid"].encode(), value=orjson.dumps(record))
+    assert producer.flush(30) == 0
+    del producer
+
+    flaky = Flaky(s3, failures=2)
+    written = run(settings, until_idle=True, client=flaky)
+    assert flaky.refused == 2 and written
+    assert kafka.lag(group, topics.OCSF) == 0
+    rows = [r for key in written
+            for r in pq.read_table(io.BytesIO(s3.get_object(Bucket=settings.security_lake.bucket,
+                                                            Key=key)["Body"].read())).to_pylist()]
+    assert sorted(r["metadata"]["uid"] for r in rows) == sorted(r["metadata"]["uid"] for r in records)
