@@ -43,6 +43,16 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
+def new_lake(base: Settings, endpoint: str) -> tuple[str, Settings, Any]:
+    """A marker, settings with a lake of its own (bucket created, app id of its own) and its S3 client."""
+    marker = uuid.uuid4().hex[:10]
+    settings = lake_settings(base, endpoint, f"lake-{marker}")
+    s3 = s3_client(settings.security_lake)
+    s3.create_bucket(Bucket=settings.security_lake.bucket,
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return marker, settings, s3
+
+
 def lake_settings(base: Settings, endpoint: str, app_id: str) -> Settings:
     lake = SecurityLakeSettings(
         bucket=f"aws-security-data-lake-eu-west-1-{app_id}", region="eu-west-1", account_id="123456789012",
@@ -71,11 +81,7 @@ def dead_letters(settings: Settings, since: dict[int, int], marker: str) -> list
 
 
 def test_ocsf_records_land_in_the_lake_layout(service_settings: Settings, s3_endpoint: str) -> None:
-    marker = uuid.uuid4().hex[:10]
-    settings = lake_settings(service_settings, s3_endpoint, f"lake-{marker}")
-    s3 = s3_client(settings.security_lake)
-    s3.create_bucket(Bucket=settings.security_lake.bucket,
-                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    marker, settings, s3 = new_lake(service_settings, s3_endpoint)
     kafka = Kafka(settings)
     dlq_from = kafka.ends(topics.DLQ)
 
@@ -143,11 +149,7 @@ class Flaky:
 
 
 def test_an_s3_outage_holds_the_offsets_until_the_upload(service_settings: Settings, s3_endpoint: str) -> None:
-    marker = uuid.uuid4().hex[:10]
-    settings = lake_settings(service_settings, s3_endpoint, f"lake-{marker}")
-    s3 = s3_client(settings.security_lake)
-    s3.create_bucket(Bucket=settings.security_lake.bucket,
-                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    marker, settings, s3 = new_lake(service_settings, s3_endpoint)
     group = f"{settings.worker.app_id}-security-lake"
     kafka = Kafka(settings)
     # this group starts at the current end: only what this test publishes is its work
