@@ -133,3 +133,12 @@ def test_every_detector_maps() -> None:
         assert validate(record) == [], name
         assert len(record["finding_info"]["attacks"]) == len(cls.atlas) + len(cls.attack), name
         assert record["finding_info"]["analytic"]["uid"] == name
+
+
+def test_containment_alerts_map_too() -> None:
+    from streams.agents.containment import containment_alert
+
+    action = {"action_id": "a1", "action": "quarantine_pod", "target": ent.pod("ml-prod", "vllm-0"),
+              "risk_score": 80.0, "evidence_event_ids": ["ev1"]}
+    record = detection_finding(Alert.from_dict(containment_alert(action, "failed", "after 5 attempts")))
+    assert validate(record) == [] and record["finding_info"]["analytic"]["uid"] == "containment"
