@@ -49,3 +49,13 @@ def test_every_id_a_detector_carries_exists() -> None:
 
 def test_lookup_misses_are_none() -> None:
     assert technique("AML.T9999") is None and tactic("TA9999") is None and owasp_llm("LLM11:2025") is None
+
+
+def test_every_id_a_pack_sigma_rule_carries_exists() -> None:
+    from detectors.sigma.rules import PACK_DIR, RuleSet
+
+    ruleset = RuleSet.load([PACK_DIR])
+    assert ruleset.rules and not ruleset.problems, ruleset.problems
+    missing = [f"{rule.path.name}: {tid}" for rule in ruleset.rules for tid in (*rule.atlas, *rule.attack)
+               if technique(tid) is None]
+    assert not missing, f"Sigma pack tags naming ids not in MITRE's data: {missing}"
