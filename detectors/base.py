@@ -1,9 +1,9 @@
 """The ``Detector`` interface every rule and anomaly detector implements, and the helpers they share.
 
 A detector is mostly data: class attributes say what it is (``id``, ``title``, ``maturity``,
-``severity``, ATT&CK / ATLAS tactics and techniques) and which events it wants (``classes`` = OCSF
-class ids, ``sources`` = source names or ``None`` for any). The caller (a Faust agent, a test, the
-benchmark) does, per event::
+``severity``, ATT&CK / ATLAS tactics and techniques, OWASP LLM Top 10 categories) and which events it
+wants (``classes`` = OCSF class ids, ``sources`` = source names or ``None`` for any). The caller (a Faust
+agent, a test, the benchmark) does, per event::
 
     for detector in dispatch.get(event.class_uid, ()):          # registry.by_class(detectors)
         if not detector.accepts(event):
@@ -59,6 +59,7 @@ class Detector(ABC):
     tactics: ClassVar[tuple[str, ...]]
     atlas: ClassVar[tuple[str, ...]]
     attack: ClassVar[tuple[str, ...]]
+    owasp_llm: ClassVar[tuple[str, ...]] = ()  # OWASP Top 10 for LLM Applications categories (LLM01:2025, …)
     classes: ClassVar[frozenset[int]]
     sources: ClassVar[frozenset[str] | None] = None
     description: ClassVar[str] = ""

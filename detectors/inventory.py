@@ -32,19 +32,14 @@ a change, so the steady state costs no writes downstream. Lists keep the first
 distinct caller is still counted in a 48-register linear-counting bitmap (``callers``). State per
 asset stays under 2 KiB (``STATE_BOUND_BYTES``).
 
-``to_cyclonedx(items)`` renders items as a CycloneDX 1.6 BOM.
+``streams.aibom.to_cyclonedx(items)`` renders items as a CycloneDX 1.6 BOM.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-import orjson
 
 from detectors.base import State, clean, h32
 from detectors.config import DetectionConfig
@@ -63,7 +58,6 @@ _SHARD = re.compile(
 )
 _HEXISH = re.compile(r"^[0-9a-f]{16,}$")
 _GENERIC_DIRS = frozenset({"models", "model", "data", "mnt", "weights", "checkpoints", "snapshots", "blobs", ""})
-_BOM_NAMESPACE = uuid.UUID("6f1b9c1e-8d7a-4e52-9a43-5c2b0d7e1f00")
 
 
 @dataclass(slots=True)
@@ -374,118 +368,3 @@ class Inventory:
 
 # --- CycloneDX ---------------------------------------------------------------------------------------
 
-
-def _props(pairs: list[tuple[str, object]]) -> list[dict[str, str]]:
-    out = []
-    for name, value in pairs:
-        if value in ("", None, []):
-            continue
-        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value).lower() if isinstance(
-            value, bool
-        ) else str(value)
-        out.append({"name": f"aiwarden:{name}", "value": text})
-    return out
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def to_cyclonedx(items: list[InventoryItem]) -> dict[str, Any]:
-    """A CycloneDX 1.6 BOM of the inventory.
-
-    Workloads are ``container`` components (``application`` when no image is known), models invoked
-    or loaded are ``machine-learning-model`` components, API keys are ``application`` components (the
-    client behind the key), cloud AI services are ``services``. ``dependencies`` link workloads and
-    keys to the models they load or call. Namespace, sanctioned status, exposure, runtimes, GPU and
-    principals are ``aiwarden:*`` properties. The serial number is a UUID derived from the content,
-    and the timestamp is the latest ``last_seen``, so the same inventory gives the same BOM.
-    """
-    components: list[dict[str, Any]] = []
-    services: list[dict[str, Any]] = []
-    depends: dict[str, list[str]] = {}
-    model_refs: dict[str, str] = {}
-
-    def model_ref(name: str) -> str:
-        ref = model_refs.get(name)
-        if ref is None:
-            ref = model_refs[name] = ent.model(name)
-        return ref
-
-    for item in sorted(items, key=lambda i: i.asset_id):
-        common = _props(
-            [
-                ("kind", item.kind),
-                ("namespace", item.namespace),
-                ("sanctioned", item.sanctioned),
-                ("public_exposure", item.public_exposure),
-                ("runtimes", item.runtimes),
-                ("gpu", item.gpu if item.gpu else ""),
-                ("principals", item.principals),
-                ("callers", item.callers if item.callers else ""),
-                ("first_seen", _iso(item.first_seen) if item.first_seen else ""),
-                ("last_seen", _iso(item.last_seen) if item.last_seen else ""),
-            ]
-        )
-        if item.kind == "cloud_service":
-            provider, _, name = item.name.partition("/")
-            services.append(
-                {
-                    "bom-ref": item.asset_id,
-                    "provider": {"name": provider.upper() if provider == "aws" else provider},
-                    "name": name or item.name,
-                    "properties": common,
-                }
-            )
-            if item.models:
-                depends[item.asset_id] = [model_ref(m) for m in item.models]
-            continue
-        if item.kind == "model":
-            model_refs.setdefault(item.name, item.asset_id)
-            components.append(
-                {"type": "machine-learning-model", "bom-ref": item.asset_id, "name": item.name, "properties": common}
-            )
-            continue
-        component: dict[str, Any] = {
-            "type": "container" if item.kind == "workload" and item.image else "application",
-            "bom-ref": item.asset_id,
-            "name": item.name,
-            "properties": common,
-        }
-        if item.image:
-            repo, sep, tag = item.image.rpartition(":")
-            if sep and "/" not in tag:
-                component["version"] = tag
-            component["properties"] = [*common, {"name": "aiwarden:image", "value": item.image}]
-        components.append(component)
-        if item.models:
-            depends[item.asset_id] = [model_ref(m) for m in item.models]
-    known = {c["bom-ref"] for c in components}
-    for name, ref in sorted(model_refs.items()):
-        if ref not in known:
-            components.append(
-                {
-                    "type": "machine-learning-model",
-                    "bom-ref": ref,
-                    "name": name,
-                    "properties": [{"name": "aiwarden:kind", "value": "model"}],
-                }
-            )
-            known.add(ref)
-    dependencies = [{"ref": ref, "dependsOn": sorted(set(refs))} for ref, refs in sorted(depends.items())]
-    body = {"components": components, "services": services, "dependencies": dependencies}
-    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    latest = max((i.last_seen for i in items), default=0)
-    bom: dict[str, Any] = {
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.6",
-        "serialNumber": f"urn:uuid:{uuid.uuid5(_BOM_NAMESPACE, digest)}",
-        "version": 1,
-        "metadata": {
-            "timestamp": _iso(latest),
-            "tools": {"components": [{"type": "application", "name": "aiwarden", "group": "aiwarden"}]},
-            "properties": [{"name": "aiwarden:assets", "value": str(len(items))}],
-        },
-        **body,
-    }
-    return bom

@@ -174,6 +174,34 @@ class SigmaSettings(_Group):
     )
 
 
+class SecurityLakeSettings(_Group):
+    bucket: str | None = Field(
+        None, description="Amazon Security Lake bucket (aws-security-data-lake-<region>-<id>) `aiwarden security-lake` "
+        "writes OCSF Parquet to; unset: the writer refuses to start."
+    )
+    prefix: str = Field(
+        "ext/aiwarden", description="Key prefix Security Lake gave the custom source: ext/<source name> (or "
+        "ext/<source name>/<source version>)."
+    )
+    region: str | None = Field(None, description="AWS Region of the lake: the region=… partition and the S3 client's.")
+    account_id: str | None = Field(
+        None, description="AWS account id (or the external id chosen for the custom source): the accountId=… partition."
+    )
+    endpoint_url: str | None = Field(
+        None, description="S3 endpoint; unset: AWS's own (set for an S3-compatible store)."
+    )
+    access_key_id: str | None = Field(None, description="AWS access key id; unset: boto3's default credential chain.")
+    secret_access_key: SecretStr | None = Field(None, description="AWS secret access key (never logged).")
+    session_token: SecretStr | None = Field(
+        None, description="AWS session token of temporary credentials (never logged)."
+    )
+    flush_records: int = Field(10_000, ge=1, description="OCSF records buffered before a Parquet object is written.")
+    flush_interval_s: float = Field(
+        300.0, gt=0, description="Longest wait before buffered records are written (Security Lake wants objects every "
+        "5 minutes to 1 day)."
+    )
+
+
 class Settings(BaseSettings):
     """aiwarden settings; env prefix ``AIWARDEN_``, nested delimiter ``__``."""
 
@@ -193,6 +221,7 @@ class Settings(BaseSettings):
     detection: DetectionConfig = DetectionConfig()
     containment: ContainmentSettings = ContainmentSettings()
     sigma: SigmaSettings = SigmaSettings()
+    security_lake: SecurityLakeSettings = SecurityLakeSettings()
 
 
 def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:

@@ -242,8 +242,8 @@ def inventory(
     """The AI inventory (AIBOM): workloads, models, API keys and cloud AI services seen so far."""
     import orjson
 
-    from detectors.inventory import to_cyclonedx
     from infra.clickhouse.client import connect
+    from streams.aibom import to_cyclonedx
     from streams.inventory_report import load_inventory
 
     if output_format not in ("table", "cyclonedx"):
@@ -326,14 +326,17 @@ def _mount_subcommands() -> None:
     from streams.dlq import dlq_app
     from streams.hunt import hunt_app
     from streams.ingest.cli import collect_app, ingest_app
+    from streams.integrations.commands import export_command, security_lake_command
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
+    alerts_app.command("export")(export_command)
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
     app.add_typer(sigma_app, name="sigma", help="Sigma rules: check, test on events, SQL, retro-hunts.")
     app.add_typer(dlq_app, name="dlq", help="Dead letters: counts, one letter, replay after a fix, export.")
     app.add_typer(ingest_app, name="ingest", help="HTTP endpoints for audit webhooks, Falco, OTLP GenAI, LiteLLM.")
     app.add_typer(collect_app, name="collect", help="Pull sources: CloudTrail / Bedrock logs from S3 via SQS.")
+    app.command("security-lake")(security_lake_command)
 
 
 _mount_subcommands()

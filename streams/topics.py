@@ -18,9 +18,10 @@ ACTIONS = "aiwarden.actions"
 DLQ = "aiwarden.dlq"
 ACTION_LOG = "aiwarden.action-log"  # every containment decision and delivery attempt (→ ClickHouse actions)
 INVENTORY = "aiwarden.inventory"  # AI inventory changes (AIBOM), for the sink and the console
+OCSF = "aiwarden.ocsf"  # every alert version as an OCSF Detection Finding (streams/integrations/ocsf.py)
 
 RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE)
-ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG)
+ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG, OCSF)
 
 # The message header naming a raw record's source format (falco, cloudtrail, …); optional.
 SOURCE_HEADER = "aiwarden-source"

@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr
 from infra.settings import Settings
 
 # Nested settings groups (AIWARDEN_<GROUP>__<NAME>); other model-valued fields are JSON.
-GROUPS = ("kafka", "clickhouse", "worker", "ingest", "detection", "containment")
+GROUPS = ("kafka", "clickhouse", "worker", "ingest", "detection", "containment", "security_lake")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

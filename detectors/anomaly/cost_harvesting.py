@@ -43,6 +43,7 @@ class CostHarvesting(WindowedAnomalyDetector):
     tactics = ("impact",)
     atlas = ("AML.T0034", "AML.T0040")
     attack = ("T1496.004",)
+    owasp_llm = ("LLM10:2025",)
     features = FEATURES
     description = __doc__ or ""
 

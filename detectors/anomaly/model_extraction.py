@@ -49,6 +49,7 @@ class ModelExtraction(WindowedAnomalyDetector):
     tactics = ("exfiltration", "ml-model-access")
     atlas = ("AML.T0024.002", "AML.T0040")
     attack = ()
+    owasp_llm = ("LLM10:2025",)
     features = FEATURES
     description = __doc__ or ""
 

@@ -37,6 +37,7 @@ class DataPoisoning(Detector):
     tactics = ("persistence", "impact")
     atlas = ("AML.T0020", "AML.T0010.003", "AML.T0018")
     attack = ("T1565.001",)
+    owasp_llm = ("LLM04:2025",)
     classes = frozenset({API_ACTIVITY})
     sources = frozenset({"cloudtrail"})
     description = __doc__ or ""

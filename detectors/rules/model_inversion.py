@@ -32,6 +32,7 @@ class ModelInversion(Detector):
     tactics = ("exfiltration",)
     atlas = ("AML.T0024.001", "AML.T0057")
     attack = ()
+    owasp_llm = ("LLM02:2025",)
     classes = frozenset({API_ACTIVITY})
     sources = frozenset({"gateway", "bedrock"})
     description = __doc__ or ""

@@ -29,6 +29,7 @@ class PromptInjection(Detector):
     tactics = ("execution", "defense-evasion")
     atlas = ("AML.T0051.000", "AML.T0054", "AML.T0056")
     attack = ()
+    owasp_llm = ("LLM01:2025",)
     classes = frozenset({API_ACTIVITY})
     sources = frozenset({"gateway", "bedrock"})
     description = __doc__ or ""

@@ -23,6 +23,7 @@ class ShadowAIEgress(Detector):
     tactics = ("exfiltration",)
     atlas = ("AML.T0025",)
     attack = ("T1567", "T1071.001")
+    owasp_llm = ("LLM02:2025",)
     classes = frozenset({DNS_ACTIVITY, NETWORK_ACTIVITY})
     sources = frozenset({"falco", "native"})
     description = __doc__ or ""

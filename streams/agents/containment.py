@@ -26,6 +26,7 @@ from streams import topics
 from streams.agents.dead_letters import dead_letter
 from streams.containment.delivery import Deliverer, Outcome, backoff_s
 from streams.containment.policy import Action, load_policy
+from streams.integrations.ocsf import detection_finding
 from streams.metrics import WEBHOOK_OUTCOMES
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def register(app: faust.App, settings: Settings) -> None:
     app_id = settings.worker.app_id
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "value_serializer": "raw"}
     alerts = app.topic(topics.ALERTS, **raw)
+    ocsf = app.topic(topics.OCSF, **raw)
     decide_topic = app.topic(f"{app_id}-containment", internal=True, partitions=1, **raw)
     actions = app.topic(topics.ACTIONS, **raw)
     retries = app.topic(f"{app_id}-actions-retry", internal=True, partitions=1, **raw)
@@ -79,6 +81,11 @@ def register(app: faust.App, settings: Settings) -> None:
     state = app.Table("containment-state", default=None, key_type=str, partitions=1)
     rng = random.Random()  # noqa: S311 - jitter, not security
     deliverers: dict[str, Deliverer] = {}
+
+    async def raise_alert(alert: dict[str, Any]) -> None:
+        """An alert of containment's own, on aiwarden.alerts and as its OCSF Detection Finding."""
+        await alerts.send(key=None, value=encode(alert))
+        await ocsf.send(key=alert["alert_id"].encode(), value=encode(detection_finding(Alert.from_dict(alert))))
 
     async def log_action(action: dict[str, Any], status: str, attempt: int = 0, outcome: Outcome | None = None,
                          detail: str = "") -> None:
@@ -111,7 +118,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 row = action.to_dict()
                 await log_action(row, action.status, detail=action.reason)
                 if action.status == "held":  # blast radius reached: a human decides
-                    await alerts.send(key=None, value=encode(containment_alert(row, "held", action.reason)))
+                    await raise_alert(containment_alert(row, "held", action.reason))
                 if action.status == "pending":
                     pending = {**row, "attempt": 1, "decided_ms": int(time.time() * 1000)}
                     await actions.send(key=action.action_id.encode(), value=encode(pending))
@@ -137,7 +144,7 @@ def register(app: faust.App, settings: Settings) -> None:
             await dead_letter(dlq, message, f"containment delivery failed after {number} attempts: {outcome.detail}",
                               "actions", "deliver")
             detail = f"failed after {number} attempts ({outcome.detail[:120]})"
-            await alerts.send(key=None, value=encode(containment_alert(action, "failed", detail)))
+            await raise_alert(containment_alert(action, "failed", detail))
             return
         wait = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s(
             number, conf.backoff_base_s, conf.backoff_cap_s, rng)

@@ -2,8 +2,9 @@
 
 ``GET /`` the console page · ``/alerts/stream`` live alerts (Server-Sent Events, resumable with
 ``Last-Event-ID``) · ``/alerts`` recent alerts · ``/alerts/{id}`` one alert with its evidence ·
-``/entities/{id}/timeline`` · ``/inventory`` · ``/dead-letters``. Filters: ``min_severity``, ``detector`` (repeatable),
-``entity``; lists take ``limit`` and ``since_ms``.
+``/entities/{id}/timeline`` · ``/inventory`` · ``/dead-letters`` · ``/techniques`` (ATLAS / ATT&CK / OWASP
+ids → name and page). Filters: ``min_severity``, ``detector`` (repeatable), ``entity``; lists take ``limit``
+and ``since_ms``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from streams.console.queries import ConsoleQueries
 from streams.hunt import HuntError
 
 log = logging.getLogger(__name__)
+
+
+def technique_links() -> dict[str, Any]:
+    """What the console links technique ids with: every id's name and page, and each detector's OWASP LLM
+    Top 10 categories (shown beside its ATLAS techniques)."""
+    from detectors.registry import DETECTORS
+    from schemas.techniques import links
+
+    return {"links": links(), "owasp": {name: list(cls.owasp_llm) for name, cls in DETECTORS.items()}}
 
 STATIC = Path(__file__).parent / "static"
 RETRY_MS = 2000
@@ -147,6 +157,14 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
             except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
             return await query(self, queries.dead_letters, *args)
+
+    techniques = orjson.dumps(technique_links())
+
+    @app.page("/techniques")
+    class Techniques(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(techniques, content_type="application/json",
+                              headers={"Cache-Control": "max-age=3600"})
 
     app.web.add_static("/static/", STATIC)
 

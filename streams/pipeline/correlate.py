@@ -1,4 +1,5 @@
-"""``aiwarden.findings`` (keyed by anchor) → one open alert per anchor → ``aiwarden.alerts``."""
+"""``aiwarden.findings`` (keyed by anchor) → one open alert per anchor → ``aiwarden.alerts``, and each alert
+version as an OCSF Detection Finding → ``aiwarden.ocsf`` (same transaction)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from infra.settings import Settings
 from schemas.codec import encode
 from schemas.findings import Finding
 from streams import topics
+from streams.integrations.ocsf import detection_finding
 from streams.metrics import ALERTS
 from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
 
@@ -46,7 +48,14 @@ class Correlation:
                 log.exception("correlation failed")
                 dead_letter(self.out, topics.DLQ, message, f"correlation failed: {exc!r}", "findings", "correlate")
                 continue
-            if alert is not None:
-                leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
+            if alert is None:
+                continue
+            leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
+            try:
+                self.out.send(topics.OCSF, alert.alert_id.encode(), encode(detection_finding(alert)))
+            except Exception as exc:  # noqa: BLE001 - the alert is out; its OCSF copy is dead-lettered
+                log.exception("OCSF mapping failed")
+                reason = f"OCSF copy of alert {alert.alert_id} failed: {exc!r}"
+                dead_letter(self.out, topics.DLQ, message, reason, "findings", "correlate")
         count_into(ALERTS, leading)
         observe_latency("correlate", batch)

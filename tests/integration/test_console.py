@@ -274,6 +274,10 @@ def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings
             assert any(word in evidence for word in ("bash", "sh", "pip", "nc ", "curl")), evidence
             page.wait_for_selector("#timeline li.event", timeout=30_000)
             assert "model_server_shell" in page.locator("#findings").inner_text()
+            link = row.locator("a.tech", has_text="AML.T0050")  # ids link to MITRE's pages (/techniques)
+            link.wait_for(timeout=30_000)
+            assert link.get_attribute("href") == "https://atlas.mitre.org/techniques/AML.T0050"
+            assert link.get_attribute("title") == "Command and Scripting Interpreter"
             page.screenshot(path=str(ARTIFACTS / "console.png"))
 
             page.click('nav .tab[data-tab="inventory"]')

@@ -9,10 +9,10 @@ import pytest
 
 from detectors.base import STATE_BOUND_BYTES
 from detectors.config import DetectionConfig
-from detectors.inventory import Inventory, InventoryChange, InventoryItem, model_name_from_path, to_cyclonedx
+from detectors.inventory import Inventory, InventoryChange, InventoryItem, model_name_from_path
 from schemas import entities as ent
 from schemas.envelope import Event
-from tests.contract.events import T0, bedrock, cloudtrail, gateway, k8s, mixed_stream, runtime
+from tests.contract.events import T0, bedrock, cloudtrail, gateway, k8s, runtime
 
 pytestmark = pytest.mark.unit
 
@@ -146,30 +146,6 @@ def test_model_names_from_paths() -> None:
     assert model_name_from_path("/mnt/models/meta-llama/Llama-3.1-70B-Instruct/model-00001-of-00030.safetensors") == \
         "meta-llama/Llama-3.1-70B-Instruct"
     assert model_name_from_path("/opt/ckpt/pytorch_model.bin") == "opt/ckpt"
-
-
-def test_cyclonedx_bom() -> None:
-    events = mixed_stream(seed=5, n=1500) + [runtime("file_open", file_path=SHARD, seq=7)]
-    _, states = observe_all(events)
-    inventory = Inventory(CONFIG)
-    items = [inventory.item(a, s) for a, s in states.items()]
-    bom = to_cyclonedx(items)
-    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6" and bom["version"] == 1
-    assert bom["serialNumber"].startswith("urn:uuid:")
-    assert to_cyclonedx(list(reversed(items)))["serialNumber"] == bom["serialNumber"]  # content-derived
-    types = {c["type"] for c in bom["components"]}
-    assert "machine-learning-model" in types and "container" in types
-    refs = {c["bom-ref"] for c in bom["components"]} | {s["bom-ref"] for s in bom["services"]}
-    assert len(refs) == len(bom["components"]) + len(bom["services"])
-    for dep in bom["dependencies"]:
-        assert dep["ref"] in refs and set(dep["dependsOn"]) <= refs
-    workload = next(c for c in bom["components"] if c["bom-ref"] == ent.pod("ml-prod", "vllm-0"))
-    props = {p["name"]: p["value"] for p in workload["properties"]}
-    assert props["aiwarden:namespace"] == "ml-prod" and props["aiwarden:sanctioned"] == "true"
-    assert props["aiwarden:public_exposure"] == "false"
-    assert orjson.loads(orjson.dumps(bom)) == bom
-    empty = to_cyclonedx([])
-    assert empty["components"] == [] and empty["serialNumber"] != bom["serialNumber"]
 
 
 def test_item_round_trip() -> None:

@@ -65,8 +65,22 @@ function connect() {
   });
 }
 
+// ATLAS / ATT&CK / OWASP LLM Top 10 ids -> {name, url} (MITRE's data, served by /techniques), and the OWASP
+// categories of each detector.
+let catalog = { links: {}, owasp: {} };
+fetch("/techniques").then((r) => r.json()).then((body) => { catalog = body; renderAlerts(); }).catch(() => {});
+
+function techniqueTag(id, extra = "") {
+  const known = catalog.links[id];
+  if (!known) return el("span", { class: "tech" + extra }, id);
+  return el("a", { class: "tech" + extra, href: known.url, target: "_blank", rel: "noopener noreferrer",
+    title: known.name }, id);
+}
+
 function techniques(alert) {
-  return [...alert.atlas_techniques, ...alert.attack_techniques].map((t) => el("span", { class: "tech" }, t));
+  const owasp = [...new Set(alert.detectors.flatMap((d) => catalog.owasp[d] || []))];
+  return [...alert.atlas_techniques.map((t) => techniqueTag(t)), ...owasp.map((c) => techniqueTag(c, " owasp")),
+    ...alert.attack_techniques.map((t) => techniqueTag(t))];
 }
 
 function renderAlerts() {
