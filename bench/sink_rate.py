@@ -46,17 +46,26 @@ COORDINATOR_ERRORS = frozenset(
 
 
 class TimedSink(ClickHouseSink):
-    """The sink, with the duration and size of every insert recorded (sink.py itself unchanged). Inserts
-    run in several threads at once: ``list.append`` is atomic."""
+    """The sink, with the duration, size and thread CPU of every insert and the thread CPU of its consumer
+    loop recorded (sink.py itself unchanged). Inserts run in several threads at once: ``list.append`` is
+    atomic. The process's CPU less these is librdkafka's threads (C, without the GIL)."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.inserts: list[tuple[float, float, int]] = []  # (start, end, rows), perf_counter seconds
+        self.insert_cpu: list[float] = []  # thread CPU seconds of each insert (join, HTTP request)
+        self.loop_cpu = 0.0  # thread CPU seconds of the consumer loop (consume, batching, commits)
 
     def _insert(self, table: str, lines: list[bytes], token: str | None) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         super()._insert(table, lines, token)
+        self.insert_cpu.append(time.thread_time() - cpu)
         self.inserts.append((started, time.perf_counter(), len(lines)))
+
+    def _step(self, consumer: Any) -> None:
+        cpu = time.thread_time()
+        super()._step(consumer)
+        self.loop_cpu += time.thread_time() - cpu
 
 
 def event_pool(size: int = POOL_SIZE) -> list[tuple[bytes, bytes, bytes]]:
@@ -244,6 +253,12 @@ def run(settings: Settings, rows: int = 200_000, batch_rows: int | None = None) 
             "cpu_s_during_sink": cpu_used,  # "bench" is the sink's process (its thread and insert threads)
             "cpu_s_per_100k_rows": {name: None if used is None else round(used * 100_000 / rows, 2)
                                     for name, used in cpu_used.items()},
+            # Of the sink process's: its consumer loop's thread and its insert threads (Python, mostly
+            # holding the GIL); the rest is librdkafka's threads (fetch, decompression) and the bench.
+            "sink_threads_cpu_s_per_100k_rows": {
+                "consumer_loop": round(sink.loop_cpu * 100_000 / rows, 2),
+                "inserts": round(sum(sink.insert_cpu) * 100_000 / rows, 2),
+            },
         },
     }
 

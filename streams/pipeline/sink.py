@@ -176,7 +176,7 @@ class ClickHouseSink(ConsumerThread):
         self._batch = Batch()
         self._in_flight: deque[Batch] = deque()
         self._retrying = 0  # table writes waiting for ClickHouse to come back
-        self._paused = False
+        self._paused: bool | None = False  # None: some partitions may differ (a new assignment)
         self._owned: dict[TP, int] = {}  # assigned partition -> generation of its assignment
         self._generation = 0
         self._committed: dict[TP, int] = {}  # offsets this member committed, per owned partition
@@ -533,8 +533,7 @@ class ClickHouseSink(ConsumerThread):
         self._generation += 1
         for tp in partitions:
             self._owned[(tp.topic, tp.partition)] = self._generation
-        if self._paused and partitions:
-            self._consumer.pause(partitions)
+        self._paused = None  # new partitions start fetching: the next turn pauses or resumes them all
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         """Before partitions move to another member, land and commit what was read from them."""

@@ -331,3 +331,54 @@ def test_rows_clickhouse_rejects_are_dead_lettered_and_the_rest_of_the_batch_lan
     assert rejected_rows == 0
     assert all(letter["stage"] == "sink" and letter["reason"] for letter in letters)
     assert marker in letters[0]["raw"]
+
+
+# -- d. a rebalance mid-stream
+def test_sinks_joining_and_leaving_mid_stream_land_every_event_once(
+    service_settings: Settings, ch  # type: ignore[no-untyped-def]
+) -> None:
+    """Two sinks in one group (cooperative-sticky) while events keep coming: a second member joins, then
+    the first leaves. Partitions move while batches are buffered and in flight; every event lands, FINAL
+    counts each once, and the group's committed offsets reach the topic's end."""
+    from streams.pipeline.sink import ClickHouseSink
+
+    app = new_app_id(service_settings, "sink-rebalance")
+    worker = service_settings.worker.model_copy(
+        update={"app_id": app, "sink_batch_rows": 300, "sink_batch_seconds": 0.2, "session_timeout_s": 6.0})
+    settings = service_settings.model_copy(update={"worker": worker})
+    kafka = Kafka(settings)
+    events = [SOURCES[source].normalize(record) for source, record in simulated_events(seed=24, duration_s=8, rate=500)]
+    ids = sorted({event.event_id for event in events})
+    producer = Producer(confluent_config(settings, **{"linger.ms": 5}))
+
+    def publish(part: list[Any]) -> None:
+        for event in part:
+            producer.produce(topics.EVENTS, encode(event), event.entity_id.encode())
+            producer.poll(0)
+        assert producer.flush(30) == 0
+
+    first = ClickHouseSink(settings, topic_tables={topics.EVENTS: "events"})
+    second = ClickHouseSink(settings, topic_tables={topics.EVENTS: "events"})
+    thirds = [events[i * len(events) // 3:(i + 1) * len(events) // 3] for i in range(3)]
+    first.start()
+    try:
+        publish(thirds[0])
+        assert wait_for(lambda: first.inserted > 0, 120), "the first sink inserted nothing"
+        second.start()  # joins: some partitions move from the first, with rows buffered or in flight
+        publish(thirds[1])
+        assert wait_for(lambda: second.inserted > 0, 120), "the second sink never got a partition"
+        first.stop()  # leaves: its partitions move to the second after it landed and committed them
+        assert not first.alive
+        publish(thirds[2])
+        ends = kafka.ends()
+        caught_up = wait_for(lambda: kafka.caught_up(f"{app}-sink", ends), 120)
+        assert caught_up, f"the group did not commit to the end: {kafka.committed(f'{app}-sink')} of {ends}"
+        count, unique = final_counts(ch, ids)
+        raw = raw_count(ch, ids)
+    finally:
+        first.stop()
+        second.stop()
+    print(f"\nrebalance: {len(ids)} events; first sink {first.inserted} rows, second {second.inserted}; "
+          f"FINAL {count}, uniqExact {unique}, raw rows before FINAL {raw}")
+    assert count == unique == len(ids)
+    assert first.inserted + second.inserted >= len(ids)

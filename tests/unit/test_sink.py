@@ -29,18 +29,16 @@ def settings(**worker: Any) -> Settings:
 class FakeClient:
     """Records each insert (table, rows); rows containing a ``fail_on`` marker fail as ClickHouse would."""
 
-    def __init__(self, transient_failures: int = 0) -> None:
+    def __init__(self) -> None:
         self.inserts: list[tuple[str, int, bytes]] = []
         self.tokens: list[str] = []
-        self.transient_failures = transient_failures
+        self.down = threading.Event()  # set: every insert fails as when ClickHouse is unreachable
         self.lock = threading.Lock()
 
     def raw_insert(self, table: str, insert_block: bytes | memoryview, settings: dict[str, Any], **_: Any) -> None:
         body = bytes(insert_block)
-        with self.lock:
-            if self.transient_failures:
-                self.transient_failures -= 1
-                raise OperationalError("Error HTTPConnectionPool: Connection refused")
+        if self.down.is_set():
+            raise OperationalError("Error HTTPConnectionPool: Connection refused")
         if b"bad-row" in body:
             raise DatabaseError("Received ClickHouse exception, code: 27, server response: Code: 27. "
                                 "DB::Exception: Cannot parse input (CANNOT_PARSE_INPUT_ASSERTION_FAILED)")
@@ -262,7 +260,8 @@ def test_sink_never_commits_partitions_lost_or_reassigned_while_their_batch_was_
 
 
 def test_sink_pauses_and_retries_while_clickhouse_is_down_then_commits() -> None:
-    client = FakeClient(transient_failures=3)
+    client = FakeClient()
+    client.down.set()
     key = (topics.EVENTS, 0)
     consumer = FakeConsumer({key: 20})
     sink = sink_with(client, consumer, sink_batch_rows=10)
@@ -270,6 +269,14 @@ def test_sink_pauses_and_retries_while_clickhouse_is_down_then_commits() -> None
     run_until(sink, consumer, lambda: sink._retrying > 0)  # noqa: SLF001
     run_until(sink, consumer, lambda: consumer.paused == {key})
     assert consumer.committed == {}
+    # A partition assigned while ClickHouse is down is held back too, and resumed with the others.
+    added = (topics.EVENTS, 1)
+    consumer.assigned.append(added)
+    sink._on_assign(consumer, [tp(*added)])  # noqa: SLF001
+    sink._step(consumer)  # noqa: SLF001
+    assert consumer.paused == {key, added}
+    assert consumer.committed == {}
+    client.down.clear()
     run_until(sink, consumer, lambda: consumer.committed.get(key) == 20 and not consumer.paused, timeout_s=30)
     assert [n for _, n, _ in client.inserts] == [10, 10]
     assert sink._retrying == 0  # noqa: SLF001
