@@ -195,7 +195,7 @@ class ClickHouseSink(ConsumerThread):
 
     def state(self) -> dict[str, Any]:
         return {"alive": self.alive, "inserted": self.inserted, "dead_lettered": self.dead_lettered,
-                "retrying": self._retrying, "in_flight": len(self._in_flight)}
+                "partitions": len(self._owned), "retrying": self._retrying, "in_flight": len(self._in_flight)}
 
     def run(self) -> None:
         """Consume until ``stop``; a failure starts the consumer again after a backoff (what was not
