@@ -122,15 +122,16 @@ class Batch:
         if timestamp_ms > 0 and (self.oldest_ms is None or timestamp_ms < self.oldest_ms):
             self.oldest_ms = timestamp_ms
 
-    def add(self, tp: TP, generation: int, offset: int, table: str, value: bytes | None) -> None:
-        """One record; a record without a value (a tombstone) inserts nothing but is covered by the range."""
-        if value is not None:
+    def extend(self, tp: TP, generation: int, first: int, last: int, table: str, values: list[bytes]) -> None:
+        """A run of one partition's records (offsets ``first`` to ``last``, in order) and their values:
+        records without a value (tombstones) insert nothing but are covered by the range."""
+        if values:
             if not self.count:  # the batch's age counts from its first row
                 self.started = time.monotonic()
-            self.rows.setdefault(table, []).append(value)
-            self.count += 1
-        first, _ = self.ranges.get(tp, (offset, offset))
-        self.ranges[tp] = (first, offset)
+            self.rows.setdefault(table, []).extend(values)
+            self.count += len(values)
+        start, _ = self.ranges.get(tp, (first, first))
+        self.ranges[tp] = (start, last)
         self.generations.setdefault(tp, generation)
 
     def token(self, table: str) -> str:
@@ -269,17 +270,29 @@ class ClickHouseSink(ConsumerThread):
             self._add(messages)
 
     def _add(self, messages: Sequence[Any]) -> None:
-        batch, tables, owned = self._batch, self.topic_tables, self._owned
+        """Add consumed records to the buffered batch, a run of one partition at a time (librdkafka returns
+        each partition's records in runs): per record only its value and its partition are read."""
         last: TP | None = None
-        generation = 0
+        head = tail = None
+        run: list[bytes] = []
         for message in messages:
-            if skip_error(message, "sink"):
+            if message.error() is not None and skip_error(message, "sink"):
                 continue
             tp = (message.topic(), message.partition())
             if tp != last:
-                last, generation = tp, owned.get(tp, -1)
-                batch.saw_timestamp(message.timestamp()[1])
-            batch.add(tp, generation, message.offset(), tables[tp[0]], message.value())
+                if last is not None:
+                    self._add_run(last, head, tail, run)
+                last, head, run = tp, message, []
+            value = message.value()
+            if value is not None:
+                run.append(value)
+            tail = message
+        if last is not None:
+            self._add_run(last, head, tail, run)
+
+    def _add_run(self, tp: TP, head: Any, tail: Any, values: list[bytes]) -> None:
+        self._batch.saw_timestamp(head.timestamp()[1])
+        self._batch.extend(tp, self._owned.get(tp, -1), head.offset(), tail.offset(), self.topic_tables[tp[0]], values)
 
     # -- writing
     def _dispatch(self) -> None:

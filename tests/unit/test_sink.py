@@ -106,7 +106,8 @@ class FakeConsumer:
         ready = [m for m in self.queue if (m.topic(), m.partition()) not in self.paused][:num_messages]
         for message in ready:
             self.queue.remove(message)
-            self.positions[(message.topic(), message.partition())] = message.offset() + 1
+            if message.error() is None:
+                self.positions[(message.topic(), message.partition())] = message.offset() + 1
         return ready
 
     def feed(self, topic: str, partition: int, offsets: range, body: bytes = b"row") -> None:
@@ -327,3 +328,29 @@ def test_sink_runs_and_stops_as_a_thread_when_kafka_is_unreachable() -> None:
     assert not sink.alive
     assert time.monotonic() - started < 30
     assert sink.state()["alive"] is False
+
+
+def test_runs_of_partitions_tombstones_and_partition_ends_make_one_batch() -> None:
+    """Records come in runs per partition, interleaved; a tombstone inserts nothing but its offset is
+    committed; a partition-end event is no record."""
+
+    class PartitionEnd(Message):
+        def error(self) -> Any:
+            return KafkaError(KafkaError._PARTITION_EOF)  # noqa: SLF001
+
+    client = FakeClient()
+    a, b = (topics.EVENTS, 0), (topics.EVENTS, 1)
+    consumer = FakeConsumer({a: 10, b: 10})
+    sink = sink_with(client, consumer)
+    consumer.feed(topics.EVENTS, 0, range(0, 3))
+    consumer.feed(topics.EVENTS, 1, range(5, 7))
+    consumer.queue.append(Message(None, partition=1, offset=7, topic=topics.EVENTS))  # a tombstone
+    consumer.feed(topics.EVENTS, 0, range(3, 4))
+    consumer.queue.append(PartitionEnd(None, partition=0, offset=4, topic=topics.EVENTS))
+    sink._step(consumer)  # noqa: SLF001
+    batch = sink._batch  # noqa: SLF001
+    assert batch.count == 6
+    assert batch.ranges == {a: (0, 3), b: (5, 7)}
+    assert sink.flush(10)
+    assert consumer.committed == {a: 4, b: 8}
+    assert [n for _, n, _ in client.inserts] == [6]
