@@ -15,7 +15,7 @@ at most ``MAX_IN_FLIGHT + 1`` batches in memory.
 
 Records are JSON objects whose keys are column names; they are inserted as ``JSONEachRow``
 without a Python round trip (cheaper in total than converting them to Arrow in the worker: see
-``bench/sink_rate.py``). Each insert carries a deduplication token derived from the offset ranges it
+``bench/sink_formats.py``). Each insert carries a deduplication token derived from the offset ranges it
 covers, and the tables are ReplacingMergeTree on the record id, so a redelivered batch is not seen
 twice by hunters. Rows ClickHouse rejects as bad data are isolated and dead-lettered; the rest of
 their batch lands.
