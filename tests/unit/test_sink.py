@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from infra.settings import Settings
 from streams import topics
 from streams.metrics import value
-from streams.pipeline.sink import ClickHouseSink
+from streams.pipeline.sink import ClickHouseSink, Stopped
 from tests.unit.pipeline_fakes import Message
 
 pytestmark = pytest.mark.unit
@@ -354,3 +354,26 @@ def test_runs_of_partitions_tombstones_and_partition_ends_make_one_batch() -> No
     assert sink.flush(10)
     assert consumer.committed == {a: 4, b: 8}
     assert [n for _, n, _ in client.inserts] == [6]
+
+
+def test_a_sink_stopping_while_clickhouse_is_down_commits_nothing_and_lets_its_inserts_go() -> None:
+    """Stopping waits a bounded time for ClickHouse; what did not land is not committed (redelivered to
+    whoever reads the partitions next) and the retrying inserts end."""
+    client = FakeClient()
+    client.down.set()
+    key = (topics.EVENTS, 0)
+    consumer = FakeConsumer({key: 5})
+    sink = sink_with(client, consumer)
+    consumer.feed(topics.EVENTS, 0, range(5))
+    run_until(sink, consumer, lambda: sink._retrying > 0)  # noqa: SLF001
+    started = time.monotonic()
+    assert sink.flush(0.5) is False
+    assert time.monotonic() - started < 5
+    assert consumer.committed == {}
+    sink._give_up.set()  # noqa: SLF001  # what the sink's loop does when it stops
+    futures = sink._in_flight[0].futures  # noqa: SLF001
+    for future in futures:
+        with pytest.raises(Stopped):
+            future.result(10)
+    assert sink._retrying == 0  # noqa: SLF001
+    assert not client.inserts
