@@ -10,8 +10,8 @@ contains each of a few known frames (inclusive), and the top functions by own (l
 ``--gil`` samples only the thread holding the GIL (CPU spent in Python; without it, threads waiting
 in locks and runnable threads on a loaded machine count too). The hot path is the pipeline engine's
 thread (``streams/pipeline/engine.py``: confluent-kafka consume, ``Engine._handle`` → the stages in
-``streams/pipeline/*.py``, ``Engine.produce``, ``Engine.commit``); the sink and the rest of Faust share
-the process. Without ``--native`` the time inside confluent-kafka's C calls is charged to the line
+``streams/pipeline/*.py``, ``Engine.produce``, ``Engine.commit``); the sink (a thread of its own) and the
+rest of Faust share the process. Without ``--native`` the time inside confluent-kafka's C calls is charged to the line
 that calls them, which the consume and produce markers name. The collapsed stacks are kept in
 ``.aiwarden-profile/profile-<time>.txt`` for a flame graph.
 """
@@ -68,8 +68,8 @@ MARKERS: dict[str, tuple[str, ...]] = {
                                                      "Producer_produce"),
     "  commit (changelog, offsets, commit_transaction)": ("Engine.commit",),
     "    commit_transaction (waits for the broker)": ("Engine._commit_transaction",),
-    "ClickHouse sink (streams/pipeline/sink.py)": ("(streams/pipeline/sink.py",),
-    "aiokafka fetcher (the sink's consumer)": ("aiokafka/consumer/fetcher.py",),
+    "ClickHouse sink (streams/pipeline/sink.py, its thread and insert threads)": ("(streams/pipeline/sink.py",),
+    "aiokafka fetcher (the console feed's consumer)": ("aiokafka/consumer/fetcher.py",),
     "Faust event loop idle (select)": ("EpollSelector.select",),
 }
 

@@ -1,7 +1,8 @@
 """How fast does the ClickHouse sink insert? Prefills aiwarden.events with N normalized events, then
-runs one ClickHouseSink (in process, its own consumer group, aiwarden.events only) until it has
-inserted all N, and reports the sustained rate, the batches and the insert latencies, and checks
-the rows in ClickHouse.
+runs one ClickHouseSink (in process, in its own thread as in the worker, its own consumer group,
+aiwarden.events only) until it has inserted all N, and reports the sustained rate, the batches and
+the insert latencies, the CPU seconds of the sink's process and of the services (per 100k rows too,
+from /proc: less sensitive to a loaded machine than the rate), and checks the rows in ClickHouse.
 
 The events are a fixed pool of simulator events, encoded once, each copy given a unique event id
 (a per-run prefix and a counter), so that producing N of them costs little. The sink's group starts
@@ -13,8 +14,6 @@ at the end offsets from before the prefill, so it reads exactly these N records.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -47,17 +46,26 @@ COORDINATOR_ERRORS = frozenset(
 
 
 class TimedSink(ClickHouseSink):
-    """The sink, with the duration and size of every insert recorded (sink.py itself unchanged). Inserts
-    run in several threads at once: ``list.append`` is atomic."""
+    """The sink, with the duration, size and thread CPU of every insert and the thread CPU of its consumer
+    loop recorded (sink.py itself unchanged). Inserts run in several threads at once: ``list.append`` is
+    atomic. The process's CPU less these is librdkafka's threads (C, without the GIL)."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.inserts: list[tuple[float, float, int]] = []  # (start, end, rows), perf_counter seconds
+        self.insert_cpu: list[float] = []  # thread CPU seconds of each insert (join, HTTP request)
+        self.loop_cpu = 0.0  # thread CPU seconds of the consumer loop (consume, batching, commits)
 
     def _insert(self, table: str, lines: list[bytes], token: str | None) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         super()._insert(table, lines, token)
+        self.insert_cpu.append(time.thread_time() - cpu)
         self.inserts.append((started, time.perf_counter(), len(lines)))
+
+    def _step(self, consumer: Any) -> None:
+        cpu = time.thread_time()
+        super()._step(consumer)
+        self.loop_cpu += time.thread_time() - cpu
 
 
 def event_pool(size: int = POOL_SIZE) -> list[tuple[bytes, bytes, bytes]]:
@@ -143,25 +151,23 @@ def start_group_at(settings: Settings, group: str, offsets: dict[int, int], time
         time.sleep(0.5)
 
 
-async def drive(sink: TimedSink, rows: int, timeout_s: float) -> float:
-    """Run the sink until it has inserted ``rows``; returns when that happened (perf_counter)."""
-    task = asyncio.create_task(sink.run())
+def drive(sink: TimedSink, rows: int, timeout_s: float) -> float:
+    """Run the sink (its own thread, as in the worker) until it has inserted ``rows``; returns when that
+    happened (perf_counter)."""
+    sink.start()
     deadline = time.perf_counter() + timeout_s
     try:
         while sink.inserted < rows:
-            if task.done():
-                task.result()
+            if not sink.alive:
                 msg = "the sink stopped before inserting every row"
                 raise RuntimeError(msg)
             if time.perf_counter() > deadline:
                 msg = f"the sink inserted {sink.inserted} of {rows} rows in {timeout_s:.0f}s"
                 raise TimeoutError(msg)
-            await asyncio.sleep(0.01)
+            time.sleep(0.01)
         return time.perf_counter()
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        sink.stop()
 
 
 def service_pids(settings: Settings) -> dict[str, int | None]:
@@ -194,7 +200,7 @@ def run(settings: Settings, rows: int = 200_000, batch_rows: int | None = None) 
     sink = TimedSink(settings, topic_tables={topics.EVENTS: "events"})
     started = time.perf_counter()
     try:
-        done = asyncio.run(drive(sink, rows, timeout_s=max(300.0, rows / 500)))
+        done = drive(sink, rows, timeout_s=max(300.0, rows / 500))
     finally:
         sink.close()
     load_after = os.getloadavg()
@@ -244,7 +250,15 @@ def run(settings: Settings, rows: int = 200_000, batch_rows: int | None = None) 
             "cores": os.cpu_count(),
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in load_after],
-            "cpu_s_during_sink": cpu_used,
+            "cpu_s_during_sink": cpu_used,  # "bench" is the sink's process (its thread and insert threads)
+            "cpu_s_per_100k_rows": {name: None if used is None else round(used * 100_000 / rows, 2)
+                                    for name, used in cpu_used.items()},
+            # Of the sink process's: its consumer loop's thread and its insert threads (Python, mostly
+            # holding the GIL); the rest is librdkafka's threads (fetch, decompression) and the bench.
+            "sink_threads_cpu_s_per_100k_rows": {
+                "consumer_loop": round(sink.loop_cpu * 100_000 / rows, 2),
+                "inserts": round(sum(sink.insert_cpu) * 100_000 / rows, 2),
+            },
         },
     }
 

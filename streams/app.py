@@ -2,8 +2,9 @@
 
 What runs where: the high-rate stages (normalize, detect, correlate) run in the pipeline engine
 (``streams.pipeline``: batches on Kafka transactions, one thread); Faust hosts it as a task, and
-keeps what is low-rate or I/O-bound on its event loop: the ClickHouse sink, the containment agents
-(policy, signed webhooks, retries), the console's alert feed, the web server and its timers.
+keeps what is low-rate or I/O-bound on its event loop: the containment agents (policy, signed
+webhooks, retries), the console's alert feed, the web server and its timers. The ClickHouse sink runs
+in a thread of its own on a confluent-kafka consumer, hosted like the engine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from streams import faust_read_committed, web
 from streams.agents import containment
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.sink import ClickHouseSink
+from streams.pipeline.threads import ConsumerThread
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,21 @@ def is_loopback(bind: str) -> bool:
         return ipaddress.ip_address(bind).is_loopback
     except ValueError:
         return bind == "localhost"
+
+
+def host_thread(app: faust.App, service: ConsumerThread) -> None:
+    """Run ``service`` (the pipeline engine, the sink: each a thread of its own) for as long as the Faust
+    worker runs: started by a Faust task, stopped when the task is cancelled."""
+
+    async def hosted() -> None:
+        service.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.to_thread(service.stop)
+
+    hosted.__qualname__ = hosted.__name__ = f"host_{type(service).__name__}"
+    app.task(hosted)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -73,25 +90,12 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(datadir / worker.app_id),
     )
     engine, stages = build_pipeline(settings)
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def pipeline() -> None:
-        engine.start()
-        try:
-            while True:
-                await asyncio.sleep(3600)
-        finally:
-            await asyncio.to_thread(engine.stop)
-
+    host_thread(app, engine)
     app.aiwarden_engine = engine  # type: ignore[attr-defined]
     app.aiwarden_models = stages["detect"].checkpoints.models  # type: ignore[attr-defined]
     containment.register(app, settings)
     sink = ClickHouseSink(settings)
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def clickhouse_sink() -> None:
-        await sink.run()
-
+    host_thread(app, sink)
     app.aiwarden_sink = sink  # type: ignore[attr-defined]
     web.register(app, settings)
     return app

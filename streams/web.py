@@ -36,7 +36,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 "status": "ok" if all(checks.values()) else "degraded",
                 "app": app.conf.id,
                 "checks": checks,
-                "sink": {"inserted": sink.inserted, "dead_lettered": sink.dead_lettered} if sink else {},
+                "sink": sink.state() if sink else {},
             })
 
     @app.page("/metrics")
@@ -63,7 +63,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 "tables": tables,
                 "pipeline": engine.state() if engine is not None else {},
                 "models": models,
-                "sink": {"inserted": sink.inserted, "dead_lettered": sink.dead_lettered} if sink else {},
+                "sink": sink.state() if sink else {},
                 "alert_feed": {"buffered": len(feed.buffer), "followers": len(feed.followers),
                                "skipped": feed.skipped},
             })

@@ -40,6 +40,28 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return config
 
 
+def batch_consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+    """librdkafka configuration of a consumer that takes batches and commits by itself (the pipeline
+    engine's hops, the ClickHouse sink): manual commits, ``read_committed``, cooperative-sticky
+    assignment, session timeouts from the worker settings, a bounded prefetch; ``extra`` overrides."""
+    worker = settings.worker
+    return confluent_config(settings, **{
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": int(worker.session_timeout_s * 1000),
+        "heartbeat.interval.ms": max(500, int(worker.session_timeout_s * 250)),
+        "max.poll.interval.ms": 600_000,
+        "fetch.wait.max.ms": 100,
+        # librdkafka prefetches up to 64 MiB per consumer by default: three hops would hold ~200 MiB
+        # of records in a busy worker. 16 MiB is more than a second of records at full rate.
+        "queued.max.messages.kbytes": 16_384,
+        **extra,
+    })
+
+
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """The TLS context of aiokafka and Faust for SSL / SASL_SSL: CA bundle, client certificate (mutual
     TLS) and host name checking from the settings; None for plaintext protocols."""

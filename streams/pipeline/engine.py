@@ -28,7 +28,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -37,13 +36,14 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from infra.kafka.clients import confluent_config
+from infra.kafka.clients import batch_consumer_config, confluent_config
 from infra.kafka.limits import TopicLimits
 from infra.settings import Settings
 from streams import topics as names
 from streams.metrics import PIPELINE_COMMIT_SECONDS, PIPELINE_RECORDS, PIPELINE_TRANSACTIONS
 from streams.pipeline.records import check_fits
 from streams.pipeline.state import Store, StoreAccess
+from streams.pipeline.threads import ConsumerThread, skip_error
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,13 @@ class InstanceSlot:
             self._lock = None
 
 
-class Engine:
+class Engine(ConsumerThread):
     """Routes topics to stage handlers and runs them under Kafka transactions (see the module doc)."""
 
+    thread_name = "aiwarden-pipeline"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
         worker = settings.worker
         self.app_id = worker.app_id
@@ -137,15 +140,12 @@ class Engine:
         self.tickers: list[Callable[[], bool]] = []
         self.output = Output(self)
         self.slot: InstanceSlot | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._consumers: dict[str, Any] = {}  # hop -> consumer
         self._by_topic: dict[str, Any] = {}  # input topic -> its hop's consumer
         self._producer: Any = None
         self.limits: TopicLimits | None = None  # what each topic takes, read at every start of the clients
         self._restorer: Any = None
         self._fatal = False
-        self._callback_error: Exception | None = None
         self._committed: dict[tuple[str, int], int] = {}  # input offsets committed by this engine
         self._idle_check = 0.0
         self._reset_transaction()
@@ -180,20 +180,6 @@ class Engine:
         self.assigned_callbacks.append(callback)
 
     # -- running in a thread
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="aiwarden-pipeline", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 60.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def run(self) -> None:
         """Run until ``stop``; any failure restarts the clients after a backoff."""
         delay = 1.0
@@ -278,20 +264,7 @@ class Engine:
         }))
         self._callback_error = None
         for hop, hop_topics in self.hops.items():
-            consumer = Consumer(confluent_config(settings, **{
-                "group.id": hop_group(self.app_id, hop),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": int(worker.session_timeout_s * 1000),
-                "heartbeat.interval.ms": max(500, int(worker.session_timeout_s * 250)),
-                "max.poll.interval.ms": 600_000,
-                "fetch.wait.max.ms": 100,
-                # librdkafka prefetches up to 64 MiB per consumer by default: three hops would hold ~200 MiB
-                # of records in a busy worker. 16 MiB is more than a second of records at full rate.
-                "queued.max.messages.kbytes": 16_384,
-            }))
+            consumer = Consumer(batch_consumer_config(settings, hop_group(self.app_id, hop)))
             self._consumers[hop] = consumer
             self._by_topic.update(dict.fromkeys(hop_topics, consumer))
             consumer.subscribe(sorted(hop_topics), on_assign=self._guard(self._on_assign),
@@ -372,12 +345,7 @@ class Engine:
         by_topic: dict[str, list[Any]] = {}
         first = self._first
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's own code name
-                    log.warning("pipeline consume: %s", error)
-                    if error.fatal():
-                        raise KafkaException(error)
+            if skip_error(message, "pipeline"):
                 continue
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             by_topic.setdefault(topic, []).append(message)
@@ -500,22 +468,6 @@ class Engine:
     # -- rebalance callbacks (run inside consume, on the engine's thread). An exception escaping a
     # callback comes out of librdkafka mangled (not an Exception): each keeps its own and the loop
     # raises it once consume returns.
-    def _raise_callback_error(self) -> None:
-        error, self._callback_error = self._callback_error, None
-        if error is not None:
-            raise error
-
-    def _guard(self, callback: Callable[[Any, list[TopicPartition]], None]) -> Callable[..., None]:
-        def guarded(consumer: Any, partitions: list[TopicPartition]) -> None:
-            if self._callback_error is not None:
-                return
-            try:
-                callback(consumer, partitions)
-            except Exception as exc:  # noqa: BLE001 - re-raised by the loop
-                self._callback_error = exc
-
-        return guarded
-
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._restore([(store, tp.partition) for tp in partitions for store in self.stores.values()
                        if store.input_topic == tp.topic])

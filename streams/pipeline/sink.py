@@ -1,10 +1,11 @@
 """The ClickHouse sink: batches topic records into inserts and commits offsets after each insert.
 
-It runs its own consumer group (``<app_id>-sink``) with manual commits rather than a Faust
-agent: Faust's ``take_events`` acks a batch in a ``finally`` block, so a worker stopped in the
-middle of an insert would commit rows that never landed. Here an offset is committed only after
-ClickHouse accepted the rows before it. It reads with ``read_committed``: records of aborted
-Kafka transactions never reach ClickHouse.
+It runs in a thread of its own on a confluent-kafka consumer (group ``<app_id>-sink``): librdkafka
+fetches and decompresses in C without the GIL, so the sink costs the worker's pipeline engine (same
+process) little more than handing the record values to the inserts. Offsets are committed by hand,
+only after ClickHouse accepted every row before them. It reads with ``read_committed``: records of
+aborted Kafka transactions never reach ClickHouse; its commits go to the consumer's position, past
+the transaction markers that follow a batch's last record.
 
 Inserts are pipelined: up to ``MAX_IN_FLIGHT`` batches are inserted at once (each table of a batch
 in its own thread, each thread with its own client) while the next batch is read, and batches are
@@ -13,15 +14,21 @@ landed. While ClickHouse is down the sink pauses its partitions and retries with
 at most ``MAX_IN_FLIGHT + 1`` batches in memory.
 
 Records are JSON objects whose keys are column names; they are inserted as ``JSONEachRow``
-without a Python round trip. Each insert carries a deduplication token derived from the offset
-ranges it covers, and the tables are ReplacingMergeTree on the record id, so a redelivered batch
-is not seen twice by hunters.
+without a Python round trip (cheaper in total than converting them to Arrow in the worker: see
+``bench/sink_formats.py``). Each insert carries a deduplication token derived from the offset ranges it
+covers, and the tables are ReplacingMergeTree on the record id, so a redelivered batch is not seen
+twice by hunters. Rows ClickHouse rejects as bad data are isolated and dead-lettered; the rest of
+their batch lands.
+
+Assignment is cooperative-sticky. Before partitions move away the sink inserts and commits what it
+read of them (waiting at most ``REVOKE_WAIT_S``); partitions lost without a revoke, or revoked while
+ClickHouse is down, are not committed by this member: whoever owns them next redelivers their rows,
+which the deduplication and ``FINAL`` absorb.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import concurrent.futures
 import hashlib
 import logging
 import re
@@ -32,24 +39,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from infra.clickhouse.client import connect
-from infra.kafka.clients import aiokafka_kwargs
+from infra.kafka.clients import batch_consumer_config, confluent_config
 from infra.settings import Settings
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
 from streams import topics
 from streams.metrics import SINK_INSERT_SECONDS, SINK_LAG, SINK_ROWS, STAGE_LATENCY
+from streams.pipeline.threads import ConsumerThread, skip_error
 
 log = logging.getLogger(__name__)
 
 # ClickHouse error codes that mean "this data is bad", not "the server is unwell".
 DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 130, 131, 321, 349})
 _CODE = re.compile(r"Code: (\d+)")
+# Commit errors that mean the group moved the partitions on: the rows are in ClickHouse, the next owner
+# redelivers them, and retrying cannot succeed.
+REBALANCED = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+                        KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST})  # noqa: SLF001
 
 TOPIC_TABLES: dict[str, str] = {
     topics.EVENTS: "events",
@@ -70,6 +81,10 @@ INSERT_SETTINGS = {
 # Batches inserted at once while the next one is read: ClickHouse parses and writes each insert
 # mostly on one core, so two keep a second core busy; more only hold more memory.
 MAX_IN_FLIGHT = 2
+REVOKE_WAIT_S = 30.0  # longest wait for in-flight inserts before revoked partitions move on
+STOP_WAIT_S = 10.0  # longest wait for them when the sink stops
+
+TP = tuple[str, int]  # (topic, partition)
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -83,56 +98,61 @@ def is_data_error(exc: BaseException) -> bool:
     )
 
 
+class Stopped(Exception):  # noqa: N818 - a signal, not a failure
+    """The sink stopped while an insert was still waiting for ClickHouse."""
+
+
 @dataclass
 class Batch:
-    """Rows per table and the offset range per partition they came from."""
+    """Rows per table, the offset range per partition they came from, and the assignment generation of
+    each partition when it was read (a partition revoked or lost since then is not committed)."""
 
     rows: dict[str, list[bytes]] = field(default_factory=dict)
-    ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    ranges: dict[TP, tuple[int, int]] = field(default_factory=dict)
+    generations: dict[TP, int] = field(default_factory=dict)
     count: int = 0
     started: float = field(default_factory=time.monotonic)
-    oldest_ms: int | None = None  # the earliest Kafka timestamp seen (per fetch, not per record)
-    # The consumer's position after the last fetch of each partition: past transaction markers that
-    # follow the batch's last record, which consumers never receive (else a commit stays one short).
-    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    oldest_ms: int | None = None  # the earliest Kafka timestamp seen (per run of a partition, not per record)
+    # The consumer's positions when the batch was closed: past transaction markers that follow the
+    # batch's last record, which consumers never receive (else a commit stays one short).
+    positions: dict[TP, int] = field(default_factory=dict)
+    futures: list[concurrent.futures.Future[None]] = field(default_factory=list)
 
     def saw_timestamp(self, timestamp_ms: int) -> None:
         if timestamp_ms > 0 and (self.oldest_ms is None or timestamp_ms < self.oldest_ms):
             self.oldest_ms = timestamp_ms
 
-    def add(self, tp: TopicPartition, offset: int, table: str, value: bytes) -> None:
-        if not self.count:  # the batch's age counts from its first row
-            self.started = time.monotonic()
-        self.rows.setdefault(table, []).append(value)
-        first, _ = self.ranges.get(tp, (offset, offset))
-        self.ranges[tp] = (first, offset)
-        self.count += 1
-
-    def extend(self, tp: TopicPartition, table: str, messages: Sequence[Any]) -> None:
-        """Add one fetch of a partition (aiokafka records, in offset order) without per-row calls.
-        Records without a value (tombstones) insert nothing but are covered by the offset range."""
-        if not messages:
-            return
-        self.saw_timestamp(messages[0].timestamp)
-        values = [m.value for m in messages if m.value is not None]
+    def extend(self, tp: TP, generation: int, first: int, last: int, table: str, values: list[bytes]) -> None:
+        """A run of one partition's records (offsets ``first`` to ``last``, in order) and their values:
+        records without a value (tombstones) insert nothing but are covered by the range."""
         if values:
-            if not self.count:
+            if not self.count:  # the batch's age counts from its first row
                 self.started = time.monotonic()
             self.rows.setdefault(table, []).extend(values)
             self.count += len(values)
-        first, _ = self.ranges.get(tp, (messages[0].offset, 0))
-        self.ranges[tp] = (first, messages[-1].offset)
+        start, _ = self.ranges.get(tp, (first, first))
+        self.ranges[tp] = (start, last)
+        self.generations.setdefault(tp, generation)
 
     def token(self, table: str) -> str:
-        spans = ",".join(f"{tp.topic}:{tp.partition}:{a}-{b}" for tp, (a, b) in sorted(self.ranges.items()))
+        spans = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items()))
         return hashlib.blake2b(f"{table}|{spans}".encode(), digest_size=16).hexdigest()
 
-    def commit_offsets(self) -> dict[TopicPartition, int]:
-        return {tp: max(last + 1, self.positions.get(tp, 0)) for tp, (_, last) in self.ranges.items()}
+    def commit_offsets(self) -> dict[TP, int]:
+        offsets = dict(self.positions)
+        for tp, (_, last) in self.ranges.items():
+            offsets[tp] = max(last + 1, offsets.get(tp, 0))
+        return offsets
+
+    @property
+    def landed(self) -> bool:
+        return all(future.done() for future in self.futures)
 
 
-class ClickHouseSink:
+class ClickHouseSink(ConsumerThread):
     """Kafka topics → ClickHouse tables, at least once, without duplicates visible to hunters."""
+
+    thread_name = "aiwarden-sink"
 
     def __init__(
         self,
@@ -140,6 +160,7 @@ class ClickHouseSink:
         topic_tables: dict[str, str] | None = None,
         client_factory: Callable[[], Client] | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.topic_tables = topic_tables or TOPIC_TABLES
         self.database = settings.clickhouse.database
@@ -149,19 +170,184 @@ class ClickHouseSink:
         # Idle clients: an insert takes one (a ClickHouse session serves one query at a time) and puts it
         # back when the insert succeeded; a client whose insert failed is dropped (its connection may be dead).
         self._clients: list[Client] = []
-        self._clients_lock = threading.Lock()
-        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = threading.Lock()  # the idle clients, the retry count, the dead-letter producer
+        self._writers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._consumer: Any = None
+        self._producer: Producer | None = None
         self._batch = Batch()
-        self._in_flight: deque[tuple[Batch, asyncio.Task[None]]] = deque()
-        self._retrying = 0  # writes waiting for ClickHouse to come back
-        self._lag: dict[TopicPartition, int] = {}
-        self._flush_lock = asyncio.Lock()
+        self._in_flight: deque[Batch] = deque()
+        self._retrying = 0  # table writes waiting for ClickHouse to come back
+        self._paused: bool | None = False  # None: some partitions may differ (a new assignment)
+        self._owned: dict[TP, int] = {}  # assigned partition -> generation of its assignment
+        self._generation = 0
+        self._committed: dict[TP, int] = {}  # offsets this member committed, per owned partition
+        self._idle_check = 0.0
+        self._lag: dict[TP, int] = {}
+        self._give_up = threading.Event()  # retrying inserts stop waiting for ClickHouse (the sink stopped)
         self.inserted = 0
         self.dead_lettered = 0
 
-    # -- ClickHouse side (blocking calls, run in threads)
+    # -- running in a thread
+    def start(self) -> None:
+        """Run in a thread; ``stop`` inserts and commits what was read (waiting at most ``STOP_WAIT_S`` for
+        ClickHouse), then leaves the group."""
+        self._give_up.clear()
+        super().start()
+
+    def state(self) -> dict[str, Any]:
+        return {"alive": self.alive, "inserted": self.inserted, "dead_lettered": self.dead_lettered,
+                "partitions": len(self._owned), "retrying": self._retrying, "in_flight": len(self._in_flight)}
+
+    def run(self) -> None:
+        """Consume until ``stop``; a failure starts the consumer again after a backoff (what was not
+        committed is redelivered)."""
+        delay = 1.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._run_once()
+                except Exception:  # noqa: BLE001 - the sink starts over; the worker goes on
+                    log.exception("ClickHouse sink failed; restarting in %.0fs", delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            writers, self._writers = self._writers, None
+            if writers is not None:
+                writers.shutdown(wait=False, cancel_futures=True)
+            self.close()
+
+    def _run_once(self) -> None:
+        self._reset()
+        consumer = Consumer(batch_consumer_config(
+            self.settings, f"{self.settings.worker.app_id}-sink",
+            # A batch is up to sink_batch_rows records of ~2 KB: prefetch about that much.
+            **{"queued.max.messages.kbytes": 32_768, "fetch.max.bytes": 64 * 1024 * 1024}))
+        self._consumer = consumer
+        consumer.subscribe(list(self.topic_tables), on_assign=self._guard(self._on_assign),
+                           on_revoke=self._guard(self._on_revoke), on_lost=self._guard(self._on_lost))
+        try:
+            while not self._stop.is_set():
+                self._step(consumer)
+            self.flush(STOP_WAIT_S)
+        finally:
+            if self._in_flight:
+                log.warning("ClickHouse sink stopped with %d batches not landed; they will be redelivered",
+                            len(self._in_flight))
+            self._give_up.set()  # inserts still retrying give up: their rows are redelivered
+            try:
+                consumer.close()  # leaves the group; the revoke callback finds nothing left to flush
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("sink consumer close: %s", exc)
+            self._consumer = None
+
+    def _reset(self) -> None:
+        self._give_up.set()
+        for batch in self._in_flight:
+            concurrent.futures.wait(batch.futures, timeout=STOP_WAIT_S)
+        self._give_up.clear()
+        self._batch, self._in_flight = Batch(), deque()
+        self._owned, self._committed, self._lag = {}, {}, {}
+        self._paused, self._callback_error = False, None
+
+    def _step(self, consumer: Any) -> None:
+        """One turn: commit what landed, start inserting a due batch, read more unless full or retrying."""
+        self._settle()
+        batch = self._batch
+        due = batch.count >= self.batch_rows or (
+            batch.count and time.monotonic() - batch.started >= self.batch_seconds)
+        if due and len(self._in_flight) < MAX_IN_FLIGHT and not self._retrying:
+            self._dispatch()
+        elif not batch.count and not self._in_flight and time.monotonic() - self._idle_check >= self.batch_seconds:
+            self._idle_check = time.monotonic()
+            self._commit_moved()
+        hold = bool(self._retrying) or self._batch.count >= self.batch_rows
+        self._pause(hold)
+        if hold and self._in_flight:
+            concurrent.futures.wait(self._in_flight[0].futures, timeout=0.1)
+        messages = consumer.consume(max(1, self.batch_rows - self._batch.count), 0.0 if hold else 0.2)
+        self._raise_callback_error()
+        if messages:
+            self._add(messages)
+
+    def _add(self, messages: Sequence[Any]) -> None:
+        """Add consumed records to the buffered batch, a run of one partition at a time (librdkafka returns
+        each partition's records in runs): per record only its value and its partition are read."""
+        last: TP | None = None
+        head = tail = None
+        run: list[bytes] = []
+        for message in messages:
+            if message.error() is not None and skip_error(message, "sink"):
+                continue
+            tp = (message.topic(), message.partition())
+            if tp != last:
+                if last is not None:
+                    self._add_run(last, head, tail, run)
+                last, head, run = tp, message, []
+            value = message.value()
+            if value is not None:
+                run.append(value)
+            tail = message
+        if last is not None:
+            self._add_run(last, head, tail, run)
+
+    def _add_run(self, tp: TP, head: Any, tail: Any, values: list[bytes]) -> None:
+        self._batch.saw_timestamp(head.timestamp()[1])
+        self._batch.extend(tp, self._owned.get(tp, -1), head.offset(), tail.offset(), self.topic_tables[tp[0]], values)
+
+    # -- writing
+    def _dispatch(self) -> None:
+        """Close the buffered batch and start inserting it (each table in a thread of its own)."""
+        batch, self._batch = self._batch, Batch()
+        consumer = self._consumer
+        if consumer is not None:
+            # Everything before a position has been returned by consume, so is in this batch or an earlier one.
+            for tp in consumer.position(consumer.assignment()):
+                key = (tp.topic, tp.partition)
+                if tp.offset >= 0 and key in self._owned:
+                    batch.positions[key] = tp.offset
+                    batch.generations.setdefault(key, self._owned[key])
+        if not batch.ranges and not batch.positions:
+            return
+        if self._writers is None:
+            self._writers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=(MAX_IN_FLIGHT + 1) * len(self.topic_tables), thread_name_prefix="aiwarden-sink-insert")
+        batch.futures = [self._writers.submit(self._write_table, table, lines, batch.token(table))
+                         for table, lines in batch.rows.items()]
+        self._in_flight.append(batch)
+
+    def _write_table(self, table: str, lines: list[bytes], token: str) -> None:
+        """Insert one table's rows, retrying transient failures with backoff until they land (or the sink
+        stops); rows ClickHouse rejects as bad data are dead-lettered and the rest lands. A retried insert
+        keeps its deduplication token, so an insert that landed but whose answer was lost is not seen twice."""
+        delay, retrying = 0.2, False
+        try:
+            while True:
+                try:
+                    try:
+                        self._insert(table, lines, token)
+                    except ClickHouseError as exc:
+                        if not is_data_error(exc):
+                            raise
+                        self._dead_letter(table, self._isolate_bad_rows(table, lines))
+                    return
+                except (ClickHouseError, OSError, KafkaException) as exc:
+                    if not retrying:
+                        retrying = True
+                        self._count_retrying(1)
+                    log.warning("ClickHouse sink cannot write %s (%s); retrying in %.1fs", table, exc, delay)
+                    if self._give_up.wait(delay):
+                        raise Stopped(table) from exc
+                    delay = min(delay * 2, 10.0)
+        finally:
+            if retrying:
+                self._count_retrying(-1)
+
+    def _count_retrying(self, step: int) -> None:
+        with self._lock:
+            self._retrying += step
+
     def _insert(self, table: str, lines: list[bytes], token: str | None) -> None:
-        with self._clients_lock:
+        with self._lock:
             client = self._clients.pop() if self._clients else None
         if client is None:
             client = self._client_factory()
@@ -190,15 +376,18 @@ class ClickHouseSink:
         SINK_ROWS.labels(table).inc(len(lines))
 
     def _put_back(self, client: Client) -> None:
-        with self._clients_lock:
+        with self._lock:
             self._clients.append(client)
 
     def close(self) -> None:
-        """Close the idle ClickHouse clients."""
-        with self._clients_lock:
+        """Close the idle ClickHouse clients and the dead-letter producer."""
+        with self._lock:
             clients, self._clients = self._clients, []
+            producer, self._producer = self._producer, None
         for client in clients:
             _close_quietly(client)
+        if producer is not None:
+            producer.flush(10)
 
     def _isolate_bad_rows(self, table: str, lines: list[bytes]) -> list[tuple[bytes, str]]:
         """After a data error: insert halves, splitting only those ClickHouse rejects, down to single
@@ -214,216 +403,168 @@ class ClickHouseSink:
         middle = len(lines) // 2
         return self._isolate_bad_rows(table, lines[:middle]) + self._isolate_bad_rows(table, lines[middle:])
 
-    async def _retry_later(self, delay: float, reason: object) -> float:
-        """Pause consumption and wait ``delay``; returns the next (doubled, capped) delay."""
-        self._pause()
-        log.warning("ClickHouse sink cannot write (%s); retrying in %.1fs", reason, delay)
-        await asyncio.sleep(delay)
-        return min(delay * 2, 10.0)
-
-    async def _write(self, batch: Batch) -> None:
-        """Insert every table's rows (the tables in parallel threads), retrying transient failures until
-        they succeed; rows ClickHouse rejects as bad data are dead-lettered and the rest of their batch
-        still lands. A retried table keeps its deduplication token, so a table whose insert landed but
-        whose answer was lost is not seen twice."""
-        delay = 0.2
-        pending = dict(batch.rows)
-        retrying = False
-        try:
-            while pending:
-                tables = list(pending)
-                results = await asyncio.gather(
-                    *(self._write_table(table, pending[table], batch.token(table)) for table in tables),
-                    return_exceptions=True,
-                )
-                failure: BaseException | None = None
-                for table, result in zip(tables, results, strict=True):
-                    if result is None:
-                        pending.pop(table)
-                    elif isinstance(result, ClickHouseError | OSError | KafkaError):
-                        failure = result
-                    else:
-                        raise result
-                if failure is not None:
-                    if not retrying:
-                        retrying = True
-                        self._retrying += 1
-                    delay = await self._retry_later(delay, failure)
-        finally:
-            if retrying:
-                self._retrying -= 1
-        if not self._retrying:
-            self._resume()
-
-    async def _write_table(self, table: str, lines: list[bytes], token: str) -> None:
-        try:
-            await asyncio.to_thread(self._insert, table, lines, token)
-        except ClickHouseError as exc:
-            if not is_data_error(exc):
-                raise
-            rejected = await asyncio.to_thread(self._isolate_bad_rows, table, lines)
-            await self._dead_letter(table, rejected)
-
-    async def _dead_letter(self, table: str, rejected: list[tuple[bytes, str]]) -> None:
+    def _dead_letter(self, table: str, rejected: list[tuple[bytes, str]]) -> None:
+        """Produce the rejected rows to the dead-letter topic and wait until Kafka has them all."""
         if not rejected:
             return
         if table == TOPIC_TABLES[topics.DLQ]:
             # A dead letter the dead_letters table refuses would come straight back: log it instead.
             for line, reason in rejected:
                 log.error("dead letter refused by ClickHouse (%s): %r", reason, line[:2000])
+        else:
+            self._produce_dead_letters(table, rejected)
+        with self._lock:
             self.dead_lettered += len(rejected)
-            return
-        producer = AIOKafkaProducer(**aiokafka_kwargs(self.settings), acks="all")
-        await producer.start()
-        try:
-            for line, reason in rejected:
-                letter = DeadLetter.of(reason, table, "sink", line, {"table": table})
-                await producer.send_and_wait(topics.DLQ, encode(letter.to_dict()))
-        finally:
-            await producer.stop()
-        self.dead_lettered += len(rejected)
 
-    def _pause(self) -> None:
+    def _produce_dead_letters(self, table: str, rejected: list[tuple[bytes, str]]) -> None:
+        with self._lock:
+            if self._producer is None:
+                self._producer = Producer(confluent_config(self.settings, acks="all", **{"enable.idempotence": True}))
+            producer = self._producer
+        failures: list[Any] = []
+        for line, reason in rejected:
+            letter = DeadLetter.of(reason, table, "sink", line, {"table": table})
+            producer.produce(topics.DLQ, encode(letter.to_dict()),
+                             on_delivery=lambda error, _message: failures.append(error) if error else None)
+        left = producer.flush(30)
+        if left or failures:
+            msg = f"dead letters of {table} not delivered ({left} pending, first error: {failures[:1]})"
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, msg))  # noqa: SLF001
+
+    # -- committing, in the order the batches were read
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Insert what is buffered and commit each batch as it lands, oldest first; waits at most
+        ``timeout_s`` (None: until they landed). True when nothing is left in flight."""
+        self._dispatch()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._in_flight:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, _ = concurrent.futures.wait(self._in_flight[0].futures, timeout=remaining)
+            self._settle()
+            if self._in_flight and remaining == 0.0:
+                return False
         if self._consumer is not None:
-            self._consumer.pause(*self._consumer.assignment())
+            self._commit_moved()
+        return True
 
-    def _resume(self) -> None:
-        if self._consumer is not None:
-            paused = self._consumer.paused()
-            if paused:
-                self._consumer.resume(*paused)
+    def _settle(self) -> None:
+        """Commit each batch that has landed, oldest first, stopping at the first one still being written:
+        an offset is committed only when every batch read before it is in ClickHouse."""
+        while self._in_flight and self._in_flight[0].landed:
+            batch = self._in_flight.popleft()
+            for future in batch.futures:
+                error = future.exception()
+                if error is not None:  # not a ClickHouse failure (those are retried): the sink starts over
+                    raise error
+            self._landed(batch)
 
-    async def flush(self) -> None:
-        """Insert what is buffered, wait for the batches in flight, and commit the offsets after them.
-        One flush at a time: a flush asked for by a rebalance waits for the one in progress, so
-        partitions move only after their rows landed."""
-        async with self._flush_lock:
-            self._start_write()
-            await self._settle(keep=0)
-
-    async def _dispatch(self) -> None:
-        """Start inserting the buffered batch; if more than ``MAX_IN_FLIGHT`` batches are then in flight,
-        wait for the oldest ones. Commits every batch that has landed, in order."""
-        async with self._flush_lock:
-            self._start_write()
-            await self._settle(keep=MAX_IN_FLIGHT)
-
-    def _start_write(self) -> None:
-        batch, self._batch = self._batch, Batch()
-        if batch.count:
-            self._in_flight.append((batch, asyncio.create_task(self._write(batch))))
-
-    async def _settle(self, keep: int) -> None:
-        """Wait for the oldest batches in flight until at most ``keep`` remain, and commit each batch
-        that has landed, oldest first, stopping at the first one still being written: an offset is
-        committed only when every batch read before it is in ClickHouse."""
-        while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0][1].done()):
-            batch, task = self._in_flight[0]
-            await asyncio.shield(task)  # a cancelled waiter (the sink stopping) leaves the write to _final_flush
-            self._in_flight.popleft()
-            await self._landed(batch)
-
-    async def _landed(self, batch: Batch) -> None:
+    def _landed(self, batch: Batch) -> None:
         if batch.oldest_ms is not None:
             STAGE_LATENCY.labels("sink").observe(max(0.0, time.time() - batch.oldest_ms / 1000))
-        if self._consumer is not None:
-            await self._commit(self._consumer, batch)
-            self._record_lag(self._consumer, batch)
+        self._commit(batch)
+        self._record_lag(batch)
         self.inserted += batch.count
         log.debug("sink inserted %d rows", batch.count)
 
-    async def _commit_landed(self) -> None:
-        """Commit the batches that have landed since the last look (no waiting for those in flight)."""
-        if self._in_flight and self._in_flight[0][1].done():
-            async with self._flush_lock:
-                await self._settle(keep=len(self._in_flight))
+    def _commit(self, batch: Batch) -> None:
+        """Commit after the insert, the partitions this member still owns since it read them. A commit
+        the group refuses (the partitions moved) is not fatal: the rows are in ClickHouse and whoever reads
+        the partitions next redelivers them, which ReplacingMergeTree absorbs. Retried while transient."""
+        owned, committed = self._owned, self._committed
+        offsets = {tp: offset for tp, offset in batch.commit_offsets().items()
+                   if owned.get(tp, -2) == batch.generations.get(tp) and committed.get(tp) != offset}
+        if offsets and self._consumer is not None:
+            self._commit_offsets(offsets, batch.count)
 
-    async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
-        """Commit after the insert. A commit that fails (the broker restarting, the group rebalancing
-        away the partitions) is not fatal: the rows are in ClickHouse and whoever reads the partitions
-        next redelivers them, which ReplacingMergeTree absorbs. Retried while it is transient."""
-        offsets = batch.commit_offsets()
+    def _commit_moved(self) -> None:
+        """Idle: commit positions that moved over transaction markers only, so that a drained partition's
+        committed offset reaches the partition's end."""
+        consumer = self._consumer
+        if consumer is None or not self._owned:
+            return
+        moved = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(consumer.assignment())
+                 if tp.offset >= 0 and self._committed.get((tp.topic, tp.partition)) != tp.offset
+                 and (tp.topic, tp.partition) in self._owned}
+        if moved:
+            self._commit_offsets(moved, 0)
+
+    def _commit_offsets(self, offsets: dict[TP, int], rows: int) -> None:
         delay = 0.2
         for _ in range(8):
-            owned = consumer.assignment()
-            offsets = {tp: o for tp, o in offsets.items() if tp in owned}
-            if not offsets:
-                return
             try:
-                await consumer.commit(offsets)
+                result = self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+                failed = [tp for tp in result or () if tp.error is not None]
+                if not failed:
+                    self._committed.update(offsets)
+                    return
+                error = failed[0].error
+            except KafkaException as exc:
+                error = exc.args[0]
+            if error.code() == KafkaError._NO_OFFSET:  # noqa: SLF001 - nothing new to commit
                 return
-            except CommitFailedError as exc:  # partitions moved to another member: not ours to commit
-                log.warning("sink commit refused after a rebalance; the rows will be redelivered: %s", exc)
+            if error.code() in REBALANCED:
+                log.warning("sink commit refused after a rebalance; the rows will be redelivered: %s", error)
                 return
-            except KafkaError as exc:
-                log.warning("sink commit failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        log.warning("sink commit kept failing; %d rows will be redelivered", batch.count)
+            if not error.retriable() and error.code() != KafkaError._TIMED_OUT:  # noqa: SLF001
+                break
+            log.warning("sink commit failed (%s); retrying in %.1fs", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        log.warning("sink commit kept failing; %d rows will be redelivered", rows)
 
-    def _record_lag(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
-        """``SINK_LAG`` per topic from the fetch high-water marks the consumer already has (no request),
-        over the partitions it still owns (a rebalance may have moved some while the batch was written)."""
-        owned = consumer.assignment()
+    def _record_lag(self, batch: Batch) -> None:
+        """``SINK_LAG`` per topic from the high-water marks librdkafka already has (no request), over the
+        partitions this member still owns (a rebalance may have moved some while the batch was written)."""
+        consumer, owned = self._consumer, self._owned
         self._lag = {tp: lag for tp, lag in self._lag.items() if tp in owned}
-        for tp, committed in batch.commit_offsets().items():
-            high = consumer.highwater(tp) if tp in owned else None
-            if high is not None:
-                self._lag[tp] = max(0, high - committed)
+        if consumer is not None:
+            for tp, offset in batch.commit_offsets().items():
+                if tp in owned:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+                    if high is not None and high >= 0:
+                        self._lag[tp] = max(0, high - offset)
         per_topic = dict.fromkeys(self.topic_tables, 0)
-        for tp, lag in self._lag.items():
-            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + lag
+        for (topic, _), lag in self._lag.items():
+            per_topic[topic] = per_topic.get(topic, 0) + lag
         for topic, lag in per_topic.items():
             SINK_LAG.labels(topic).set(lag)
 
-    # -- Kafka side
-    async def run(self) -> None:
-        listener = _FlushOnRevoke(self)
-        self._consumer = AIOKafkaConsumer(
-            **aiokafka_kwargs(self.settings),
-            group_id=f"{self.settings.worker.app_id}-sink",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",  # records of aborted transactions never land
-            max_poll_records=self.batch_rows,
-            session_timeout_ms=int(self.settings.worker.session_timeout_s * 1000),
-            heartbeat_interval_ms=max(500, int(self.settings.worker.session_timeout_s * 250)),
-            fetch_max_bytes=64 * 1024 * 1024,
-            # Liveness is the heartbeat; a long ClickHouse outage must not evict the sink from its group.
-            max_poll_interval_ms=24 * 3600 * 1000,
-        )
-        self._consumer.subscribe(list(self.topic_tables), listener=listener)
-        await self._consumer.start()
-        try:
-            while True:
-                room = max(1, self.batch_rows - self._batch.count)
-                records = await self._consumer.getmany(timeout_ms=200, max_records=room)
-                for tp, messages in records.items():
-                    self._batch.extend(tp, self.topic_tables[tp.topic], messages)
-                    # Everything before the position has been returned, so is in this batch or an earlier one.
-                    with contextlib.suppress(IllegalStateError):  # revoked meanwhile: commits stop at last + 1
-                        self._batch.positions[tp] = await self._consumer.position(tp)
-                full = self._batch.count >= self.batch_rows
-                if full or (self._batch.count and time.monotonic() - self._batch.started >= self.batch_seconds):
-                    await self._dispatch()
-                else:
-                    await self._commit_landed()
-        except asyncio.CancelledError:
-            await asyncio.shield(self._final_flush())
-            raise
-        finally:
-            await self._consumer.stop()
-            self.close()
+    def _pause(self, hold: bool) -> None:
+        consumer = self._consumer
+        if consumer is None or hold == self._paused:
+            return
+        assignment = consumer.assignment()
+        if hold:
+            consumer.pause(assignment)
+        else:
+            consumer.resume(assignment)
+        self._paused = hold
 
-    async def _final_flush(self) -> None:
-        try:
-            await asyncio.wait_for(self.flush(), timeout=10)
-        except (TimeoutError, ClickHouseError, OSError) as exc:
-            log.warning("sink stopped with unflushed batches; they will be redelivered: %s", exc)
-        finally:
-            for _, task in self._in_flight:
-                task.cancel()
-            self._in_flight.clear()
+    # -- rebalance callbacks (run inside consume, on the sink's thread)
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._generation += 1
+        for tp in partitions:
+            self._owned[(tp.topic, tp.partition)] = self._generation
+        self._paused = None  # new partitions start fetching: the next turn pauses or resumes them all
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Before partitions move to another member, land and commit what was read from them."""
+        if partitions and not self.flush(0.0 if self._give_up.is_set() else REVOKE_WAIT_S):
+            log.warning("ClickHouse sink gave up partitions with rows not landed; they will be redelivered")
+        self._forget(partitions)
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        """The group moved on without this member: nothing of these partitions may be committed."""
+        log.warning("ClickHouse sink lost %d partitions; their rows not committed will be redelivered",
+                    len(partitions))
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._owned.pop(key, None)
+            self._committed.pop(key, None)
 
 
 def _close_quietly(client: Client) -> None:
@@ -431,16 +572,3 @@ def _close_quietly(client: Client) -> None:
         client.close()
     except Exception as exc:  # noqa: BLE001 - a client being dropped; nothing to do about it
         log.debug("closing a ClickHouse client: %s", exc)
-
-
-class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions move to another worker, land and commit what was read from them."""
-
-    def __init__(self, sink: ClickHouseSink) -> None:
-        self.sink = sink
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.sink.flush()
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None

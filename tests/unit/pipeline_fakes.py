@@ -23,6 +23,9 @@ class Message:
         self._topic, self._headers = topic, headers or None
         self._timestamp = int(time.time() * 1000)
 
+    def error(self) -> Any:
+        return None
+
     def value(self) -> bytes | None:
         return self._value
 
