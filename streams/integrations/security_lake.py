@@ -189,6 +189,7 @@ def run(settings: Settings, *, stop: Callable[[], bool] = lambda: False, until_i
     from confluent_kafka import Consumer, Producer
 
     from infra.kafka.clients import confluent_config
+    from infra.kafka.limits import TopicLimits
     from streams.pipeline.records import dead_letter
 
     lake = settings.security_lake
@@ -200,9 +201,14 @@ def run(settings: Settings, *, stop: Callable[[], bool] = lambda: False, until_i
     }))
     dlq = Producer(confluent_config(settings, **{"enable.idempotence": True}))
 
+    limits = TopicLimits(settings, (topics.DLQ,))
+
     class DeadLetters:
         def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
             dlq.produce(topic, key=key, value=value, headers=headers)
+
+        def max_bytes(self, topic: str) -> int:
+            return limits.max_bytes(topic)
 
     def commit() -> None:
         assigned = consumer.assignment()

@@ -45,6 +45,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from infra.clickhouse.client import connect
 from infra.kafka.clients import batch_consumer_config, confluent_config
+from infra.kafka.limits import TopicLimits
 from infra.settings import Settings
 from schemas.codec import encode
 from schemas.dead_letter import DeadLetter
@@ -174,6 +175,7 @@ class ClickHouseSink(ConsumerThread):
         self._writers: concurrent.futures.ThreadPoolExecutor | None = None
         self._consumer: Any = None
         self._producer: Producer | None = None
+        self._dlq_limits: TopicLimits | None = None  # the dead-letter topic's real limit, read with the producer
         self._batch = Batch()
         self._in_flight: deque[Batch] = deque()
         self._retrying = 0  # table writes waiting for ClickHouse to come back
@@ -419,11 +421,14 @@ class ClickHouseSink(ConsumerThread):
     def _produce_dead_letters(self, table: str, rejected: list[tuple[bytes, str]]) -> None:
         with self._lock:
             if self._producer is None:
-                self._producer = Producer(confluent_config(self.settings, acks="all", **{"enable.idempotence": True}))
-            producer = self._producer
+                self._dlq_limits = TopicLimits(self.settings, (topics.DLQ,))
+                self._producer = Producer(confluent_config(self.settings, acks="all", **{
+                    "enable.idempotence": True, "message.max.bytes": self._dlq_limits.client_max}))
+            assert self._dlq_limits is not None  # noqa: S101 - set with the producer
+            producer, max_bytes = self._producer, self._dlq_limits.max_bytes(topics.DLQ)
         failures: list[Any] = []
         for line, reason in rejected:
-            letter = DeadLetter.of(reason, table, "sink", line, {"table": table})
+            letter = DeadLetter.of(reason, table, "sink", line, {"table": table}, max_bytes)
             producer.produce(topics.DLQ, encode(letter.to_dict()),
                              on_delivery=lambda error, _message: failures.append(error) if error else None)
         left = producer.flush(30)
