@@ -44,9 +44,9 @@ def create_app(settings: Settings) -> faust.App:
     faust_read_committed.install()
     urls, credentials = faust_broker(settings)
     worker = settings.worker
-    if not is_loopback(worker.web_bind):
-        log.warning("the worker web server listens on %s: it has no authentication of its own, "
-                    "keep it behind an authenticating proxy", worker.web_bind)
+    if not is_loopback(worker.web_bind) and not settings.auth.cookie_secure:
+        log.warning("the worker web server listens on %s with non-Secure session cookies: serve it over HTTPS "
+                    "and leave AIWARDEN_AUTH__COOKIE_SECURE on", worker.web_bind)
     datadir = settings.state_dir.resolve() / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(

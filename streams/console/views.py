@@ -50,6 +50,33 @@ def sse_frame(item_id: str | None, event: str, data: bytes) -> bytes:
     return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
 
 
+async def sse(request: Any, feed: AlertFeed, event: str, matches: Any) -> Any:
+    """Follow ``feed`` as Server-Sent Events named ``event`` (records ``matches`` accepts), resumable
+    with ``Last-Event-ID``; ``backlog`` = how many buffered records a new client gets first."""
+    try:
+        last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        cursor = parse_cursor(last) if last else None
+        backlog = _int(request, "backlog", 50)
+    except (FilterError, CursorError) as exc:
+        return aioweb.json_response({"error": str(exc)}, status=400)
+    response = aioweb.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    await response.write(f"retry: {RETRY_MS}\n\n".encode())
+    try:
+        async for item in feed.follow(cursor, backlog):
+            if item is HEARTBEAT:
+                await response.write(b": keepalive\n\n")
+            elif matches(item.alert):
+                await response.write(sse_frame(item.cursor, event, orjson.dumps(item.alert)))
+    except Overflow:
+        await response.write(sse_frame(None, "overflow", b'{"reconnect": true}'))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away, or the worker stops
+    return response
+
+
 def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
     """Add the console's pages and the static assets to ``app``'s web server."""
 
@@ -77,27 +104,9 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
         async def get(self, request: Request) -> Any:
             try:
                 alert_filter = _filter(request)
-                last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-                cursor = parse_cursor(last) if last else None
-                backlog = _int(request, "backlog", 50)
-            except (FilterError, CursorError) as exc:
+            except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
-            response = aioweb.StreamResponse(headers={
-                "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-            })
-            await response.prepare(request)  # type: ignore[arg-type]
-            await response.write(f"retry: {RETRY_MS}\n\n".encode())
-            try:
-                async for item in feed.follow(cursor, backlog):
-                    if item is HEARTBEAT:
-                        await response.write(b": keepalive\n\n")
-                    elif alert_filter.matches(item.alert):
-                        await response.write(sse_frame(item.cursor, "alert", orjson.dumps(item.alert)))
-            except Overflow:
-                await response.write(sse_frame(None, "overflow", b'{"reconnect": true}'))
-            except (ConnectionResetError, asyncio.CancelledError):
-                pass  # the client went away, or the worker stops
-            return response
+            return await sse(request, feed, "alert", alert_filter.matches)
 
     @app.page("/alerts")
     class Alerts(View):

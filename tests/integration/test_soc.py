@@ -1,0 +1,278 @@
+"""The SOC workflow on the real services: sign-in, roles, CSRF, sessions, lockout, triage from the
+API, the CLI and the console in Debian's headless Chromium, and the audit log of each step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.services import free_port
+from infra.settings import Settings
+from streams.soc.guard import ROUTE_ROLES
+from streams.soc.sessions import COOKIE, SessionCodec
+from streams.worker_process import WorkerProcess, settings_env, start_groups_at_end
+from tests.integration.signin import Account, make_accounts, sign_in
+from tests.integration.test_console import chromium, make_alert, produce_alerts
+
+pytestmark = pytest.mark.integration
+
+SECRET = "soc-test-session-secret-" + uuid.uuid4().hex
+LOCKOUT_S = 300
+
+
+class Worker:
+    def __init__(self, base: str, process: WorkerProcess, accounts: dict[str, Account]) -> None:
+        self.base, self.process, self.accounts = base, process, accounts
+
+
+@pytest.fixture(scope="module")
+def soc(service_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    app_id = f"soc-{uuid.uuid4().hex[:6]}"
+    start_groups_at_end(service_settings, app_id)
+    accounts = make_accounts(service_settings)
+    port = free_port()
+    process = WorkerProcess(service_settings, tmp_path_factory.mktemp("soc") / "worker.log",
+                            AIWARDEN_WORKER__APP_ID=app_id, AIWARDEN_WORKER__WEB_PORT=str(port),
+                            AIWARDEN_AUTH__SESSION_SECRET=SECRET, AIWARDEN_AUTH__LOCKOUT_S=str(LOCKOUT_S)).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.running, process.log_tail()
+            try:
+                if httpx.get(f"{base}/health", timeout=5).json()["status"] == "ok":
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"worker never became healthy:\n{process.log_tail()}")
+        yield Worker(base, process, accounts)
+    finally:
+        process.stop()
+
+
+def login(base: str, account: Account, password: str | None = None,
+          cookies: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(f"{base}/auth/login", json={"user": account.name, "password": password or account.password},
+                      cookies=cookies, timeout=30)
+
+
+def session_of(response: httpx.Response) -> tuple[dict[str, str], dict[str, str]]:
+    """(cookies, headers with the CSRF token) of a successful sign-in."""
+    assert response.status_code == 200, response.text
+    return {COOKIE: response.cookies[COOKIE]}, {"X-CSRF-Token": response.json()["csrf"]}
+
+
+def audit_rows(worker: Worker, actor: str, n: int, action: str | None = None) -> list[dict[str, Any]]:
+    """At least ``n`` audit rows of ``actor`` (optionally of one action) once the sink landed them."""
+    deadline = time.monotonic() + 90
+    while True:
+        rows = httpx.get(f"{worker.base}/audit", params={"actor": actor, "limit": 500},
+                         headers=worker.accounts["admin"].bearer, timeout=10).json()
+        rows = [r for r in rows if action is None or r["action"] == action]
+        if len(rows) >= n:
+            return rows
+        assert time.monotonic() < deadline, f"audit of {actor}: {rows}"
+        time.sleep(0.5)
+
+
+def test_every_endpoint_but_health_needs_a_sign_in(soc: Worker) -> None:
+    assert httpx.get(f"{soc.base}/health", timeout=10).status_code == 200
+    for path in ("/alerts", "/queue", "/audit", "/metrics", "/inventory", "/dead-letters", "/alerts/stream",
+                 "/triage/stream", "/aiwarden/state", "/static/console.js", "/auth/me"):
+        response = httpx.get(f"{soc.base}{path}", timeout=10)
+        assert response.status_code == 401, (path, response.status_code)
+    page = httpx.get(f"{soc.base}/", timeout=10)
+    assert page.status_code == 302 and page.headers["location"] == "/login"
+    assert httpx.get(f"{soc.base}/", headers={"Authorization": "Bearer awt_0123456789abcdef_" + "x" * 32},
+                     timeout=10).status_code == 302  # an unknown token is no sign-in
+    assert httpx.get(f"{soc.base}/login", timeout=10).status_code == 200
+
+
+def test_sign_in_sets_a_safe_cookie_and_sessions_cannot_be_fixed(soc: Worker) -> None:
+    analyst = soc.accounts["analyst"]
+    planted = {COOKIE: "attacker-chosen-session"}
+    response = login(soc.base, analyst, cookies=planted)
+    cookies, csrf = session_of(response)
+    header = response.headers["set-cookie"]
+    assert "HttpOnly" in header and "SameSite=Strict" in header and "Secure" in header and "Max-Age=" in header
+    assert cookies[COOKIE] != planted[COOKIE]
+    assert httpx.get(f"{soc.base}/auth/me", cookies=planted, timeout=10).status_code == 401
+    me = httpx.get(f"{soc.base}/auth/me", cookies=cookies, timeout=10).json()
+    assert me["user"] == analyst.name and me["role"] == "analyst" and me["csrf"] == csrf["X-CSRF-Token"]
+
+    # signing in again with a live session ends it: a stolen pre-login cookie is worth nothing afterwards
+    again, _ = session_of(login(soc.base, analyst, cookies=cookies))
+    assert again[COOKIE] != cookies[COOKIE]
+    assert httpx.get(f"{soc.base}/auth/me", cookies=cookies, timeout=10).status_code == 401
+    # signing out ends the session on the server, not only in the browser
+    assert httpx.post(f"{soc.base}/auth/logout", cookies=again, headers={"X-CSRF-Token": httpx.get(
+        f"{soc.base}/auth/me", cookies=again, timeout=10).json()["csrf"]}, timeout=10).status_code == 200
+    assert httpx.get(f"{soc.base}/auth/me", cookies=again, timeout=10).status_code == 401
+
+
+def test_expired_and_forged_sessions_are_refused(soc: Worker) -> None:
+    analyst = soc.accounts["analyst"]
+    codec = SessionCodec(SECRET.encode(), 60)
+    long_ago = int(time.time() * 1000) - 3_600_000
+    expired, _ = codec.issue(analyst.name, now_ms=long_ago)  # signed with the worker's key, 59 minutes stale
+    assert httpx.get(f"{soc.base}/auth/me", cookies={COOKIE: expired}, timeout=10).status_code == 401
+    fresh, _ = codec.issue(analyst.name)
+    assert httpx.get(f"{soc.base}/auth/me", cookies={COOKIE: fresh}, timeout=10).status_code == 200
+    forged, _ = SessionCodec(b"another-key-of-enough-length", 60).issue("admin")
+    assert httpx.get(f"{soc.base}/auth/me", cookies={COOKIE: forged}, timeout=10).status_code == 401
+
+
+def test_brute_force_locks_the_user_and_is_audited(soc: Worker) -> None:
+    responder = soc.accounts["responder"]
+    codes = [login(soc.base, responder, password=f"wrong-{n}").status_code for n in range(5)]
+    assert codes == [401] * 5
+    locked = login(soc.base, responder)  # the right password no longer helps
+    assert locked.status_code == 429 and "locked" in locked.json()["error"]
+    assert 0 < int(locked.headers["retry-after"]) <= LOCKOUT_S
+    rows = audit_rows(soc, responder.name, 6, "sign-in")
+    assert sum(r["outcome"] == "refused" for r in rows) >= 6
+    assert any('"locked":true' in r["detail"] for r in rows)
+    # an API token of the same user still works (the lockout guards the password)
+    assert httpx.get(f"{soc.base}/auth/me", headers=responder.bearer, timeout=10).status_code == 200
+
+
+def test_viewer_gets_403_on_every_state_changing_endpoint_and_csrf_is_required(soc: Worker) -> None:
+    viewer = soc.accounts["viewer"]
+    cookies, csrf = session_of(login(soc.base, viewer))
+    for (method, route), role in ROUTE_ROLES.items():
+        if method == "GET" or role == "viewer":
+            continue
+        path = route.replace("{exception_id}", "x").replace("{action_id}", "x")
+        for auth in ({"cookies": cookies, "headers": csrf}, {"headers": viewer.bearer}):
+            response = httpx.request(method, f"{soc.base}{path}", json={"alert_ids": ["x"], "status": "open"},
+                                     timeout=10, **auth)  # type: ignore[arg-type]
+            assert response.status_code == 403, (method, path, response.status_code, response.text)
+    assert httpx.get(f"{soc.base}/audit", headers=viewer.bearer, timeout=10).status_code == 403
+    # a state-changing route nobody declared is refused whoever asks (deny by default)
+    admin = soc.accounts["admin"]
+    assert httpx.post(f"{soc.base}/alerts", headers=admin.bearer, json={}, timeout=10).status_code == 403
+
+    analyst = soc.accounts["analyst"]
+    a_cookies, a_csrf = session_of(login(soc.base, analyst))
+    body = {"alert_ids": [uuid.uuid4().hex], "comment": "csrf check"}
+    no_csrf = httpx.post(f"{soc.base}/alerts/triage", cookies=a_cookies, json=body, timeout=10)
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.json()["error"]
+    wrong = httpx.post(f"{soc.base}/alerts/triage", cookies=a_cookies, json=body, headers={"X-CSRF-Token": "x" * 43},
+                       timeout=10)
+    assert wrong.status_code == 403
+    assert httpx.post(f"{soc.base}/alerts/triage", cookies=a_cookies, json=body, headers=a_csrf,
+                      timeout=10).status_code == 200
+
+
+def cli(settings: Settings, base: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
+    env.update(settings_env(settings))
+    env.update(AIWARDEN_CLIENT__URL=base, AIWARDEN_CLIENT__TOKEN=token)
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def queue(worker: Worker, **params: str) -> dict[str, dict[str, Any]]:
+    rows = httpx.get(f"{worker.base}/queue", params=params, headers=worker.accounts["viewer"].bearer,
+                     timeout=10).json()
+    return {row["alert_id"]: row for row in rows}
+
+
+def wait_queue(worker: Worker, alert_id: str, want: dict[str, Any], **params: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    while True:
+        row = queue(worker, **params).get(alert_id)
+        if row is not None and all(row.get(k) == v for k, v in want.items()):
+            return row
+        assert time.monotonic() < deadline, f"{alert_id} never reached {want}: {row}"
+        time.sleep(0.5)
+
+
+def test_triage_from_the_cli_with_a_token_lands_in_the_queue_and_the_audit(
+    service_settings: Settings, soc: Worker
+) -> None:
+    entity = f"pod:soc-test/{uuid.uuid4().hex[:8]}"
+    old = make_alert(entity, 1)
+    old["first_seen"] = old["last_seen"] = int(time.time() * 1000) - 40 * 86_400_000  # 40 days old, still open
+    produce_alerts(service_settings, [old])
+    wait_queue(soc, old["alert_id"], {"triage_status": "open"}, status="open")
+
+    analyst = soc.accounts["analyst"]
+    steps = [("ack", old["alert_id"]), ("assign", old["alert_id"], "--to", analyst.name),
+             ("comment", old["alert_id"], "--text", "looked at the shell, it is the build job"),
+             ("resolve", old["alert_id"], "--resolution", "benign")]
+    for step in steps:
+        done = cli(service_settings, soc.base, analyst.token, "alerts", *step)
+        assert done.returncode == 0, done.stderr
+    row = wait_queue(soc, old["alert_id"], {"triage_status": "resolved", "resolution": "benign",
+                                            "assignee": analyst.name, "comments": 1}, status="resolved")
+    assert row["summary"] == old["summary"]
+    assert old["alert_id"] not in queue(soc, status="open,acknowledged")
+    assert old["alert_id"] in queue(soc, status="resolved", assignee=analyst.name)
+
+    refused = cli(service_settings, soc.base, soc.accounts["viewer"].token, "alerts", "ack", old["alert_id"])
+    assert refused.returncode == 1 and "403" in refused.stderr and "analyst" in refused.stderr
+    bad = cli(service_settings, soc.base, analyst.token, "alerts", "resolve", old["alert_id"], "--resolution", "meh")
+    assert bad.returncode == 1 and "resolution" in bad.stderr
+
+    rows = audit_rows(soc, analyst.name, 4, "triage")
+    mine = [r for r in rows if r["target"] == old["alert_id"]]
+    assert len(mine) == 4 and {r["via"] for r in mine} == {"token"}
+    # the token itself is nowhere: not in the worker's log, not in the audit rows
+    for row in rows:
+        assert analyst.token not in str(row)
+    log_text = soc.process.log_path.read_text()
+    for account in soc.accounts.values():
+        assert account.token not in log_text and account.password not in log_text
+    assert "awt_" not in log_text
+
+
+def test_console_sign_in_triage_and_audit_in_chromium(service_settings: Settings, soc: Worker) -> None:
+    from playwright.sync_api import sync_playwright
+
+    entity = f"pod:soc-ui/{uuid.uuid4().hex[:8]}"
+    alert = make_alert(entity, 3, "critical")
+    produce_alerts(service_settings, [alert])
+    wait_queue(soc, alert["alert_id"], {"triage_status": "open"})
+    analyst, admin = soc.accounts["analyst"], soc.accounts["admin"]
+    with sync_playwright() as playwright:
+        browser = chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            sign_in(page, soc.base, analyst)
+            row = page.locator(f'tr.alert[data-alert-id="{alert["alert_id"]}"]')
+            row.wait_for(timeout=60_000)  # from ClickHouse: it is not in this page's live stream
+            assert row.get_attribute("data-status") == "open"
+            row.click()
+            page.click("#ack")
+            page.wait_for_selector(f'tr.alert[data-alert-id="{alert["alert_id"]}"][data-status="acknowledged"]',
+                                   timeout=30_000)
+            page.fill("#assign-to", analyst.name)
+            page.click("#assign")
+            page.wait_for_selector("#triage-history li.triage-change:has-text('assigned to')", timeout=60_000)
+            assert not page.locator('nav .tab[data-tab="audit"]').is_visible()  # analysts do not see the audit log
+            page.screenshot(path="tests/artifacts/console-triage.png")
+            assert not errors, errors
+
+            admin_page = browser.new_page(viewport={"width": 1500, "height": 900})
+            sign_in(admin_page, soc.base, admin)
+            admin_page.click('nav .tab[data-tab="audit"]')
+            admin_page.wait_for_selector(f"#audit tr.audit-row:has-text('{alert['alert_id']}')", timeout=60_000)
+            text = admin_page.locator("#audit").inner_text()
+            assert analyst.name in text and "sign-in" in text and "triage" in text
+            admin_page.screenshot(path="tests/artifacts/console-audit.png")
+        finally:
+            browser.close()
+    wait_queue(soc, alert["alert_id"], {"triage_status": "acknowledged", "assignee": analyst.name})
