@@ -76,14 +76,18 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def pipeline() -> None:
+        stages["exceptions"].start()  # exceptions in force, read whole before findings are correlated
+        await asyncio.to_thread(stages["exceptions"].caught_up.wait, 30)
         engine.start()
         try:
             while True:
                 await asyncio.sleep(3600)
         finally:
             await asyncio.to_thread(engine.stop)
+            await asyncio.to_thread(stages["exceptions"].stop)
 
     app.aiwarden_engine = engine  # type: ignore[attr-defined]
+    app.aiwarden_exceptions = stages["correlate"].exceptions  # type: ignore[attr-defined]
     app.aiwarden_models = stages["detect"].checkpoints.models  # type: ignore[attr-defined]
     containment.register(app, settings)
     sink = ClickHouseSink(settings)

@@ -24,14 +24,14 @@ def register(app: faust.App, settings: Settings) -> None:
     app.aiwarden_feed = feed  # type: ignore[attr-defined]
     console.register(app, feed, queries)
     soc_topics = {name: app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
-                  for name in topics.SOC_TOPICS}
+                  for name in (*topics.SOC_TOPICS, topics.ACTIONS, topics.ACTION_LOG)}
 
     async def send(topic: str, key: bytes, value: bytes | None) -> None:
         """Write one SOC record and wait until the broker has it (a human's action is never lost silently)."""
         await (await soc_topics[topic].send(key=key, value=value))
 
     guard = soc_guard.install(app, settings, send)
-    soc_views.register(app, guard, queries, AlertFeed(settings, topic=topics.TRIAGE, buffer_size=500))
+    soc_views.register(app, settings, guard, queries, AlertFeed(settings, topic=topics.TRIAGE, buffer_size=500))
 
     @app.page("/health")
     class Health(View):

@@ -180,6 +180,73 @@ def _triage(ctx: typer.Context, alert_ids: list[str], change: dict[str, Any]) ->
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 
+exceptions_app = typer.Typer(no_args_is_help=True)
+
+
+@exceptions_app.command("list")
+def exceptions_list(ctx: typer.Context) -> None:
+    """Exceptions with their state (JSON lines)."""
+    for row in api(ctx, "GET", "/exceptions"):
+        sys.stdout.write(orjson.dumps(row).decode() + "\n")
+
+
+@exceptions_app.command("add")
+def exceptions_add(
+    ctx: typer.Context,
+    detector: Annotated[str, typer.Option(help="The detector whose findings it covers.")],
+    entity: Annotated[str, typer.Option(help="An entity id or a glob (pod:ml-batch/*).")],
+    reason: Annotated[str, typer.Option(help="Why these findings are benign.")],
+    days: Annotated[float, typer.Option(help="Days until it expires.")] = 7.0,
+) -> None:
+    """Suppress a detector's findings on matching entities: recorded, no alert, no containment."""
+    row = api(ctx, "POST", "/exceptions", {"detector": detector, "entity": entity, "reason": reason,
+                                           "expires_in_s": int(days * 86400)})
+    sys.stdout.write(orjson.dumps(row).decode() + "\n")
+
+
+@exceptions_app.command("revoke")
+def exceptions_revoke(ctx: typer.Context, exception_id: Annotated[str, typer.Argument(help="Its id.")]) -> None:
+    """Revoke an exception: matching findings raise alerts again."""
+    row = api(ctx, "POST", f"/exceptions/{exception_id}/revoke")
+    sys.stdout.write(orjson.dumps(row).decode() + "\n")
+
+
+actions_app = typer.Typer(no_args_is_help=True)
+
+
+@actions_app.command("list")
+def actions_list(
+    ctx: typer.Context,
+    pending: Annotated[bool, typer.Option(help="Only actions awaiting approval.")] = False,
+    state: Annotated[str, typer.Option(help="Only this state: awaiting_approval, approved, denied, expired, "
+                                             "sent, released.")] = "",
+) -> None:
+    """Containment actions people act on (JSON lines, newest first)."""
+    wanted = "awaiting_approval" if pending else state
+    for row in api(ctx, "GET", "/actions" + (f"?state={wanted}" if wanted else "")):
+        sys.stdout.write(orjson.dumps(row).decode() + "\n")
+
+
+@actions_app.command("approve")
+def actions_approve(ctx: typer.Context, action_id: Annotated[str, typer.Argument(help="The action id.")]) -> None:
+    """Approve an action held for approval (sent once enough distinct people approved)."""
+    sys.stdout.write(orjson.dumps(api(ctx, "POST", f"/actions/{action_id}/approve", {})).decode() + "\n")
+
+
+@actions_app.command("deny")
+def actions_deny(ctx: typer.Context, action_id: Annotated[str, typer.Argument(help="The action id.")],
+                 reason: Annotated[str, typer.Option(help="Why not.")]) -> None:
+    """Deny an action held for approval."""
+    row = api(ctx, "POST", f"/actions/{action_id}/deny", {"reason": reason})
+    sys.stdout.write(orjson.dumps(row).decode() + "\n")
+
+
+@actions_app.command("release")
+def actions_release(ctx: typer.Context, action_id: Annotated[str, typer.Argument(help="The action id.")]) -> None:
+    """Undo a carried-out quarantine, egress block or key revocation (a signed release webhook)."""
+    sys.stdout.write(orjson.dumps(api(ctx, "POST", f"/actions/{action_id}/release", {})).decode() + "\n")
+
+
 IDS = Annotated[list[str], typer.Argument(help="Alert id(s).")]
 
 

@@ -44,6 +44,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/exceptions/{exception_id}/revoke"): "analyst",
     ("POST", "/actions/{action_id}/approve"): "responder",
     ("POST", "/actions/{action_id}/deny"): "responder",
+    ("POST", "/actions/{action_id}/release"): "responder",
     ("GET", "/audit"): "admin",
 }
 

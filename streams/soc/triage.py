@@ -88,7 +88,7 @@ def queue(queries: ConsoleQueries, statuses: list[str], assignee: str, limit: in
 def history(queries: ConsoleQueries, alert_id: str) -> list[dict[str, Any]]:
     sql = f"""
         SELECT triage_id, alert_id, time_ms, actor, status, resolution, assignee, assigned, comment
-        FROM {queries.db}.alert_triage FINAL WHERE alert_id = {{alert_id:String}} ORDER BY time_ms
+        FROM {queries.db}.alert_triage WHERE alert_id = {{alert_id:String}} ORDER BY time_ms
     """  # noqa: S608 - the database name is a setting, values are bound
     return queries.rows(sql, {"alert_id": alert_id}, MAX_LIMIT)
 
@@ -96,7 +96,7 @@ def history(queries: ConsoleQueries, alert_id: str) -> list[dict[str, Any]]:
 def audit_log(queries: ConsoleQueries, limit: int, since_ms: int, actor: str = "") -> list[dict[str, Any]]:
     sql = f"""
         SELECT audit_id, time_ms, actor, role, via, source, action, target, outcome, detail
-        FROM {queries.db}.audit_log FINAL
+        FROM {queries.db}.audit_log
         WHERE time_ms >= {{since:Int64}} AND ({{actor:String}} = '' OR actor = {{actor:String}})
         ORDER BY time_ms DESC LIMIT {{limit:UInt32}}
     """  # noqa: S608 - the database name is a setting, values are bound

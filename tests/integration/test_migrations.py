@@ -28,9 +28,9 @@ TABLES = {
     "egress_hourly": "AggregatingMergeTree",
     "inference_hourly_mv": "MaterializedView",
     "egress_hourly_mv": "MaterializedView",
-    "alert_triage": "ReplacingMergeTree",
-    "audit_log": "ReplacingMergeTree",
-    "suppressed_findings": "ReplacingMergeTree",
+    "alert_triage": "MergeTree",
+    "audit_log": "MergeTree",
+    "suppressed_findings": "MergeTree",
 }
 
 

@@ -276,3 +276,82 @@ def test_console_sign_in_triage_and_audit_in_chromium(service_settings: Settings
         finally:
             browser.close()
     wait_queue(soc, alert["alert_id"], {"triage_status": "acknowledged", "assignee": analyst.name})
+
+
+def test_an_exception_suppresses_the_next_identical_finding(service_settings: Settings, soc: Worker) -> None:
+    from confluent_kafka import Producer
+
+    from infra.kafka.clients import confluent_config
+    from schemas.findings import Finding
+    from streams import topics
+
+    analyst = soc.accounts["analyst"]
+    pod = f"pod:ml-batch-{uuid.uuid4().hex[:6]}/trainer-0"
+
+    def finding(n: int, entity: str) -> Finding:
+        return Finding(finding_id=uuid.uuid4().hex, detector="cryptominer", title="Cryptominer", maturity="stable",
+                       severity="high", time_ms=int(time.time() * 1000) + n, entity_id=entity, entities=[entity],
+                       summary=f"miner {n} on {entity}", tactics=["impact"])
+
+    def publish(item: Finding) -> None:
+        producer = Producer(confluent_config(service_settings, acks="all"))
+        producer.produce(topics.FINDINGS, key=item.entity_id.encode(), value=orjson_dumps(item.to_dict()))
+        assert producer.flush(30) == 0
+
+    created = cli(service_settings, soc.base, analyst.token, "exceptions", "add", "--detector", "cryptominer",
+                  "--entity", pod.rsplit("/", 1)[0] + "/*", "--reason", "the nightly benchmark mines on purpose",
+                  "--days", "1")
+    assert created.returncode == 0, created.stderr
+    exception_id = json_loads(created.stdout)["exception_id"]
+    refused = cli(service_settings, soc.base, soc.accounts["viewer"].token, "exceptions", "add", "--detector",
+                  "cryptominer", "--entity", "pod:x/*", "--reason", "r")
+    assert refused.returncode == 1 and "403" in refused.stderr
+
+    suppressed = finding(1, pod)
+    publish(suppressed)
+    other = finding(2, f"pod:ml-serving-{uuid.uuid4().hex[:6]}/api-0")  # not covered: alerts as before
+    publish(other)
+    admin = soc.accounts["admin"]
+    deadline = time.monotonic() + 120
+    while True:
+        rows = httpx.get(f"{soc.base}/alerts", params={"entity": other.entity_id}, headers=admin.bearer,
+                         timeout=10).json()
+        if rows:
+            break
+        assert time.monotonic() < deadline, "the uncovered finding raised no alert"
+        time.sleep(0.5)
+    from infra.clickhouse.client import connect
+
+    client = connect(service_settings)
+    try:
+        while True:
+            got = client.query(f"SELECT exception_id FROM {service_settings.clickhouse.database}.suppressed_findings "  # noqa: S608 - the database name is a setting
+                               "WHERE finding_id = {id:String}", parameters={"id": suppressed.finding_id}).result_rows
+            if got:
+                break
+            assert time.monotonic() < deadline, "the suppression never reached ClickHouse"
+            time.sleep(0.5)
+        assert got == [(exception_id,)]
+    finally:
+        client.close()
+    assert httpx.get(f"{soc.base}/alerts", params={"entity": pod}, headers=admin.bearer, timeout=10).json() == []
+
+    revoked = cli(service_settings, soc.base, analyst.token, "exceptions", "revoke", exception_id)
+    assert revoked.returncode == 0 and json_loads(revoked.stdout)["revoked"] is True
+    listed = [json_loads(line) for line in cli(service_settings, soc.base, analyst.token, "exceptions",
+                                                "list").stdout.splitlines()]
+    assert any(row["exception_id"] == exception_id and not row["live"] for row in listed)
+    actions = {r["action"] for r in audit_rows(soc, analyst.name, 2) if r["target"] == exception_id}
+    assert actions == {"exception add", "exception revoke"}
+
+
+def orjson_dumps(value: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
+
+
+def json_loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)

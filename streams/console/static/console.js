@@ -345,7 +345,12 @@ for (const tab of document.querySelectorAll("nav .tab")) {
     $("#dead-letters-view").hidden = tab.dataset.tab !== "dead-letters";
     $("#inventory-view").hidden = tab.dataset.tab !== "inventory";
     $("#audit-view").hidden = tab.dataset.tab !== "audit";
+    $("#actions-view").hidden = tab.dataset.tab !== "actions";
     clearInterval(deadLetterTimer);
+    if (tab.dataset.tab === "actions") {
+      loadActions();
+      deadLetterTimer = setInterval(loadActions, 3000);
+    }
     if (tab.dataset.tab === "inventory") loadInventory();
     if (tab.dataset.tab === "audit") loadAudit();
     if (tab.dataset.tab === "dead-letters") {
@@ -354,6 +359,38 @@ for (const tab of document.querySelectorAll("nav .tab")) {
     }
   });
 }
+async function actOn(actionId, verb) {
+  $("#actions-error").textContent = "";
+  try {
+    await postJSON("/actions/" + encodeURIComponent(actionId) + "/" + verb,
+      verb === "deny" ? { reason: $("#deny-reason").value.trim() } : {});
+  } catch (error) {
+    $("#actions-error").textContent = error.message;
+  }
+  loadActions();
+}
+
+async function loadActions() {
+  const body = $("#actions tbody");
+  const responder = me && ["responder", "admin"].includes(me.role);
+  try {
+    const rows = await getJSON("/actions");
+    body.replaceChildren(...rows.map((a) => el("tr", { class: "action-row", "data-action-id": a.action_id, "data-state": a.state },
+      el("td", { class: "muted" }, time(a.decided_ms)), el("td", {}, el("b", {}, a.state)), el("td", {}, a.action),
+      el("td", { class: "entity" }, a.target), el("td", {}, a.rule),
+      el("td", {}, (a.approvals || []).map((x) => x.user).join(", ") + (a.state === "awaiting_approval" ? " (" + (a.approvals || []).length + "/" + a.approvers + ")" : "")),
+      el("td", { class: "muted" }, a.summary),
+      el("td", {}, !responder ? "" : a.state === "awaiting_approval"
+        ? [el("button", { class: "approve", onclick: () => actOn(a.action_id, "approve") }, "Approve"), " ",
+           el("button", { class: "deny", onclick: () => actOn(a.action_id, "deny") }, "Deny")]
+        : (["sent", "approved"].includes(a.state) && ["quarantine_workload", "block_egress", "revoke_api_key"].includes(a.action)
+          ? el("button", { class: "release", onclick: () => actOn(a.action_id, "release") }, "Release") : "")))));
+    if (!rows.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No actions to decide or release.")));
+  } catch (error) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "actions unavailable: " + error.message)));
+  }
+}
+
 async function loadAudit() {
   const body = $("#audit tbody");
   try {
