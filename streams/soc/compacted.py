@@ -8,6 +8,7 @@ which are small (thousands of keys) and change rarely, so each worker keeps all 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -40,6 +41,14 @@ class TopicView:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+
+    async def run_until_cancelled(self) -> None:
+        """Start, then stop when the awaiting task is cancelled (as a Faust app task)."""
+        self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.to_thread(self.stop)
 
     def _run(self) -> None:
         while not self._stop.is_set():

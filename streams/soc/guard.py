@@ -216,12 +216,7 @@ def install(app: faust.App, settings: Settings, send: Send) -> Guard:
 
     @app.task  # type: ignore[untyped-decorator]
     async def accounts_view() -> None:
-        view.start()
-        try:
-            while True:
-                await asyncio.sleep(3600)
-        finally:
-            await asyncio.to_thread(view.stop)
+        await view.run_until_cancelled()
 
     app.aiwarden_guard = guard  # type: ignore[attr-defined]
     return guard

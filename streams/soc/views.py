@@ -23,8 +23,9 @@ from infra.settings import Settings
 from streams import topics
 from streams.agents.containment import log_row
 from streams.console.feed import AlertFeed
+from streams.console.filters import FilterError
 from streams.console.queries import ConsoleQueries
-from streams.console.views import sse
+from streams.console.views import query_int, read_forever, sse
 from streams.hunt import HuntError
 from streams.soc import triage
 from streams.soc.approvals import ApprovalError, Approvals, record
@@ -33,17 +34,6 @@ from streams.soc.exceptions import Exceptions, new_exception
 from streams.soc.guard import Guard, Principal, json_response
 
 log = logging.getLogger(__name__)
-
-
-def _int(request: web.Request, name: str, default: int) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        msg = f"query parameter {name}={text[:40]!r} is not an integer"
-        raise triage.TriageError(msg) from None
 
 
 async def _read(fn: Any, *args: Any) -> web.Response:
@@ -78,8 +68,8 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
     async def get_queue(request: web.Request) -> web.Response:
         statuses = [s for value in request.query.getall("status", []) for s in value.split(",") if s]
         try:
-            limit = _int(request, "limit", 200)
-        except triage.TriageError as exc:
+            limit = query_int(request, "limit", 200)
+        except FilterError as exc:
             return json_response({"error": str(exc)}, 400)
         return await _read(triage.queue, queries, statuses or ["open", "acknowledged"],
                            request.query.get("assignee", ""), limit)
@@ -92,8 +82,8 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
 
     async def get_audit(request: web.Request) -> web.Response:
         try:
-            limit, since = _int(request, "limit", 200), _int(request, "since_ms", 0)
-        except triage.TriageError as exc:
+            limit, since = query_int(request, "limit", 200), query_int(request, "since_ms", 0)
+        except FilterError as exc:
             return json_response({"error": str(exc)}, 400)
         return await _read(triage.audit_log, queries, limit, since, request.query.get("actor", ""))
 
@@ -177,12 +167,7 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
 
     @app.task  # type: ignore[untyped-decorator]
     async def approvals_follow() -> None:
-        approvals_view.start()
-        try:
-            while True:
-                await asyncio.sleep(3600)
-        finally:
-            await asyncio.to_thread(approvals_view.stop)
+        await approvals_view.run_until_cancelled()
 
     router.add_get("/exceptions", list_exceptions)
     router.add_post("/exceptions", post_exception)
@@ -195,11 +180,4 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
 
     @app.task  # type: ignore[untyped-decorator]
     async def triage_follow() -> None:
-        while True:
-            try:
-                await triage_feed.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the broker may be restarting: read on from where it stopped
-                log.exception("the triage feed failed; retrying in 5 s")
-                await asyncio.sleep(5)
+        await read_forever(triage_feed)

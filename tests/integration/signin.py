@@ -40,6 +40,24 @@ def make_accounts(settings: Settings) -> dict[str, Account]:
     return accounts
 
 
+def wait_healthy(base: str, process: Any, timeout_s: float = 120) -> None:
+    """Until the worker at ``base`` answers /health with ok (its web server, feeds and accounts are up)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.running, process.log_tail()
+        try:
+            if httpx.get(f"{base}/health", timeout=5).json()["status"] == "ok":
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        assert time.monotonic() < deadline, f"worker never became healthy:\n{process.log_tail()}"
+        time.sleep(0.5)
+
+
 def sign_in(page: Any, base: str, account: Account) -> None:
     """Sign ``page`` in through the form and wait for the console."""
     page.goto(base + "/")

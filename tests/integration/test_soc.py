@@ -19,7 +19,7 @@ from infra.settings import Settings
 from streams.soc.guard import ROUTE_ROLES
 from streams.soc.sessions import COOKIE, SessionCodec
 from streams.worker_process import WorkerProcess, settings_env, start_groups_at_end
-from tests.integration.signin import Account, make_accounts, sign_in
+from tests.integration.signin import Account, make_accounts, sign_in, wait_healthy
 from tests.integration.test_console import chromium, make_alert, produce_alerts
 
 pytestmark = pytest.mark.integration
@@ -44,17 +44,7 @@ def soc(service_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
                             AIWARDEN_AUTH__SESSION_SECRET=SECRET, AIWARDEN_AUTH__LOCKOUT_S=str(LOCKOUT_S)).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.running, process.log_tail()
-            try:
-                if httpx.get(f"{base}/health", timeout=5).json()["status"] == "ok":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"worker never became healthy:\n{process.log_tail()}")
+        wait_healthy(base, process)
         yield Worker(base, process, accounts)
     finally:
         process.stop()
@@ -355,3 +345,112 @@ def json_loads(text: str) -> Any:
     import json
 
     return json.loads(text)
+
+
+def test_approve_in_the_console_sends_the_signed_quarantine_and_release_undoes_it(
+    service_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two distinct responders approve a held quarantine in Chromium: the reference receiver verifies and
+    gets it; releasing it sends release_workload; a denial with a reason sends nothing; all audited."""
+    import base64
+    import io
+    import re
+    import secrets
+
+    from playwright.sync_api import sync_playwright
+
+    from streams.containment.receiver import Receiver
+
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    tmp = tmp_path_factory.mktemp("approvals")
+    policy = tmp / "policy.yaml"
+    policy.write_text("rules:\n  - name: quarantine-with-two-approvers\n"
+                      "    when: {detectors: [model_server_shell]}\n"
+                      "    actions: [quarantine_workload]\n    approval_required: true\n    approvers: 2\n")
+    accounts = make_accounts(service_settings)
+    second = make_accounts(service_settings)["responder"]  # another responder: two distinct people
+    app_id = f"approve-{uuid.uuid4().hex[:6]}"
+    start_groups_at_end(service_settings, app_id)
+    out = io.StringIO()
+    approved_pod = f"pod:ml-serving/vllm-{uuid.uuid4().hex[:6]}"
+    denied_pod = f"pod:ml-serving/vllm-{uuid.uuid4().hex[:6]}"
+    with Receiver(secret, 0, out=out) as receiver:
+        port = receiver.start_in_thread()
+        web_port = free_port()
+        process = WorkerProcess(service_settings, tmp / "worker.log", AIWARDEN_WORKER__APP_ID=app_id,
+                                AIWARDEN_WORKER__WEB_PORT=str(web_port),
+                                AIWARDEN_CONTAINMENT__WEBHOOK_URL=f"http://127.0.0.1:{port}/",
+                                AIWARDEN_CONTAINMENT__SECRET=secret, AIWARDEN_CONTAINMENT__DRY_RUN="false",
+                                AIWARDEN_CONTAINMENT__POLICY_PATH=str(policy)).start()
+        base = f"http://127.0.0.1:{web_port}"
+        worker = Worker(base, process, accounts)
+        try:
+            wait_healthy(base, process)
+            deadline = time.monotonic()
+            alerts = []
+            for pod in (approved_pod, denied_pod):
+                alert = make_alert(pod, 5, "critical")
+                alert["detectors"] = ["model_server_shell"]
+                alerts.append(alert)
+            produce_alerts(service_settings, alerts)
+            responder = accounts["responder"]
+
+            def waiting() -> dict[str, dict[str, Any]]:
+                rows = httpx.get(f"{base}/actions", params={"state": "awaiting_approval"}, headers=responder.bearer,
+                                 timeout=10).json()
+                return {row["target"]: row for row in rows}
+
+            while {approved_pod, denied_pod} - set(waiting()):
+                assert time.monotonic() < deadline + 180, (waiting(), process.log_tail())
+                time.sleep(0.5)
+            action_id = waiting()[approved_pod]["action_id"]
+            listed = cli(service_settings, base, responder.token, "actions", "list", "--pending")
+            assert listed.returncode == 0 and action_id in listed.stdout
+
+            denied_id = waiting()[denied_pod]["action_id"]
+            no_reason = httpx.post(f"{base}/actions/{denied_id}/deny", json={"reason": ""}, headers=responder.bearer,
+                                   timeout=10)
+            assert no_reason.status_code == 400
+            denied = cli(service_settings, base, responder.token, "actions", "deny", denied_id, "--reason",
+                         "the pod is the red team's")
+            assert denied.returncode == 0, denied.stderr
+            assert httpx.post(f"{base}/actions/{denied_id}/approve", headers=responder.bearer,
+                              timeout=10).status_code == 409
+
+            with sync_playwright() as playwright:
+                browser = chromium(playwright)
+                try:
+                    for n, person in enumerate((responder, second)):
+                        page = browser.new_page(viewport={"width": 1500, "height": 900})
+                        sign_in(page, base, person)
+                        page.click('nav .tab[data-tab="actions"]')
+                        row = page.locator(f'tr.action-row[data-action-id="{action_id}"]')
+                        row.locator("button.approve").click()
+                        want = "awaiting_approval" if n == 0 else "approved"
+                        page.wait_for_selector(f'tr.action-row[data-action-id="{action_id}"][data-state="{want}"]',
+                                               timeout=30_000)
+                        if n == 0:  # the same person cannot approve twice
+                            again = httpx.post(f"{base}/actions/{action_id}/approve", headers=responder.bearer,
+                                               timeout=10)
+                            assert again.status_code == 409 and "another person" in again.json()["error"]
+                    while "quarantine_workload " + approved_pod not in out.getvalue():
+                        assert time.monotonic() < deadline + 240, (out.getvalue(), process.log_tail())
+                        time.sleep(0.5)
+                    page.locator(f'tr.action-row[data-action-id="{action_id}"] button.release').click()
+                    page.wait_for_selector(f'tr.action-row[data-action-id="{action_id}"][data-state="released"]',
+                                           timeout=30_000)
+                    page.screenshot(path="tests/artifacts/console-actions.png")
+                finally:
+                    browser.close()
+            while "release_workload " + approved_pod not in out.getvalue():
+                assert time.monotonic() < deadline + 300, (out.getvalue(), process.log_tail())
+                time.sleep(0.5)
+            assert receiver.snapshot()["rejected_signature"] == 0
+            assert len(re.findall(rf"quarantine_workload {re.escape(approved_pod)} ", out.getvalue())) == 1
+            assert denied_pod not in out.getvalue()  # denied: nothing sent
+            steps = {(r["actor"], r["action"]) for name in (responder.name, second.name)
+                     for r in audit_rows(worker, name, 2 if name == responder.name else 1)}
+            assert {(responder.name, "action approve"), (second.name, "action approve"),
+                    (second.name, "action release"), (responder.name, "action deny")} <= steps
+        finally:
+            process.stop()

@@ -119,3 +119,47 @@ def test_exceptions_match_detector_and_entity_glob_until_they_expire_or_are_revo
                           ({"detector": "cryptominer", "entity": "x", "reason": "r", "expires_in_s": 1}, "expires")):
         with pytest.raises(ExceptionError, match=message):
             new_exception(body, "ana", known)
+
+
+def test_approvals_need_distinct_people_expire_and_release_what_was_done() -> None:
+    from streams.soc.approvals import ApprovalError, Approvals, now_ms, record
+
+    approvals = Approvals(max_age_s=60)
+    row = {"action_id": "a1", "alert_id": "x", "action": "quarantine_workload", "target": "pod:ns/p", "rule": "r",
+           "state": "awaiting_approval", "decided_ms": now_ms(), "approvals": [], "approvers": 2}
+    approvals.apply(*record(row))
+    first = approvals.approve("a1", "ana")
+    assert first["state"] == "awaiting_approval"
+    approvals.apply(*record(first))
+    with pytest.raises(ApprovalError, match="another person"):
+        approvals.approve("a1", "ana")
+    with pytest.raises(ApprovalError, match="not awaiting approval|only carried-out"):
+        approvals.release("a1", "ana")
+    done = approvals.approve("a1", "bo")
+    assert done["state"] == "approved" and [a["user"] for a in done["approvals"]] == ["ana", "bo"]
+    approvals.apply(*record(done))
+    released, action = approvals.release("a1", "bo")
+    assert released["state"] == "released" and action["action"] == "release_workload"
+    assert action["releases"] == "a1" and action["action_id"] != "a1" and action["target"] == "pod:ns/p"
+
+    old = {**row, "action_id": "a2", "decided_ms": now_ms() - 61_000}
+    approvals.apply(*record(old))
+    assert approvals.listing("expired")[0]["action_id"] == "a2"
+    with pytest.raises(ApprovalError, match="expired"):
+        approvals.approve("a2", "ana")
+    with pytest.raises(ApprovalError) as missing:
+        approvals.deny("nope", "ana", "r")
+    assert missing.value.status == 404
+    approvals.apply(*record({**row, "action_id": "a3"}))
+    with pytest.raises(ApprovalError, match="reason"):
+        approvals.deny("a3", "ana", " ")
+    assert approvals.deny("a3", "ana", "red team")["state"] == "denied"
+
+
+def test_a_rule_may_require_two_approvers() -> None:
+    from streams.containment.policy import parse_policy
+
+    policy = parse_policy("rules: [{name: r, approval_required: true, approvers: 2, actions: [revoke_api_key]}]")
+    assert policy.rules[0].approvers == 2
+    with pytest.raises(ValueError, match="approvers"):
+        parse_policy("rules: [{name: r, approvers: 0, actions: [revoke_api_key]}]")
