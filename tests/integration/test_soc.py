@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from infra.services import free_port
 from infra.settings import Settings
+from schemas.findings import Finding
 from streams.soc.guard import ROUTE_ROLES
 from streams.soc.sessions import COOKIE, SessionCodec
 from streams.worker_process import WorkerProcess, settings_env, start_groups_at_end
@@ -62,13 +64,16 @@ def session_of(response: httpx.Response) -> tuple[dict[str, str], dict[str, str]
     return {COOKIE: response.cookies[COOKIE]}, {"X-CSRF-Token": response.json()["csrf"]}
 
 
-def audit_rows(worker: Worker, actor: str, n: int, action: str | None = None) -> list[dict[str, Any]]:
-    """At least ``n`` audit rows of ``actor`` (optionally of one action) once the sink landed them."""
+def audit_rows(worker: Worker, actor: str, n: int, action: str | None = None,
+               target: str | None = None) -> list[dict[str, Any]]:
+    """At least ``n`` audit rows of ``actor`` (optionally of one action, on one target) once the sink
+    landed them."""
     deadline = time.monotonic() + 90
     while True:
         rows = httpx.get(f"{worker.base}/audit", params={"actor": actor, "limit": 500},
                          headers=worker.accounts["admin"].bearer, timeout=10).json()
-        rows = [r for r in rows if action is None or r["action"] == action]
+        rows = [r for r in rows if (action is None or r["action"] == action)
+                and (target is None or r["target"] == target)]
         if len(rows) >= n:
             return rows
         assert time.monotonic() < deadline, f"audit of {actor}: {rows}"
@@ -215,9 +220,9 @@ def test_triage_from_the_cli_with_a_token_lands_in_the_queue_and_the_audit(
     bad = cli(service_settings, soc.base, analyst.token, "alerts", "resolve", old["alert_id"], "--resolution", "meh")
     assert bad.returncode == 1 and "resolution" in bad.stderr
 
-    rows = audit_rows(soc, analyst.name, 4, "triage")
-    mine = [r for r in rows if r["target"] == old["alert_id"]]
+    mine = audit_rows(soc, analyst.name, 4, "triage", old["alert_id"])
     assert len(mine) == 4 and {r["via"] for r in mine} == {"token"}
+    rows = audit_rows(soc, analyst.name, 1)
     # the token itself is nowhere: not in the worker's log, not in the audit rows
     for row in rows:
         assert analyst.token not in str(row)
@@ -252,6 +257,15 @@ def test_console_sign_in_triage_and_audit_in_chromium(service_settings: Settings
             page.fill("#assign-to", analyst.name)
             page.click("#assign")
             page.wait_for_selector("#triage-history li.triage-change:has-text('assigned to')", timeout=60_000)
+            page.fill("#comment-text", "load test of the miner detector, not an attack")
+            page.click("#add-exception")
+            page.wait_for_selector("#triage-error:has-text('exception added')", timeout=30_000)
+            page.click('nav .tab[data-tab="exceptions"]')
+            page.wait_for_selector(f"#exceptions tr.exception-row:has-text('{entity}')", timeout=30_000)
+            exception_id = page.locator("#exceptions tr.exception-row", has_text=entity).get_attribute(
+                "data-exception-id")
+            again = publish_finding(service_settings, "cryptominer", entity)  # the same finding once more
+            assert suppressed_by(service_settings, again.finding_id) == [(exception_id,)]
             assert not page.locator('nav .tab[data-tab="audit"]').is_visible()  # analysts do not see the audit log
             page.screenshot(path="tests/artifacts/console-triage.png")
             assert not errors, errors
@@ -268,26 +282,42 @@ def test_console_sign_in_triage_and_audit_in_chromium(service_settings: Settings
     wait_queue(soc, alert["alert_id"], {"triage_status": "acknowledged", "assignee": analyst.name})
 
 
-def test_an_exception_suppresses_the_next_identical_finding(service_settings: Settings, soc: Worker) -> None:
+def publish_finding(settings: Settings, detector: str, entity: str) -> Finding:
+    """A finding straight onto aiwarden.findings (what the detect stage writes), for the correlate stage."""
     from confluent_kafka import Producer
 
     from infra.kafka.clients import confluent_config
-    from schemas.findings import Finding
     from streams import topics
 
+    item = Finding(finding_id=uuid.uuid4().hex, detector=detector, title=detector, maturity="stable",
+                   severity="high", time_ms=int(time.time() * 1000), entity_id=entity, entities=[entity],
+                   summary=f"{detector} on {entity}", tactics=["impact"])
+    producer = Producer(confluent_config(settings, acks="all"))
+    producer.produce(topics.FINDINGS, key=entity.encode(), value=orjson.dumps(item.to_dict()))
+    assert producer.flush(30) == 0
+    return item
+
+
+def suppressed_by(settings: Settings, finding_id: str, timeout_s: float = 120) -> list[tuple[str]]:
+    """The exception ids ClickHouse recorded as suppressing ``finding_id`` (waits until there is one)."""
+    from infra.clickhouse.client import connect
+
+    client = connect(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            got = client.query(f"SELECT exception_id FROM {settings.clickhouse.database}.suppressed_findings "  # noqa: S608 - the database name is a setting
+                               "WHERE finding_id = {id:String}", parameters={"id": finding_id}).result_rows
+            if got or time.monotonic() > deadline:
+                return [tuple(row) for row in got]
+            time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def test_an_exception_suppresses_the_next_identical_finding(service_settings: Settings, soc: Worker) -> None:
     analyst = soc.accounts["analyst"]
     pod = f"pod:ml-batch-{uuid.uuid4().hex[:6]}/trainer-0"
-
-    def finding(n: int, entity: str) -> Finding:
-        return Finding(finding_id=uuid.uuid4().hex, detector="cryptominer", title="Cryptominer", maturity="stable",
-                       severity="high", time_ms=int(time.time() * 1000) + n, entity_id=entity, entities=[entity],
-                       summary=f"miner {n} on {entity}", tactics=["impact"])
-
-    def publish(item: Finding) -> None:
-        producer = Producer(confluent_config(service_settings, acks="all"))
-        producer.produce(topics.FINDINGS, key=item.entity_id.encode(), value=orjson_dumps(item.to_dict()))
-        assert producer.flush(30) == 0
-
     created = cli(service_settings, soc.base, analyst.token, "exceptions", "add", "--detector", "cryptominer",
                   "--entity", pod.rsplit("/", 1)[0] + "/*", "--reason", "the nightly benchmark mines on purpose",
                   "--days", "1")
@@ -297,10 +327,8 @@ def test_an_exception_suppresses_the_next_identical_finding(service_settings: Se
                   "cryptominer", "--entity", "pod:x/*", "--reason", "r")
     assert refused.returncode == 1 and "403" in refused.stderr
 
-    suppressed = finding(1, pod)
-    publish(suppressed)
-    other = finding(2, f"pod:ml-serving-{uuid.uuid4().hex[:6]}/api-0")  # not covered: alerts as before
-    publish(other)
+    suppressed = publish_finding(service_settings, "cryptominer", pod)
+    other = publish_finding(service_settings, "cryptominer", f"pod:ml-serving-{uuid.uuid4().hex[:6]}/api-0")
     admin = soc.accounts["admin"]
     deadline = time.monotonic() + 120
     while True:
@@ -310,20 +338,7 @@ def test_an_exception_suppresses_the_next_identical_finding(service_settings: Se
             break
         assert time.monotonic() < deadline, "the uncovered finding raised no alert"
         time.sleep(0.5)
-    from infra.clickhouse.client import connect
-
-    client = connect(service_settings)
-    try:
-        while True:
-            got = client.query(f"SELECT exception_id FROM {service_settings.clickhouse.database}.suppressed_findings "  # noqa: S608 - the database name is a setting
-                               "WHERE finding_id = {id:String}", parameters={"id": suppressed.finding_id}).result_rows
-            if got:
-                break
-            assert time.monotonic() < deadline, "the suppression never reached ClickHouse"
-            time.sleep(0.5)
-        assert got == [(exception_id,)]
-    finally:
-        client.close()
+    assert suppressed_by(service_settings, suppressed.finding_id) == [(exception_id,)]
     assert httpx.get(f"{soc.base}/alerts", params={"entity": pod}, headers=admin.bearer, timeout=10).json() == []
 
     revoked = cli(service_settings, soc.base, analyst.token, "exceptions", "revoke", exception_id)
@@ -331,14 +346,8 @@ def test_an_exception_suppresses_the_next_identical_finding(service_settings: Se
     listed = [json_loads(line) for line in cli(service_settings, soc.base, analyst.token, "exceptions",
                                                 "list").stdout.splitlines()]
     assert any(row["exception_id"] == exception_id and not row["live"] for row in listed)
-    actions = {r["action"] for r in audit_rows(soc, analyst.name, 2) if r["target"] == exception_id}
+    actions = {r["action"] for r in audit_rows(soc, analyst.name, 2, target=exception_id)}
     assert actions == {"exception add", "exception revoke"}
-
-
-def orjson_dumps(value: Any) -> bytes:
-    import orjson
-
-    return orjson.dumps(value)
 
 
 def json_loads(text: str) -> Any:
@@ -448,9 +457,14 @@ def test_approve_in_the_console_sends_the_signed_quarantine_and_release_undoes_i
             assert receiver.snapshot()["rejected_signature"] == 0
             assert len(re.findall(rf"quarantine_workload {re.escape(approved_pod)} ", out.getvalue())) == 1
             assert denied_pod not in out.getvalue()  # denied: nothing sent
-            steps = {(r["actor"], r["action"]) for name in (responder.name, second.name)
-                     for r in audit_rows(worker, name, 2 if name == responder.name else 1)}
-            assert {(responder.name, "action approve"), (second.name, "action approve"),
-                    (second.name, "action release"), (responder.name, "action deny")} <= steps
+            wanted = {(responder.name, "action approve"), (second.name, "action approve"),
+                      (second.name, "action release"), (responder.name, "action deny")}
+            while True:  # each step lands in ClickHouse within seconds of the sink's batch
+                steps = {(r["actor"], r["action"]) for name in (responder.name, second.name)
+                         for r in audit_rows(worker, name, 1)}
+                if wanted <= steps:
+                    break
+                assert time.monotonic() < deadline + 360, steps
+                time.sleep(0.5)
         finally:
             process.stop()

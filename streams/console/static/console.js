@@ -346,6 +346,8 @@ for (const tab of document.querySelectorAll("nav .tab")) {
     $("#inventory-view").hidden = tab.dataset.tab !== "inventory";
     $("#audit-view").hidden = tab.dataset.tab !== "audit";
     $("#actions-view").hidden = tab.dataset.tab !== "actions";
+    $("#exceptions-view").hidden = tab.dataset.tab !== "exceptions";
+    if (tab.dataset.tab === "exceptions") loadExceptions();
     clearInterval(deadLetterTimer);
     if (tab.dataset.tab === "actions") {
       loadActions();
@@ -388,6 +390,40 @@ async function loadActions() {
     if (!rows.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No actions to decide or release.")));
   } catch (error) {
     body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "actions unavailable: " + error.message)));
+  }
+}
+
+async function loadExceptions() {
+  const body = $("#exceptions tbody");
+  const analyst = me && me.role !== "viewer";
+  try {
+    const rows = await getJSON("/exceptions");
+    body.replaceChildren(...rows.map((x) => el("tr", { class: "exception-row", "data-exception-id": x.exception_id },
+      el("td", { class: "muted" }, time(x.created_ms)), el("td", {}, x.created_by), el("td", {}, x.detector),
+      el("td", { class: "entity" }, x.entity), el("td", { class: "summary" }, x.reason),
+      el("td", { class: "muted" }, time(x.expires_ms)), el("td", {}, x.revoked ? "revoked" : (x.live ? "live" : "expired")),
+      el("td", {}, analyst && x.live ? el("button", { class: "revoke", onclick: async () => {
+        await postJSON("/exceptions/" + encodeURIComponent(x.exception_id) + "/revoke", {}).catch(() => null);
+        loadExceptions();
+      } }, "Revoke") : ""))));
+    if (!rows.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No exceptions.")));
+  } catch (error) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "exceptions unavailable: " + error.message)));
+  }
+}
+
+async function addException() {
+  const alert = alerts.get(selected);
+  $("#triage-error").textContent = "";
+  const reason = $("#comment-text").value.trim();
+  if (!alert || !reason) { $("#triage-error").textContent = "open an alert and write the reason first"; return; }
+  try {
+    await postJSON("/exceptions", { detector: alert.detectors[0], entity: alert.primary_entity, reason,
+                                    expires_in_s: 7 * 86400 });
+    $("#comment-text").value = "";
+    $("#triage-error").textContent = "exception added: " + alert.detectors[0] + " on " + alert.primary_entity;
+  } catch (error) {
+    $("#triage-error").textContent = error.message;
   }
 }
 
@@ -436,6 +472,7 @@ $("#comment").addEventListener("click", () => {
   const text = $("#comment-text").value.trim();
   if (text) triage({ comment: text }).then(() => { $("#comment-text").value = ""; });
 });
+$("#add-exception").addEventListener("click", addException);
 $("#check-all").addEventListener("change", (event) => {
   for (const alert of queueRows()) {
     if (event.target.checked) checked.add(alert.alert_id); else checked.delete(alert.alert_id);
