@@ -165,6 +165,25 @@ class AuthSettings(_Group):
     )
 
 
+class OIDCSettings(_Group):
+    issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL (its /.well-known/openid-configuration is read); unset: "
+        "console sign-in with local accounts only."
+    )
+    client_id: str = Field("aiwarden", description="OpenID Connect client id of the console.")
+    client_secret: SecretStr = Field(SecretStr(""), description="OpenID Connect client secret (never logged).")
+    redirect_url: str | None = Field(
+        None, description="The callback URL registered at the provider (…/auth/oidc/callback); unset: derived "
+        "from the address the browser used."
+    )
+    groups_claim: str = Field("groups", description="ID token claim holding the user's groups.")
+    role_groups: dict[str, tuple[str, ...]] = Field(
+        {}, description="Role -> provider groups that grant it, as JSON ({\"admin\": [\"soc-admins\"], "
+        "\"analyst\": [\"soc\"]}); a user gets the highest role any of their groups grants, none: refused."
+    )
+    scopes: str = Field("openid email profile", description="Scopes asked for at sign-in.")
+
+
 class ClientSettings(_Group):
     url: str | None = Field(
         None, description="The worker web server the SOC commands (alerts ack, actions, "
@@ -195,6 +214,7 @@ class Settings(BaseSettings):
     containment: ContainmentSettings = ContainmentSettings()
     sigma: SigmaSettings = SigmaSettings()
     auth: AuthSettings = AuthSettings()
+    oidc: OIDCSettings = OIDCSettings()
     client: ClientSettings = ClientSettings()
 
 

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parents[1] / "console" / "static"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC = frozenset({"/health", "/login", "/auth/login", "/static/login.js", "/static/console.css"})
+PUBLIC = frozenset({"/health", "/login", "/auth/login", "/auth/oidc/login", "/auth/oidc/callback",
+                    "/static/login.js", "/static/console.css"})
 #: (method, route) -> the least role allowed; state-changing routes not listed here are refused
 ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/auth/logout"): "viewer",
@@ -99,6 +100,8 @@ class Guard:
         session = self.codec.read(cookie) if cookie else None
         if session is None or session.sid in self.accounts.ended:
             return None
+        if session.role:  # an OpenID Connect session: the provider vouched for the user, the cookie for the role
+            return Principal(session.user, session.role, "session", source, session)
         user = self._user(session.user, session.issued_ms)
         return Principal(user.name, user.role, "session", source, session) if user else None
 
@@ -173,9 +176,12 @@ class Guard:
         await self.audit(principal, "sign-in")
         response = json_response({"user": user.name, "role": user.role, "csrf": self.codec.csrf(session),
                                   "expires_ms": session.expires_ms})
+        self.start_session(response, cookie)
+        return response
+
+    def start_session(self, response: web.Response, cookie: str) -> None:
         response.set_cookie(COOKIE, cookie, max_age=self.codec.ttl_s, path="/", httponly=True, samesite="Strict",
                             secure=self.settings.auth.cookie_secure)
-        return response
 
     async def _end(self, session: Session) -> None:
         self.accounts.ended[session.sid] = session.expires_ms
@@ -206,13 +212,20 @@ def install(app: faust.App, settings: Settings, send: Send) -> Guard:
     web_app = app.web.web_app  # type: ignore[attr-defined]
     web_app.middlewares.append(guard.middleware)
 
+    sso = '<p><a id="sso" href="/auth/oidc/login">Sign in with single sign-on</a></p>' if settings.oidc.issuer else ""
+
     async def login_page(request: web.Request) -> web.Response:
-        return web.Response(text=(STATIC / "login.html").read_text(), content_type="text/html")
+        page = (STATIC / "login.html").read_text().replace("<!-- sso -->", sso)
+        return web.Response(text=page, content_type="text/html")
 
     web_app.router.add_get("/login", login_page)
     web_app.router.add_post("/auth/login", guard.login)
     web_app.router.add_post("/auth/logout", guard.logout)
     web_app.router.add_get("/auth/me", guard.me)
+    if settings.oidc.issuer:
+        from streams.soc.oidc import OIDCLogin
+
+        OIDCLogin(settings, guard).register(web_app.router)
 
     @app.task  # type: ignore[untyped-decorator]
     async def accounts_view() -> None:

@@ -30,6 +30,7 @@ class Session:
     user: str
     issued_ms: int
     expires_ms: int
+    role: str = ""  # set for OpenID Connect sessions (the role their groups granted); local ones look it up
 
 
 def _b64(data: bytes) -> str:
@@ -53,16 +54,21 @@ class SessionCodec:
     def _mac(self, data: bytes) -> bytes:
         return hmac.new(self._key, data, hashlib.sha256).digest()
 
-    def issue(self, user: str, now_ms: int | None = None) -> tuple[str, Session]:
+    def issue(self, user: str, now_ms: int | None = None, role: str = "") -> tuple[str, Session]:
         issued = int(time.time() * 1000) if now_ms is None else now_ms
-        session = Session(secrets.token_urlsafe(24), user, issued, issued + self.ttl_s * 1000)
-        body = orjson.dumps({"sid": session.sid, "user": user, "iat": issued, "exp": session.expires_ms})
-        return f"{_b64(body)}.{_b64(self._mac(body))}", session
+        session = Session(secrets.token_urlsafe(24), user, issued, issued + self.ttl_s * 1000, role)
+        return self.seal({"sid": session.sid, "user": user, "iat": issued, "exp": session.expires_ms,
+                          "role": role}), session
 
-    def read(self, cookie: str, now_ms: int | None = None) -> Session | None:
-        """The session of a genuine, unexpired cookie, else None."""
+    def seal(self, value: dict[str, object]) -> str:
+        """``value`` as signed cookie text (sessions, and the OpenID Connect state of a sign-in)."""
+        body = orjson.dumps(value)
+        return f"{_b64(body)}.{_b64(self._mac(body))}"
+
+    def unseal(self, cookie: str) -> dict[str, object] | None:
+        """What ``seal`` wrote, if the signature holds."""
         body_text, sep, mac_text = cookie.partition(".")
-        if not sep or len(cookie) > 1024:
+        if not sep or len(cookie) > 2048:
             return None
         try:
             body, mac = _unb64(body_text), _unb64(mac_text)
@@ -70,8 +76,16 @@ class SessionCodec:
             return None
         if not hmac.compare_digest(mac, self._mac(body)):
             return None
-        data = orjson.loads(body)
-        session = Session(str(data["sid"]), str(data["user"]), int(data["iat"]), int(data["exp"]))
+        value = orjson.loads(body)
+        return value if isinstance(value, dict) else None
+
+    def read(self, cookie: str, now_ms: int | None = None) -> Session | None:
+        """The session of a genuine, unexpired cookie, else None."""
+        data = self.unseal(cookie)
+        if data is None or "sid" not in data:
+            return None
+        session = Session(str(data["sid"]), str(data["user"]), int(str(data["iat"])), int(str(data["exp"])),
+                          str(data.get("role") or ""))
         current = int(time.time() * 1000) if now_ms is None else now_ms
         return session if session.expires_ms > current else None
 

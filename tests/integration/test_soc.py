@@ -468,3 +468,67 @@ def test_approve_in_the_console_sends_the_signed_quarantine_and_release_undoes_i
                 time.sleep(0.5)
         finally:
             process.stop()
+
+
+def test_single_sign_on_with_openid_connect_maps_groups_to_roles_in_chromium(
+    service_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A real OpenID Connect provider (oidc-provider-mock): code flow with PKCE; the groups claim makes a
+    responder, a user in no mapped group is refused; the session then acts like a local one (CSRF, audit)."""
+    import json
+
+    from oidc_provider_mock import User, run_server_in_thread
+    from playwright.sync_api import sync_playwright
+
+    run = uuid.uuid4().hex[:6]
+    responder, outsider = f"rita-{run}@example.org", f"olaf-{run}@example.org"
+    users = [User(sub=responder, claims={"email": responder, "groups": ["staff", "soc-responders"]}),
+             User(sub=outsider, claims={"email": outsider, "groups": ["staff"]})]
+    with run_server_in_thread(user_claims=users) as provider:
+        issuer = f"http://localhost:{provider.server_port}"
+        app_id = f"oidc-{run}"
+        start_groups_at_end(service_settings, app_id)
+        port = free_port()
+        accounts = make_accounts(service_settings)
+        process = WorkerProcess(
+            service_settings, tmp_path_factory.mktemp("oidc") / "worker.log", AIWARDEN_WORKER__APP_ID=app_id,
+            AIWARDEN_WORKER__WEB_PORT=str(port), AIWARDEN_OIDC__ISSUER=issuer, AIWARDEN_OIDC__CLIENT_ID="aiwarden",
+            AIWARDEN_OIDC__CLIENT_SECRET=uuid.uuid4().hex,
+            AIWARDEN_OIDC__ROLE_GROUPS=json.dumps({"responder": ["soc-responders"], "admin": ["soc-admins"]}),
+        ).start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(base, process)
+            with sync_playwright() as playwright:
+                browser = chromium(playwright)
+                try:
+                    page = browser.new_page()
+                    page.goto(base + "/")
+                    page.wait_for_url("**/login", timeout=30_000)
+                    page.click("#sso")
+                    page.fill('input[name="sub"]', responder)
+                    page.click('button[type="submit"]')
+                    page.wait_for_selector(f"#whoami:has-text('{responder} (responder)')", timeout=30_000)
+                    me = page.evaluate("fetch('/auth/me').then(r => r.json())")
+                    assert me["role"] == "responder" and me["csrf"]
+                    # the session is a session like any other: CSRF on writes, and signing out ends it
+                    no_csrf = page.evaluate("fetch('/auth/logout', {method: 'POST'}).then(r => r.status)")
+                    assert no_csrf == 403
+
+                    other = browser.new_page()
+                    other.goto(base + "/login")
+                    other.click("#sso")
+                    other.fill('input[name="sub"]', outsider)
+                    other.click('button[type="submit"]')
+                    other.wait_for_selector("text=is in no group that grants a role", timeout=30_000)
+                    assert other.evaluate("fetch('/auth/me').then(r => r.status)") == 401
+                finally:
+                    browser.close()
+            worker = Worker(base, process, accounts)
+            assert {r["outcome"] for r in audit_rows(worker, responder, 1, "sign-in")} == {"ok"}
+            assert {r["outcome"] for r in audit_rows(worker, outsider, 1, "sign-in")} == {"refused"}
+            # a forged callback (no sign-in started here) is refused
+            forged = httpx.get(f"{base}/auth/oidc/callback", params={"code": "x", "state": "y"}, timeout=10)
+            assert forged.status_code == 403
+        finally:
+            process.stop()

@@ -163,3 +163,13 @@ def test_a_rule_may_require_two_approvers() -> None:
     assert policy.rules[0].approvers == 2
     with pytest.raises(ValueError, match="approvers"):
         parse_policy("rules: [{name: r, approvers: 0, actions: [revoke_api_key]}]")
+
+
+def test_groups_map_to_the_highest_role_they_grant() -> None:
+    from streams.soc.oidc import role_for
+
+    mapping = {"viewer": ("staff",), "responder": ("oncall",), "admin": ("leads",)}
+    assert role_for(["staff", "oncall"], mapping) == "responder"
+    assert role_for(["leads", "staff"], mapping) == "admin"
+    assert role_for("staff", mapping) == "viewer"
+    assert role_for(["contractors"], mapping) is None and role_for(None, mapping) is None
