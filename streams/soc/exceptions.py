@@ -7,6 +7,7 @@ in force within a second, kept across restarts)."""
 from __future__ import annotations
 
 import fnmatch
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -72,12 +73,40 @@ def new_exception(body: Any, created_by: str, known_detectors: frozenset[str]) -
                           now + expires_in_s * 1000)
 
 
+class _Matcher:
+    """One detector's exceptions: exact entities in a dict, globs in one compiled alternation."""
+
+    def __init__(self, items: list[AlertException]) -> None:
+        self.exact: dict[str, list[AlertException]] = {}
+        self.globs = [item for item in items if any(c in item.entity for c in "*?[")]
+        for item in items:
+            if item not in self.globs:
+                self.exact.setdefault(item.entity, []).append(item)
+        pattern = "|".join(f"(?P<g{n}>{fnmatch.translate(item.entity)})" for n, item in enumerate(self.globs))
+        self.regex = re.compile(pattern) if pattern else None
+
+    def match(self, entity: str, now_ms: int) -> str | None:
+        for item in self.exact.get(entity, ()):
+            if item.live(now_ms):
+                return item.exception_id
+        found = self.regex.match(entity) if self.regex is not None else None
+        if found is None or found.lastgroup is None:
+            return None
+        first = self.globs[int(found.lastgroup[1:])]
+        if first.live(now_ms):
+            return first.exception_id
+        for item in self.globs:  # the first one to match has expired: look for a live one
+            if item.live(now_ms) and fnmatch.fnmatchcase(entity, item.entity):
+                return item.exception_id
+        return None
+
+
 class Exceptions:
     """The exceptions in force, by detector; ``apply`` is fed by a ``TopicView``."""
 
     def __init__(self) -> None:
         self.all: dict[str, AlertException] = {}
-        self.by_detector: dict[str, tuple[AlertException, ...]] = {}
+        self.by_detector: dict[str, _Matcher] = {}
 
     def apply(self, key: bytes, value: bytes | None) -> None:
         ident = key.decode()
@@ -89,16 +118,16 @@ class Exceptions:
         for item in self.all.values():
             if not item.revoked:
                 grouped.setdefault(item.detector, []).append(item)
-        self.by_detector = {k: tuple(v) for k, v in grouped.items()}  # swapped whole: readers see one or the other
+        self.by_detector = {k: _Matcher(v) for k, v in grouped.items()}  # swapped whole: readers see one or the other
 
     def match(self, finding: Finding, now_ms: int | None = None) -> str | None:
         """The id of a live exception covering ``finding``, else None."""
-        candidates = self.by_detector.get(finding.detector)
-        if not candidates:
+        matcher = self.by_detector.get(finding.detector)
+        if matcher is None:
             return None
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        for item in candidates:
-            if item.live(now) and any(fnmatch.fnmatchcase(entity, item.entity)
-                                      for entity in (finding.entity_id, *finding.entities)):
-                return item.exception_id
+        for entity in (finding.entity_id, *finding.entities):
+            found = matcher.match(entity, now)
+            if found is not None:
+                return found
         return None

@@ -173,3 +173,20 @@ def test_groups_map_to_the_highest_role_they_grant() -> None:
     assert role_for(["leads", "staff"], mapping) == "admin"
     assert role_for("staff", mapping) == "viewer"
     assert role_for(["contractors"], mapping) is None and role_for(None, mapping) is None
+
+
+def test_an_expired_exception_gives_way_to_a_live_one_on_the_same_entity() -> None:
+    from dataclasses import replace
+
+    exceptions = Exceptions()
+    known = frozenset({"cryptominer"})
+    base = {"detector": "cryptominer", "reason": "r", "expires_in_s": 3600}
+    old = new_exception({**base, "entity": "pod:ml-*"}, "ana", known)
+    exceptions.apply(*replace(old, expires_ms=1).record())
+    live = new_exception({**base, "entity": "pod:ml-batch/*"}, "ana", known)
+    exceptions.apply(*live.record())
+    exact = new_exception({**base, "entity": "pod:ml-exact/p"}, "ana", known)
+    exceptions.apply(*exact.record())
+    assert exceptions.match(finding("cryptominer", "pod:ml-batch/job")) == live.exception_id
+    assert exceptions.match(finding("cryptominer", "pod:ml-other/job")) is None
+    assert exceptions.match(finding("cryptominer", "pod:ml-exact/p")) == exact.exception_id
