@@ -65,8 +65,9 @@ class WorkerSettings(_Group):
     )
     web_port: int = Field(0, ge=0, le=65535, description="Worker web server port; 0 picks a free one.")
     web_bind: str = Field(
-        "127.0.0.1", description="Address the worker web server (console, /metrics) listens on. It has no "
-        "authentication of its own: bind another address only behind an authenticating proxy."
+        "127.0.0.1", description="Address the worker web server (console, /metrics) listens on. Every endpoint "
+        "but /health asks for a sign-in or an API token; serve it over HTTPS (a TLS-terminating proxy) when it "
+        "is not loopback."
     )
     session_timeout_s: float = Field(
         10.0, gt=0, description="Kafka consumer session timeout; low keeps group joins quick."
@@ -202,6 +203,63 @@ class SecurityLakeSettings(_Group):
     )
 
 
+class AuthSettings(_Group):
+    session_secret: SecretStr = Field(
+        SecretStr(""), description="Key signing console session cookies and CSRF "
+        "tokens; workers behind one address must share it. Empty: generated once into <state dir>/session-secret."
+    )
+    session_ttl_s: int = Field(
+        8 * 3600, ge=60, description="A console session expires this long after sign-in."
+    )
+    cookie_secure: bool = Field(
+        True, description="Mark the session cookie Secure (sent over HTTPS only; "
+        "browsers also send it to http://localhost). Turn off only for plain HTTP on a trusted network."
+    )
+    max_failures: int = Field(
+        5, ge=1, description="Failed sign-ins of one user within lockout_s that lock it."
+    )
+    lockout_s: int = Field(
+        300, ge=1, description="How long a locked user cannot sign in (and the window "
+        "failures are counted in)."
+    )
+    max_attempts_per_ip: int = Field(
+        30, ge=1, description="Sign-in attempts one address may make per minute."
+    )
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without authentication (for a scraper "
+        "on a trusted network); otherwise a scraper sends an API token as a bearer token."
+    )
+
+
+class OIDCSettings(_Group):
+    issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL (its /.well-known/openid-configuration is read); unset: "
+        "console sign-in with local accounts only."
+    )
+    client_id: str = Field("aiwarden", description="OpenID Connect client id of the console.")
+    client_secret: SecretStr = Field(SecretStr(""), description="OpenID Connect client secret (never logged).")
+    redirect_url: str | None = Field(
+        None, description="The callback URL registered at the provider (…/auth/oidc/callback); unset: derived "
+        "from the address the browser used."
+    )
+    groups_claim: str = Field("groups", description="ID token claim holding the user's groups.")
+    role_groups: dict[str, tuple[str, ...]] = Field(
+        {}, description="Role -> provider groups that grant it, as JSON ({\"admin\": [\"soc-admins\"], "
+        "\"analyst\": [\"soc\"]}); a user gets the highest role any of their groups grants, none: refused."
+    )
+    scopes: str = Field("openid email profile", description="Scopes asked for at sign-in.")
+
+
+class ClientSettings(_Group):
+    url: str | None = Field(
+        None, description="The worker web server the SOC commands (alerts ack, actions, "
+        "exceptions) talk to, e.g. http://127.0.0.1:6066."
+    )
+    token: SecretStr = Field(
+        SecretStr(""), description="The API token those commands send (never logged)."
+    )
+
+
 class Settings(BaseSettings):
     """aiwarden settings; env prefix ``AIWARDEN_``, nested delimiter ``__``."""
 
@@ -222,6 +280,9 @@ class Settings(BaseSettings):
     containment: ContainmentSettings = ContainmentSettings()
     sigma: SigmaSettings = SigmaSettings()
     security_lake: SecurityLakeSettings = SecurityLakeSettings()
+    auth: AuthSettings = AuthSettings()
+    oidc: OIDCSettings = OIDCSettings()
+    client: ClientSettings = ClientSettings()
 
 
 def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:

@@ -24,6 +24,7 @@ from streams.agents import containment
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.sink import ClickHouseSink
 from streams.pipeline.threads import ConsumerThread
+from streams.soc.compacted import TopicView
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,22 @@ def is_loopback(bind: str) -> bool:
         return bind == "localhost"
 
 
-def host_thread(app: faust.App, service: ConsumerThread) -> None:
+def host_thread(app: faust.App, service: ConsumerThread, before: TopicView | None = None) -> None:
     """Run ``service`` (the pipeline engine, the sink: each a thread of its own) for as long as the Faust
-    worker runs: started by a Faust task, stopped when the task is cancelled."""
+    worker runs: started by a Faust task, stopped when the task is cancelled. ``before``, a compacted
+    topic the service depends on, is read whole (up to 30 s) before the service starts, stopped after it."""
 
     async def hosted() -> None:
+        if before is not None:
+            before.start()
+            await asyncio.to_thread(before.caught_up.wait, 30)
         service.start()
         try:
             await asyncio.Event().wait()
         finally:
             await asyncio.to_thread(service.stop)
+            if before is not None:
+                await asyncio.to_thread(before.stop)
 
     hosted.__qualname__ = hosted.__name__ = f"host_{type(service).__name__}"
     app.task(hosted)
@@ -61,9 +68,9 @@ def create_app(settings: Settings) -> faust.App:
     faust_read_committed.install()
     urls, credentials = faust_broker(settings)
     worker = settings.worker
-    if not is_loopback(worker.web_bind):
-        log.warning("the worker web server listens on %s: it has no authentication of its own, "
-                    "keep it behind an authenticating proxy", worker.web_bind)
+    if not is_loopback(worker.web_bind) and not settings.auth.cookie_secure:
+        log.warning("the worker web server listens on %s with non-Secure session cookies: serve it over HTTPS "
+                    "and leave AIWARDEN_AUTH__COOKIE_SECURE on", worker.web_bind)
     datadir = settings.state_dir.resolve() / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -90,8 +97,10 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(datadir / worker.app_id),
     )
     engine, stages = build_pipeline(settings)
-    host_thread(app, engine)
+    # exceptions in force, read whole before findings are correlated
+    host_thread(app, engine, before=stages["exceptions"])
     app.aiwarden_engine = engine  # type: ignore[attr-defined]
+    app.aiwarden_exceptions = stages["correlate"].exceptions  # type: ignore[attr-defined]
     app.aiwarden_models = stages["detect"].checkpoints.models  # type: ignore[attr-defined]
     containment.register(app, settings)
     sink = ClickHouseSink(settings)

@@ -327,11 +327,17 @@ def _mount_subcommands() -> None:
     from streams.hunt import hunt_app
     from streams.ingest.cli import collect_app, ingest_app
     from streams.integrations.commands import export_command, security_lake_command
+    from streams.soc.cli import actions_app, add_alert_commands, exceptions_app, tokens_app, users_app
 
     app.add_typer(hunt_app, name="hunt", help="Saved hunts and read-only SQL over ClickHouse.")
     app.add_typer(receiver_app, name="receiver", help="Reference receiver of signed containment webhooks.")
+    add_alert_commands(alerts_app)
     alerts_app.command("export")(export_command)
-    app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
+    app.add_typer(alerts_app, name="alerts", help="The live alert stream and its triage.")
+    app.add_typer(users_app, name="users", help="Console users and their roles (written to Kafka).")
+    app.add_typer(tokens_app, name="tokens", help="API tokens for the CLI and scripts.")
+    app.add_typer(actions_app, name="actions", help="Containment actions: approve, deny, release.")
+    app.add_typer(exceptions_app, name="exceptions", help="Exceptions: findings recorded but raising no alert.")
     app.add_typer(sigma_app, name="sigma", help="Sigma rules: check, test on events, SQL, retro-hunts.")
     app.add_typer(dlq_app, name="dlq", help="Dead letters: counts, one letter, replay after a fix, export.")
     app.add_typer(ingest_app, name="ingest", help="HTTP endpoints for audit webhooks, Falco, OTLP GenAI, LiteLLM.")

@@ -53,6 +53,7 @@ def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, co
     worker = WorkerProcess(resolved, log_path, AIWARDEN_WORKER__WEB_PORT=str(port)).start()
     console.print(f"  worker started (pid {worker.proc.pid if worker.proc else '?'}, log {log_path})")
     console.print(f"  SOC console while the demo runs: http://127.0.0.1:{port}/")
+    _print_sign_in(resolved, console)
     ingest = None
     try:
         if via_ingest:
@@ -67,6 +68,18 @@ def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, co
             console.print(f"stopped: {', '.join(stopped) or 'nothing (services were already running)'}")
         else:
             console.print("services left running (--keep); `aiwarden down` stops them")
+
+
+def _print_sign_in(settings: Settings, console: Console) -> None:
+    from streams.soc.cli import ensure_admin
+
+    password = ensure_admin(settings)
+    path = settings.state_dir.resolve() / "admin-password"
+    if password is not None:  # printed this once; the file keeps it for the operator
+        console.print(f"  sign in as [bold]admin[/] with password [bold]{password}[/] (also in {path}); "
+                      "add people with `aiwarden users add NAME --role analyst`")
+    else:
+        console.print(f"  sign in with your console account (the first admin's password is in {path})")
 
 
 def _start_ingest(settings: Settings, console: Console) -> tuple[IngestProcess, str]:

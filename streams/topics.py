@@ -19,9 +19,19 @@ DLQ = "aiwarden.dlq"
 ACTION_LOG = "aiwarden.action-log"  # every containment decision and delivery attempt (→ ClickHouse actions)
 INVENTORY = "aiwarden.inventory"  # AI inventory changes (AIBOM), for the sink and the console
 OCSF = "aiwarden.ocsf"  # every alert version as an OCSF Detection Finding (streams/integrations/ocsf.py)
+# The SOC workflow (streams/soc): accounts and exceptions are compacted (latest record per key, read whole
+# by every worker); triage and audit are logs (→ ClickHouse alert_triage, audit_log).
+ACCOUNTS = "aiwarden.accounts"  # users, API token digests, ended sessions
+TRIAGE = "aiwarden.alert-triage"  # status, resolution, assignee and comment changes of alerts
+AUDIT = "aiwarden.audit"  # every human action: who, when, from where, what changed
+EXCEPTIONS = "aiwarden.exceptions"  # alert exceptions (suppressions), by id
+SUPPRESSED = "aiwarden.suppressed"  # findings an exception suppressed (→ ClickHouse suppressed_findings)
+APPROVALS = "aiwarden.approvals"  # containment actions waiting for (or given) a human decision, by action id
 
 RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE)
-ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG, OCSF)
+SOC_TOPICS = (ACCOUNTS, TRIAGE, AUDIT, EXCEPTIONS, SUPPRESSED, APPROVALS)
+ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG, OCSF, *SOC_TOPICS)
+COMPACTED = frozenset({ACCOUNTS, EXCEPTIONS, APPROVALS})
 
 # The message header naming a raw record's source format (falco, cloudtrail, …); optional.
 SOURCE_HEADER = "aiwarden-source"
@@ -32,7 +42,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     admin = AdminClient(confluent_config(settings))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
-        NewTopic(name, num_partitions=settings.kafka.partitions, replication_factor=settings.kafka.replication_factor)
+        NewTopic(name, num_partitions=settings.kafka.partitions, replication_factor=settings.kafka.replication_factor,
+                 config={"cleanup.policy": "compact"} if name in COMPACTED else {})
         for name in ALL_TOPICS
         if name not in existing
     ]

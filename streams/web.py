@@ -1,4 +1,5 @@
-"""The worker's HTTP endpoints (Faust web, bound to 127.0.0.1): health, metrics, state and the console."""
+"""The worker's HTTP endpoints (Faust web, bound to 127.0.0.1): health, metrics, state, the console and the
+SOC workflow; every one but /health behind sign-in and roles (``streams.soc.guard``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import faust
 from faust.web import Request, Response, View
 
 from infra.settings import Settings
-from streams import metrics
+from streams import metrics, topics
 from streams.console import views as console
 from streams.console.feed import AlertFeed
 from streams.console.queries import ConsoleQueries
+from streams.soc import guard as soc_guard
+from streams.soc import views as soc_views
 
 
 def register(app: faust.App, settings: Settings) -> None:
@@ -20,6 +23,15 @@ def register(app: faust.App, settings: Settings) -> None:
     queries = ConsoleQueries(settings)
     app.aiwarden_feed = feed  # type: ignore[attr-defined]
     console.register(app, feed, queries)
+    soc_topics = {name: app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
+                  for name in (*topics.SOC_TOPICS, topics.ACTIONS, topics.ACTION_LOG)}
+
+    async def send(topic: str, key: bytes, value: bytes | None) -> None:
+        """Write one SOC record and wait until the broker has it (a human's action is never lost silently)."""
+        await (await soc_topics[topic].send(key=key, value=value))
+
+    guard = soc_guard.install(app, settings, send)
+    soc_views.register(app, settings, guard, queries, AlertFeed(settings, topic=topics.TRIAGE, buffer_size=500))
 
     @app.page("/health")
     class Health(View):
@@ -31,7 +43,7 @@ def register(app: faust.App, settings: Settings) -> None:
             sink = getattr(app, "aiwarden_sink", None)
             engine = getattr(app, "aiwarden_engine", None)
             checks = {"clickhouse": clickhouse, "alert_feed": feed.ready.is_set(),
-                      "pipeline": engine is None or engine.alive}
+                      "pipeline": engine is None or engine.alive, "accounts": guard.view.caught_up.is_set()}
             return self.json({
                 "status": "ok" if all(checks.values()) else "degraded",
                 "app": app.conf.id,

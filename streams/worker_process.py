@@ -127,8 +127,21 @@ def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0
             if not ends:
                 for name in topics.ALL_TOPICS:
                     for partition in partition_ids(consumer, name, timeout_s):
-                        high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)[1]
-                        ends.append(TopicPartition(name, partition, high))
+                        ends.append(TopicPartition(name, partition, _high(consumer, name, partition, timeout_s)))
             consumer.commit(offsets=ends, asynchronous=False)
         finally:
             consumer.close()
+
+
+def _high(consumer: Any, topic: str, partition: int, timeout_s: float) -> int:
+    """The high watermark, waiting out a topic created a moment ago whose leader is still being elected."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1])
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

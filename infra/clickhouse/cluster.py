@@ -43,6 +43,9 @@ SHARDING_KEYS: dict[str, str | None] = {
     "alerts": "cityHash64(alert_id)",
     "inventory": "cityHash64(asset_id)",
     "actions": "cityHash64(action_id)",
+    "alert_triage": "cityHash64(alert_id)",
+    "audit_log": "cityHash64(audit_id)",
+    "suppressed_findings": "cityHash64(finding_id)",
     "inference_hourly": None,
     "egress_hourly": None,
 }

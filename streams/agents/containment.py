@@ -28,13 +28,14 @@ from streams.containment.delivery import Deliverer, Outcome, backoff_s
 from streams.containment.policy import Action, load_policy
 from streams.integrations.ocsf import detection_finding
 from streams.metrics import WEBHOOK_OUTCOMES
+from streams.soc.approvals import RELEASES
 
 log = logging.getLogger(__name__)
 
 
 def webhook_payload(action: dict[str, Any]) -> dict[str, Any]:
     """The JSON body receivers get: the action, its target, the alert summary, evidence and links."""
-    return {
+    payload = {
         "action_id": action["action_id"],
         "action": action["action"],
         "target": action["target"],
@@ -44,6 +45,9 @@ def webhook_payload(action: dict[str, Any]) -> dict[str, Any]:
         "links": {"timeline": f"aiwarden hunt entity_timeline --param entity={action['target']}"},
         "time_ms": action["time_ms"],
     }
+    if action.get("releases"):  # a release names the action it undoes
+        payload["releases"] = action["releases"]
+    return payload
 
 
 def log_row(action: dict[str, Any], status: str, attempt: int = 0, outcome: Outcome | None = None,
@@ -102,11 +106,31 @@ def register(app: faust.App, settings: Settings) -> None:
         async for record in stream.events():
             await decide_topic.send(key=b"policy", value=record.value)
 
+    approvals = app.topic(topics.APPROVALS, **raw)
+    app.aiwarden_decide_topic = decide_topic  # type: ignore[attr-defined]  # approvals from the console enter here
+
+    async def approved(row: dict[str, Any]) -> None:
+        """An action people approved takes its turn at the blast-radius budget, then goes to delivery."""
+        current = orjson.loads(orjson.dumps(state.get("policy") or {}))
+        now = int(time.time() * 1000)
+        status, reason = policy.spend(row["action"], now, current)
+        state["policy"] = current
+        await log_action(row, status, detail=f"approved by {', '.join(a['user'] for a in row['approvals'])}; "
+                                             f"{reason}")
+        if status == "held":
+            await raise_alert(containment_alert(row, "held", reason))
+            return
+        await actions.send(key=row["action_id"].encode(), value=encode({**row, "attempt": 1, "decided_ms": now}))
+
     @app.agent(decide_topic, name="containment-decide")
     async def decide(stream: faust.StreamT[bytes]) -> None:
         async for record in stream.events():
             try:
-                alert = Alert.from_dict(orjson.loads(record.value))
+                data = orjson.loads(record.value)
+                if "approved_action" in data:
+                    await approved(data["approved_action"])
+                    continue
+                alert = Alert.from_dict(data)
                 current = orjson.loads(orjson.dumps(state.get("policy") or {}))
                 decided: list[Action] = policy.decide(alert, current)
             except Exception as exc:  # noqa: BLE001 - a bad alert must not stop containment
@@ -119,9 +143,16 @@ def register(app: faust.App, settings: Settings) -> None:
                 await log_action(row, action.status, detail=action.reason)
                 if action.status == "held":  # blast radius reached: a human decides
                     await raise_alert(containment_alert(row, "held", action.reason))
+                now = int(time.time() * 1000)
+                if action.status == "approval_required":
+                    waiting = {**row, "state": "awaiting_approval", "decided_ms": now, "approvals": []}
+                    await approvals.send(key=action.action_id.encode(), value=encode(waiting))
                 if action.status == "pending":
-                    pending = {**row, "attempt": 1, "decided_ms": int(time.time() * 1000)}
+                    pending = {**row, "attempt": 1, "decided_ms": now}
                     await actions.send(key=action.action_id.encode(), value=encode(pending))
+                    if action.action in RELEASES:  # a responder may release it later
+                        await approvals.send(key=action.action_id.encode(),
+                                             value=encode({**row, "state": "sent", "decided_ms": now}))
 
     async def attempt(action: dict[str, Any], message: Any) -> None:
         number = int(action.get("attempt", 1))

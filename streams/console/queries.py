@@ -63,6 +63,10 @@ class ConsoleQueries:
                 raise
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
+    def rows(self, sql: str, params: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """A read-only query of another module's (the SOC workflow's) on this client."""
+        return self._rows(sql, params, limit)
+
     def ping(self) -> bool:
         try:
             return bool(self._rows("SELECT 1 AS ok", {}, 1))

@@ -44,7 +44,8 @@ def _filter(request: Any) -> AlertFilter:
                           request.query.get("entity"))
 
 
-def _int(request: Any, name: str, default: int) -> int:
+def query_int(request: Any, name: str, default: int) -> int:
+    """An integer query parameter; ``FilterError`` naming it when it is not one."""
     text = request.query.get(name)
     if text is None:
         return default
@@ -58,6 +59,33 @@ def _int(request: Any, name: str, default: int) -> int:
 def sse_frame(item_id: str | None, event: str, data: bytes) -> bytes:
     head = f"id: {item_id}\n" if item_id is not None else ""
     return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
+
+
+async def sse(request: Any, feed: AlertFeed, event: str, matches: Any) -> Any:
+    """Follow ``feed`` as Server-Sent Events named ``event`` (records ``matches`` accepts), resumable
+    with ``Last-Event-ID``; ``backlog`` = how many buffered records a new client gets first."""
+    try:
+        last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        cursor = parse_cursor(last) if last else None
+        backlog = query_int(request, "backlog", 50)
+    except (FilterError, CursorError) as exc:
+        return aioweb.json_response({"error": str(exc)}, status=400)
+    response = aioweb.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    await response.write(f"retry: {RETRY_MS}\n\n".encode())
+    try:
+        async for item in feed.follow(cursor, backlog):
+            if item is HEARTBEAT:
+                await response.write(b": keepalive\n\n")
+            elif matches(item.alert):
+                await response.write(sse_frame(item.cursor, event, orjson.dumps(item.alert)))
+    except Overflow:
+        await response.write(sse_frame(None, "overflow", b'{"reconnect": true}'))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away, or the worker stops
+    return response
 
 
 def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
@@ -87,33 +115,15 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
         async def get(self, request: Request) -> Any:
             try:
                 alert_filter = _filter(request)
-                last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-                cursor = parse_cursor(last) if last else None
-                backlog = _int(request, "backlog", 50)
-            except (FilterError, CursorError) as exc:
+            except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
-            response = aioweb.StreamResponse(headers={
-                "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-            })
-            await response.prepare(request)  # type: ignore[arg-type]
-            await response.write(f"retry: {RETRY_MS}\n\n".encode())
-            try:
-                async for item in feed.follow(cursor, backlog):
-                    if item is HEARTBEAT:
-                        await response.write(b": keepalive\n\n")
-                    elif alert_filter.matches(item.alert):
-                        await response.write(sse_frame(item.cursor, "alert", orjson.dumps(item.alert)))
-            except Overflow:
-                await response.write(sse_frame(None, "overflow", b'{"reconnect": true}'))
-            except (ConnectionResetError, asyncio.CancelledError):
-                pass  # the client went away, or the worker stops
-            return response
+            return await sse(request, feed, "alert", alert_filter.matches)
 
     @app.page("/alerts")
     class Alerts(View):
         async def get(self, request: Request) -> Response:
             try:
-                args = (_filter(request), _int(request, "limit", 100), _int(request, "since_ms", 0))
+                args = (_filter(request), query_int(request, "limit", 100), query_int(request, "since_ms", 0))
             except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
             return await query(self, queries.alerts, *args)
@@ -133,7 +143,7 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
     class Timeline(View):
         async def get(self, request: Request, entity_id: str) -> Response:
             try:
-                args = (entity_id, _int(request, "limit", 200), _int(request, "since_ms", 0))
+                args = (entity_id, query_int(request, "limit", 200), query_int(request, "since_ms", 0))
             except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
             return await query(self, queries.timeline, *args)
@@ -142,7 +152,7 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
     class InventoryView(View):
         async def get(self, request: Request) -> Response:
             try:
-                limit = _int(request, "limit", 500)
+                limit = query_int(request, "limit", 500)
             except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
             return await query(self, queries.inventory, limit)
@@ -153,7 +163,7 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
 
         async def get(self, request: Request) -> Response:
             try:
-                args = (_int(request, "limit", 50), _int(request, "since_ms", 0))
+                args = (query_int(request, "limit", 50), query_int(request, "since_ms", 0))
             except FilterError as exc:
                 return json(self, {"error": str(exc)}, 400)
             return await query(self, queries.dead_letters, *args)
@@ -170,11 +180,16 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
 
     @app.task  # type: ignore[untyped-decorator]
     async def alert_feed() -> None:
-        while True:
-            try:
-                await feed.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the broker may be restarting: read on from where it stopped
-                log.exception("the alert feed failed; retrying in 5 s")
-                await asyncio.sleep(5)
+        await read_forever(feed)
+
+
+async def read_forever(feed: AlertFeed) -> None:
+    """Run ``feed`` until cancelled, going on from where it stopped after a failure."""
+    while True:
+        try:
+            await feed.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the broker may be restarting: read on from where it stopped
+            log.exception("the feed of %s failed; retrying in 5 s", feed.topic)
+            await asyncio.sleep(5)

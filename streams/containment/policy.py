@@ -26,6 +26,7 @@ Full example (``infra/containment-policy.yaml`` ships a default like it)::
         actions: [quarantine_workload, notify]
         dry_run: false        # this rule only: record as dry_run
         approval_required: false   # this rule only: a human must approve before anything is sent
+        approvers: 1               # with approval_required: distinct people who must approve
       - name: revoke-stolen-keys
         when: {detectors: [stolen_api_key, model_extraction, cost_harvesting], min_severity: high}
         actions: [revoke_api_key]
@@ -223,6 +224,7 @@ class Rule(BaseModel):
     actions: tuple[ActionName, ...] = Field(min_length=1, description="Actions to take, in order.")
     dry_run: bool = Field(False, strict=True, description="Record this rule's actions as dry_run.")
     approval_required: bool = Field(False, strict=True, description="A human must approve this rule's actions.")
+    approvers: int = Field(1, ge=1, le=5, description="Distinct people who must approve (with approval_required).")
 
 
 @dataclass(slots=True)
@@ -242,6 +244,7 @@ class Action:
     detectors: list[str] = field(default_factory=list)
     evidence_event_ids: list[str] = field(default_factory=list)
     time_ms: int = 0
+    approvers: int = 1  # distinct approvals needed when status is approval_required
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -297,6 +300,7 @@ class Policy(BaseModel):
                         detectors=list(alert.detectors),
                         evidence_event_ids=list(alert.evidence_event_ids),
                         time_ms=now,
+                        approvers=rule.approvers,
                     )
                 )
         return out
@@ -339,6 +343,10 @@ class Policy(BaseModel):
                 if _glob(ns, allow.namespaces):
                     return f"namespace {ns} is allowlisted"
         return ""
+
+    def spend(self, name: str, now: int, state: dict[str, Any]) -> tuple[str, str]:
+        """An approved action's turn at the blast-radius budget: ``pending`` (go) or ``held``."""
+        return self._spend(name, now, state.setdefault("recent", {}))
 
     def _spend(self, name: str, now: int, recent: dict[str, list[int]]) -> tuple[str, str]:
         """Use one unit of the action type's budget, or hold when the window's budget is spent."""

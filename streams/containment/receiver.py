@@ -16,8 +16,10 @@ A small HTTP server that takes aiwarden's signed response-action webhooks (Stand
   (annotated with the alert id) and a deny-all ingress+egress NetworkPolicy selecting that label.
   ``block_egress``: label ``aiwarden.io/egress-blocked=true`` and an egress-only deny-all policy.
   They are printed as YAML, or applied with ``kubectl`` when asked for and installed.
-* Other actions (``revoke_api_key``, ``suspend_principal``, ``notify``, or a non-pod target) are
-  acknowledged and printed.
+* ``release_workload`` / ``unblock_egress`` of a pod: a merge patch taking that label (and the
+  annotation) off again, so the pod leaves the NetworkPolicy's selection.
+* Other actions (``revoke_api_key``, ``restore_api_key``, ``suspend_principal``, ``notify``, or a
+  non-pod target) are acknowledged and printed.
 * ``GET /health``: 200 with the counters.
 """
 
@@ -53,7 +55,9 @@ MAX_IDS = 100_000
 ID_MARGIN_S = 60.0
 KUBECTL_TIMEOUT_S = 30.0
 
-ACTIONS = ("quarantine_workload", "block_egress", "revoke_api_key", "suspend_principal", "notify")
+ACTIONS = ("quarantine_workload", "block_egress", "revoke_api_key", "suspend_principal", "notify",
+           "release_workload", "unblock_egress", "restore_api_key")
+
 QUARANTINE_LABEL = "aiwarden.io/quarantine"
 EGRESS_LABEL = "aiwarden.io/egress-blocked"
 ALERT_ANNOTATION = "aiwarden.io/quarantine-alert"
@@ -61,6 +65,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "aiwarden"}
 # Kubernetes names: a DNS-1123 label (namespace) and subdomain (pod).
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _POD = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+#: release webhook -> the label it takes off the pod (the NetworkPolicy stays for other contained pods)
+POD_RELEASES = {"release_workload": QUARANTINE_LABEL, "unblock_egress": EGRESS_LABEL}
 COUNTERS = ("received", "verified", "rejected_signature", "replayed", "duplicates", "bad_request", "handled")
 
 
@@ -111,6 +117,16 @@ def render_manifests(action: str, namespace: str, pod: str, alert_id: str) -> li
         },
     }
     return [patch, policy]
+
+
+def render_release(action: str, namespace: str, pod: str) -> list[dict[str, Any]]:
+    """What a cluster would apply to release one pod: a merge patch removing the containment label."""
+    return [{
+        "kind": "Pod",
+        "metadata": {"name": pod, "namespace": namespace},
+        "patchType": "application/merge-patch+json",
+        "patch": {"metadata": {"labels": {POD_RELEASES[action]: None}, "annotations": {ALERT_ANNOTATION: None}}},
+    }]
 
 
 class Receiver:
@@ -296,7 +312,7 @@ class Receiver:
         alert: dict[str, Any] = raw_alert if isinstance(raw_alert, dict) else {}
         alert_id = str(alert.get("alert_id") or alert.get("id") or "")[:253]
         response: dict[str, Any] = {"ok": True, "id": msg_id, "action": action, "target": target}
-        pod = parse_pod_target(target) if action in ("quarantine_workload", "block_egress") else None
+        pod = parse_pod_target(target) if action in ("quarantine_workload", "block_egress", *POD_RELEASES) else None
         if pod is None:
             response["outcome"] = "acknowledged"
             self._print(
@@ -304,7 +320,8 @@ class Receiver:
                 + yaml.safe_dump({"action": action, "target": target, "alert": alert}, sort_keys=False)
             )
             return response
-        manifests = render_manifests(action, pod[0], pod[1], alert_id)
+        manifests = (render_release(action, pod[0], pod[1]) if action in POD_RELEASES
+                     else render_manifests(action, pod[0], pod[1], alert_id))
         kubectl = shutil.which("kubectl") if self.kubectl else None
         if kubectl is None:
             response["outcome"] = "rendered"
@@ -319,10 +336,10 @@ class Receiver:
         return response
 
     def _apply(self, kubectl: str, manifests: list[dict[str, Any]], namespace: str, pod: str) -> dict[str, Any]:
-        patch, policy = manifests
+        patch, *policies = manifests  # a release is the patch alone
         commands = [
             ([kubectl, "patch", "pod", pod, "-n", namespace, "--type=merge", "-p", json.dumps(patch["patch"])], None),
-            ([kubectl, "apply", "-f", "-"], yaml.safe_dump(policy, sort_keys=False)),
+            *(([kubectl, "apply", "-f", "-"], yaml.safe_dump(policy, sort_keys=False)) for policy in policies),
         ]
         steps = []
         for argv, stdin in commands:

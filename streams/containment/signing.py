@@ -1,4 +1,7 @@
-"""Standard Webhooks signing (https://www.standardwebhooks.com), symmetric ``v1`` scheme.
+"""Standard Webhooks signing (https://www.standardwebhooks.com), symmetric ``v1`` scheme, on the
+reference library (``standardwebhooks``): its ``Webhook.sign`` makes every signature, so a receiver
+built on that library accepts our deliveries. This module adds what the library leaves out: plain-string
+secrets, an injectable clock and tolerance, and reasons safe to return to a sender.
 
 A delivery carries three headers:
 
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from standardwebhooks.webhooks import Webhook
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -60,8 +65,11 @@ def new_msg_id() -> str:
 
 
 def _digest(key: bytes, msg_id: str, timestamp: int | str, body: bytes) -> str:
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:  # the library signs text: a body that is not UTF-8 matches no signature
+        return ""
+    return Webhook(key).sign(msg_id, datetime.fromtimestamp(int(timestamp), tz=UTC), text).partition(",")[2]
 
 
 def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -119,7 +127,7 @@ def verify(
     matched = False
     for entry in raw_signatures.split():
         version, sep, value = entry.partition(",")
-        if sep and version == "v1" and hmac.compare_digest(value.encode(), expected):
+        if sep and version == "v1" and expected and hmac.compare_digest(value.encode(), expected):
             matched = True  # keep looping: the time taken does not depend on which entry matched
     if not matched:
         msg = "no matching v1 signature"

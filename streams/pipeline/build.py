@@ -10,6 +10,8 @@ from streams.pipeline.correlate import Correlation
 from streams.pipeline.detect import Detection, rekey_topic, rekey_topic_of
 from streams.pipeline.engine import Engine, hop_group
 from streams.pipeline.normalize import Normalization
+from streams.soc.compacted import TopicView
+from streams.soc.exceptions import Exceptions
 
 
 def pipeline_groups(app_id: str) -> dict[str, tuple[str, ...]]:
@@ -49,6 +51,9 @@ def build_pipeline(settings: Settings) -> tuple[Engine, dict[str, Any]]:
     checkpoints = engine.stores["model-checkpoints"]
     engine.every_loop(lambda: detection.checkpoints.maybe_save(sorted(checkpoints.partitions)))
 
-    correlation = Correlation(settings, engine.output, states=engine.store("correlation-state", topics.FINDINGS))
+    exceptions = Exceptions()
+    correlation = Correlation(settings, engine.output, states=engine.store("correlation-state", topics.FINDINGS),
+                              exceptions=exceptions)
     engine.route("correlate", [topics.FINDINGS], correlation.findings_batch)
-    return engine, {"normalize": normalization, "detect": detection, "correlate": correlation}
+    return engine, {"normalize": normalization, "detect": detection, "correlate": correlation,
+                    "exceptions": TopicView(settings, topics.EXCEPTIONS, exceptions.apply)}

@@ -18,6 +18,7 @@ from streams import topics
 from streams.integrations.ocsf import detection_finding
 from streams.metrics import ALERTS
 from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
+from streams.soc.exceptions import Exceptions
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,22 @@ def _add(state: dict[str, Any], correlator: Correlator, finding: Finding) -> Any
 class Correlation:
     """The correlate stage: findings folded into alerts, state per anchor in the ``correlation-state`` store."""
 
-    def __init__(self, settings: Settings, out: Out, *, states: Any) -> None:
+    def __init__(self, settings: Settings, out: Out, *, states: Any, exceptions: Exceptions | None = None) -> None:
         self.correlator = Correlator(settings.detection)
         self.out, self.states = out, states
+        self.exceptions = exceptions or Exceptions()
 
     def findings_batch(self, batch: Sequence[Any]) -> None:
         leading: Counter[str] = Counter()
         for message in batch:
             try:
                 finding = Finding.from_dict(orjson.loads(message.value()))
+                suppressed_by = self.exceptions.match(finding)
+                if suppressed_by is not None:  # recorded, no alert, so no containment
+                    self.out.send(topics.SUPPRESSED, finding.finding_id.encode(), orjson.dumps({
+                        "finding_id": finding.finding_id, "exception_id": suppressed_by,
+                        "detector": finding.detector, "entity_id": finding.entity_id, "time_ms": finding.time_ms}))
+                    continue
                 alert = self.states.apply(anchor(finding), message.partition(), _add, self.correlator, finding)
                 if alert is not None:
                     self.out.send(topics.ALERTS, alert.alert_id.encode(), encode(alert))

@@ -70,6 +70,9 @@ TOPIC_TABLES: dict[str, str] = {
     topics.ALERTS: "alerts",
     topics.INVENTORY: "inventory",
     topics.ACTION_LOG: "actions",
+    topics.TRIAGE: "alert_triage",
+    topics.AUDIT: "audit_log",
+    topics.SUPPRESSED: "suppressed_findings",
 }
 INSERT_SETTINGS = {
     "input_format_skip_unknown_fields": 1,

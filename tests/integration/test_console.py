@@ -27,6 +27,7 @@ from streams.publish import Publisher
 from streams.simulate import publish_simulation
 from streams.simulator import SimConfig, Simulator
 from streams.worker_process import WorkerProcess, settings_env, start_groups_at_end
+from tests.integration.signin import Account, make_accounts, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +43,13 @@ def make_alert(entity: str, n: int, severity: str = "high", version: int = 1) ->
         tactics=["impact"], entities=[entity], primary_entity=entity, summary=f"test alert {n} on {entity}",
         evidence_event_ids=[], finding_ids=[], maturity="stable", version=version, updated_ms=now,
     ).to_dict()
+
+
+ACCOUNTS: dict[str, Account] = {}  # filled by the worker fixture: every endpoint but /health needs a sign-in
+
+
+def viewer() -> dict[str, str]:
+    return ACCOUNTS["viewer"].bearer
 
 
 def produce_alerts(settings: Settings, alerts: list[dict[str, Any]]) -> None:
@@ -60,6 +68,7 @@ def console_worker(service_settings: Settings, tmp_path_factory: pytest.TempPath
     """One worker with its web server on a free port; yields its base URL once the alert feed reads."""
     app_id = f"console-{uuid.uuid4().hex[:6]}"
     start_groups_at_end(service_settings, app_id)
+    ACCOUNTS.update(make_accounts(service_settings))
     port = free_port()
     worker = WorkerProcess(service_settings, tmp_path_factory.mktemp("console") / "worker.log",
                            AIWARDEN_WORKER__APP_ID=app_id, AIWARDEN_WORKER__WEB_PORT=str(port)).start()
@@ -85,7 +94,7 @@ def console_worker(service_settings: Settings, tmp_path_factory: pytest.TempPath
 def read_sse(base: str, params: dict[str, str], n: int, last_event_id: str | None = None,
              timeout_s: float = 60) -> list[tuple[str, dict[str, Any]]]:
     """The first ``n`` alert events (id, alert) of ``/alerts/stream``."""
-    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    headers = {"Last-Event-ID": last_event_id, **viewer()} if last_event_id else viewer()
     events: list[tuple[str, dict[str, Any]]] = []
     deadline = time.monotonic() + timeout_s
     with httpx.stream("GET", f"{base}/alerts/stream", params=params, headers=headers,
@@ -134,11 +143,12 @@ def test_filters_and_bad_requests_over_http(service_settings: Settings, console_
     (only,) = read_sse(console_worker, {"entity": entity, "min_severity": "critical", "backlog": "500"}, 1)
     assert only[1]["alert_id"] == alerts[1]["alert_id"]
 
-    bad = httpx.get(f"{console_worker}/alerts/stream", headers={"Last-Event-ID": "not-a-cursor"}, timeout=10)
+    bad = httpx.get(f"{console_worker}/alerts/stream", headers={"Last-Event-ID": "not-a-cursor", **viewer()},
+                    timeout=10)
     assert bad.status_code == 400 and "partition:offset" in bad.json()["error"]
-    bad = httpx.get(f"{console_worker}/alerts", params={"min_severity": "urgent"}, timeout=10)
+    bad = httpx.get(f"{console_worker}/alerts", params={"min_severity": "urgent"}, headers=viewer(), timeout=10)
     assert bad.status_code == 400 and "unknown severity" in bad.json()["error"]
-    missing = httpx.get(f"{console_worker}/alerts/{'0' * 32}", timeout=10)
+    missing = httpx.get(f"{console_worker}/alerts/{'0' * 32}", headers=viewer(), timeout=10)
     assert missing.status_code == 404
 
     # the sink stores the same alerts in ClickHouse: /alerts reads them back, filtered server-side
@@ -146,16 +156,18 @@ def test_filters_and_bad_requests_over_http(service_settings: Settings, console_
     stored: list[dict[str, Any]] = []
     while time.monotonic() < deadline and len(stored) < 2:
         stored = httpx.get(f"{console_worker}/alerts", params={"entity": entity, "min_severity": "medium"},
-                           timeout=10).json()
+                           headers=viewer(), timeout=10).json()
         time.sleep(0.5)
     assert sorted(a["alert_id"] for a in stored) == sorted([alerts[1]["alert_id"], alerts[2]["alert_id"]])
     assert stored[0]["last_seen"] >= stored[1]["last_seen"]
 
-    metrics = httpx.get(f"{console_worker}/metrics", timeout=10)
+    assert httpx.get(f"{console_worker}/metrics", timeout=10).status_code == 401  # AIWARDEN_AUTH__METRICS_PUBLIC
+    metrics = httpx.get(f"{console_worker}/metrics", headers=viewer(), timeout=10)
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert "# TYPE aiwarden_events_in_total counter" in metrics.text
     health = httpx.get(f"{console_worker}/health", timeout=10).json()
-    assert health == {**health, "status": "ok", "checks": {"clickhouse": True, "alert_feed": True, "pipeline": True}}
+    assert health == {**health, "status": "ok", "checks": {"clickhouse": True, "alert_feed": True, "pipeline": True,
+                                                                 "accounts": True}}
 
 
 def test_feed_replays_from_kafka_what_its_buffer_no_longer_holds(service_settings: Settings) -> None:
@@ -236,12 +248,13 @@ def chromium(playwright: Any) -> Any:
     ])
 
 
-def open_console(browser: Any, base: str) -> tuple[Any, list[str]]:
-    """The console in a new page, and the page's script errors as they come."""
+def open_console(browser: Any, base: str, account: Account | None = None) -> tuple[Any, list[str]]:
+    """The console in a new page signed in as ``account`` (the viewer by default), and the page's script
+    errors as they come."""
     page = browser.new_page(viewport={"width": 1500, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(base + "/")
+    sign_in(page, base, account or ACCOUNTS["viewer"])
     return page, errors
 
 
@@ -288,7 +301,7 @@ def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings
             browser.close()
     assert (ARTIFACTS / "console.png").stat().st_size > 10_000
     # the worker that raised it counted it: events in per source, findings and alerts per detector, stage latency
-    samples = metric_samples(httpx.get(f"{console_worker}/metrics", timeout=10).text)
+    samples = metric_samples(httpx.get(f"{console_worker}/metrics", headers=viewer(), timeout=10).text)
     assert samples.get('aiwarden_events_in_total{source="falco"}', 0) > 0, samples
     assert samples.get('aiwarden_findings_total{detector="model_server_shell"}', 0) >= 1, samples
     assert samples.get('aiwarden_alerts_total{detector="model_server_shell"}', 0) >= 1, samples
@@ -313,7 +326,8 @@ def test_console_shows_dead_letters_by_reason_and_source_and_the_newest(
 
     deadline = time.monotonic() + 90
     while True:  # the sink lands them in ClickHouse
-        body = httpx.get(f"{console_worker}/dead-letters", params={"limit": 1000}, timeout=10).json()
+        body = httpx.get(f"{console_worker}/dead-letters", params={"limit": 1000}, headers=viewer(),
+                         timeout=10).json()
         mine = [d for d in body["newest"] if run in d["raw_start"]]
         if len(mine) == 2:
             break
@@ -322,7 +336,8 @@ def test_console_shows_dead_letters_by_reason_and_source_and_the_newest(
     assert {d["position"]["line"] for d in mine} == {"1", "2"}
     assert [d["truncated"] for d in sorted(mine, key=lambda d: d["position"]["line"])] == [False, True]
     assert any(c["source"] == "gateway" and c["stage"] == "publish" for c in body["counts"])
-    assert httpx.get(f"{console_worker}/dead-letters", params={"limit": "x"}, timeout=10).status_code == 400
+    assert httpx.get(f"{console_worker}/dead-letters", params={"limit": "x"}, headers=viewer(),
+                     timeout=10).status_code == 400
 
     with sync_playwright() as playwright:
         browser = chromium(playwright)

@@ -28,6 +28,9 @@ TABLES = {
     "egress_hourly": "AggregatingMergeTree",
     "inference_hourly_mv": "MaterializedView",
     "egress_hourly_mv": "MaterializedView",
+    "alert_triage": "MergeTree",
+    "audit_log": "MergeTree",
+    "suppressed_findings": "MergeTree",
 }
 
 

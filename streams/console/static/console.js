@@ -1,12 +1,17 @@
-// aiwarden SOC console: live alerts over Server-Sent Events, details and timelines from the worker's
-// read-only ClickHouse endpoints. Plain JavaScript, no build step.
+// aiwarden SOC console: the alert queue (open alerts of any age from ClickHouse, then live over Server-Sent
+// Events), triage, details and timelines from the worker's endpoints. Plain JavaScript, no build step.
 "use strict";
 
 const SEVERITY_RANK = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
 const MAX_ALERTS = 500;
 const alerts = new Map(); // alert_id -> latest version seen
 let source = null;
+let triageSource = null;
 let selected = null;
+let me = null; // {user, role, csrf}
+const checked = new Set();
+const liveTriage = new Map(); // alert_id -> triage changes seen on the stream (ClickHouse may lag a second)
+let cursor = -1; // keyboard position in the queue
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -43,11 +48,34 @@ function setStatus(online, text) {
   status.textContent = text;
 }
 
-function connect() {
+function wantedStatuses() {
+  return new FormData($("#filters")).get("triage").split(",");
+}
+
+function visible(alert) {
+  const form = new FormData($("#filters"));
+  const assignee = form.get("assignee").trim();
+  return wantedStatuses().includes(alert.triage_status || "open") && (!assignee || alert.assignee === assignee);
+}
+
+async function connect() {
   if (source) source.close();
+  if (triageSource) triageSource.close();
   alerts.clear();
   renderAlerts();
   const params = filters();
+  // the queue: alerts of any age in the wanted triage states, from ClickHouse; then live from Kafka
+  const queueParams = new URLSearchParams(params);
+  queueParams.set("status", wantedStatuses().join(","));
+  const assignee = new FormData($("#filters")).get("assignee").trim();
+  if (assignee) queueParams.set("assignee", assignee);
+  queueParams.set("limit", String(MAX_ALERTS));
+  try {
+    for (const alert of await getJSON("/queue?" + queueParams.toString())) alerts.set(alert.alert_id, alert);
+  } catch (error) {
+    setStatus(false, "queue unavailable: " + error.message);
+  }
+  renderAlerts();
   params.set("backlog", "200");
   // EventSource resends the last id on its own reconnects (Last-Event-ID): nothing is missed.
   source = new EventSource("/alerts/stream?" + params.toString());
@@ -58,17 +86,37 @@ function connect() {
     const alert = JSON.parse(message.data);
     const known = alerts.get(alert.alert_id);
     if (known && known.version > alert.version) return;
+    for (const field of ["triage_status", "resolution", "assignee", "comments"]) {
+      if (known && known[field] !== undefined) alert[field] = known[field];
+    }
+    alert.triage_status = alert.triage_status || "open";
+    if (!known && !visible(alert)) return;
     alert._fresh = true;
     alerts.set(alert.alert_id, alert);
     renderAlerts();
     if (selected === alert.alert_id) showAlert(alert.alert_id);
+  });
+  triageSource = new EventSource("/triage/stream?backlog=0");
+  triageSource.addEventListener("triage", (message) => {
+    const change = JSON.parse(message.data);
+    if (!liveTriage.has(change.alert_id)) liveTriage.set(change.alert_id, []);
+    liveTriage.get(change.alert_id).push(change);
+    const alert = alerts.get(change.alert_id);
+    if (!alert) return;
+    if (change.status) { alert.triage_status = change.status; alert.resolution = change.resolution; }
+    if (change.assigned) alert.assignee = change.assignee;
+    if (change.comment) alert.comments = (alert.comments || 0) + 1;
+    renderAlerts();
+    if (selected === change.alert_id) loadHistory(change.alert_id);
   });
 }
 
 // ATLAS / ATT&CK / OWASP LLM Top 10 ids -> {name, url} (MITRE's data, served by /techniques), and the OWASP
 // categories of each detector.
 let catalog = { links: {}, owasp: {} };
-fetch("/techniques").then((r) => r.json()).then((body) => { catalog = body; renderAlerts(); }).catch(() => {});
+function loadCatalog() {  // once signed in (GET /techniques needs the viewer role); ids stay plain text without it
+  getJSON("/techniques").then((body) => { catalog = body; renderAlerts(); }).catch(() => {});
+}
 
 function techniqueTag(id, extra = "") {
   const known = catalog.links[id];
@@ -83,16 +131,28 @@ function techniques(alert) {
     ...alert.attack_techniques.map((t) => techniqueTag(t))];
 }
 
+function queueRows() {
+  return [...alerts.values()].filter(visible).sort((a, b) => b.last_seen - a.last_seen || b.risk_score - a.risk_score);
+}
+
 function renderAlerts() {
-  const rows = [...alerts.values()].sort((a, b) => b.last_seen - a.last_seen || b.risk_score - a.risk_score);
+  const rows = queueRows();
   for (const stale of rows.slice(MAX_ALERTS)) alerts.delete(stale.alert_id);
   const body = $("#alerts tbody");
-  body.replaceChildren(...rows.slice(0, MAX_ALERTS).map((alert) => {
+  body.replaceChildren(...rows.slice(0, MAX_ALERTS).map((alert, n) => {
+    const box = el("input", { type: "checkbox", class: "check", "aria-label": "select " + alert.alert_id });
+    box.checked = checked.has(alert.alert_id);
+    box.addEventListener("click", (event) => { event.stopPropagation(); toggleCheck(alert.alert_id); });
     const row = el("tr", {
-      class: "alert" + (alert._fresh ? " fresh" : "") + (alert.alert_id === selected ? " selected" : ""),
-      "data-alert-id": alert.alert_id, "data-severity": alert.severity,
+      class: "alert" + (alert._fresh ? " fresh" : "") + (alert.alert_id === selected ? " selected" : "") +
+        (n === cursor ? " cursor" : ""),
+      "data-alert-id": alert.alert_id, "data-severity": alert.severity, "data-status": alert.triage_status || "open",
       onclick: () => showAlert(alert.alert_id),
     },
+      el("td", {}, box),
+      el("td", {}, el("span", { class: "tstatus " + (alert.triage_status || "open") },
+        alert.triage_status || "open", alert.resolution ? " · " + alert.resolution : "")),
+      el("td", { class: "assignee" }, alert.assignee || ""),
       el("td", {}, el("span", { class: "sev " + alert.severity }, alert.severity)),
       el("td", {}, Math.round(alert.risk_score)),
       el("td", { class: "muted" }, time(alert.last_seen)),
@@ -103,13 +163,71 @@ function renderAlerts() {
     return row;
   }));
   $("#empty").hidden = rows.length > 0;
+  $("#checked-count").textContent = checked.size;
+}
+
+function toggleCheck(alertId) {
+  if (checked.has(alertId)) checked.delete(alertId); else checked.add(alertId);
+  renderAlerts();
 }
 
 async function getJSON(url) {
   const response = await fetch(url);
+  if (response.status === 401) { window.location.assign("/login"); throw new Error("signed out"); }
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || response.statusText);
   return body;
+}
+
+async function postJSON(url, value) {
+  const response = await fetch(url, {
+    method: "POST", credentials: "same-origin", body: JSON.stringify(value),
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": me ? me.csrf : "" },
+  });
+  if (response.status === 401) { window.location.assign("/login"); throw new Error("signed out"); }
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function targets() {
+  if (checked.size) return [...checked];
+  return selected ? [selected] : [];
+}
+
+async function triage(change) {
+  const ids = targets();
+  $("#triage-error").textContent = "";
+  if (!ids.length) { $("#triage-error").textContent = "select alerts first (click a row, or x)"; return; }
+  try {
+    await postJSON("/alerts/triage", { alert_ids: ids, ...change });
+    for (const id of ids) {  // the triage stream confirms; show it at once
+      const alert = alerts.get(id);
+      if (!alert) continue;
+      if (change.status) { alert.triage_status = change.status; alert.resolution = change.resolution || ""; }
+      if (change.assignee !== undefined) alert.assignee = change.assignee;
+    }
+    checked.clear();
+    renderAlerts();
+    if (selected) loadHistory(selected);
+  } catch (error) {
+    $("#triage-error").textContent = error.message;
+  }
+}
+
+async function loadHistory(alertId) {
+  try {
+    const stored = await getJSON("/alerts/" + encodeURIComponent(alertId) + "/triage");
+    if (selected !== alertId) return;
+    const byId = new Map([...stored, ...(liveTriage.get(alertId) || [])].map((r) => [r.triage_id, r]));
+    const rows = [...byId.values()].sort((a, b) => a.time_ms - b.time_ms);
+    $("#triage-history").replaceChildren(...rows.map((r) => el("li", { class: "triage-change" },
+      el("span", { class: "muted" }, time(r.time_ms)), " ", el("b", {}, r.actor), " ",
+      [r.status ? "→ " + r.status + (r.resolution ? " (" + r.resolution + ")" : "") : "",
+       r.assigned ? " assigned to " + (r.assignee || "nobody") : "", r.comment ? " “" + r.comment + "”" : ""].join(""))));
+  } catch (error) {
+    $("#triage-history").replaceChildren(el("li", { class: "muted" }, "triage history unavailable: " + error.message));
+  }
 }
 
 function entityLink(entity) {
@@ -132,16 +250,24 @@ async function showAlert(alertId, attempt = 0) {
     $("#evidence-note").textContent = "Evidence not in ClickHouse yet (" + error.message + "); retrying…";
   }
   if (selected !== alertId) return;
-  if (stored) renderDetail(stored, stored.findings, stored.evidence);
+  if (stored) renderDetail({ ...stored, ...pick(live) }, stored.findings, stored.evidence);
+  if (attempt === 0) loadHistory(alertId);
   const missing = !stored || stored.evidence.length < stored.evidence_event_ids.length;
   if (missing && attempt < 15) setTimeout(() => selected === alertId && showAlert(alertId, attempt + 1), 2000);
   showTimeline((stored || live).primary_entity);
+}
+
+function pick(alert) {
+  if (!alert) return {};
+  return { triage_status: alert.triage_status, resolution: alert.resolution, assignee: alert.assignee };
 }
 
 function renderDetail(alert, findings = null, evidence = null) {
   $("#detail-title").replaceChildren(el("span", { class: "sev " + alert.severity }, alert.severity), " ", alert.summary);
   const fields = [
     ["alert", alert.alert_id], ["risk", Math.round(alert.risk_score)], ["status", alert.status],
+    ["triage", (alert.triage_status || "open") + (alert.resolution ? " · " + alert.resolution : "")],
+    ["assignee", alert.assignee || "nobody"],
     ["version", alert.version], ["first seen", time(alert.first_seen)], ["last seen", time(alert.last_seen)],
     ["detectors", alert.detectors.join(", ")], ["maturity", alert.maturity], ["tactics", alert.tactics.join(", ")],
     ["techniques", techniques(alert)], ["entities", alert.entities.map((e) => [entityLink(e), " "])],
@@ -205,7 +331,7 @@ function position(p) {
   return Object.entries(p).map(([k, v]) => k + "=" + v).join(", ");
 }
 
-let deadLetterTimer = null;
+let tabTimer = null;  // refreshes the open tab (dead letters, actions)
 
 async function loadDeadLetters() {
   const since = Date.now() - Number($("#dlq-window").value);
@@ -234,15 +360,155 @@ for (const tab of document.querySelectorAll("nav .tab")) {
     $("#alerts-view").hidden = tab.dataset.tab !== "alerts";
     $("#dead-letters-view").hidden = tab.dataset.tab !== "dead-letters";
     $("#inventory-view").hidden = tab.dataset.tab !== "inventory";
-    clearInterval(deadLetterTimer);
+    $("#audit-view").hidden = tab.dataset.tab !== "audit";
+    $("#actions-view").hidden = tab.dataset.tab !== "actions";
+    $("#exceptions-view").hidden = tab.dataset.tab !== "exceptions";
+    if (tab.dataset.tab === "exceptions") loadExceptions();
+    clearInterval(tabTimer);
+    if (tab.dataset.tab === "actions") {
+      loadActions();
+      tabTimer = setInterval(loadActions, 3000);
+    }
     if (tab.dataset.tab === "inventory") loadInventory();
+    if (tab.dataset.tab === "audit") loadAudit();
     if (tab.dataset.tab === "dead-letters") {
       loadDeadLetters();
-      deadLetterTimer = setInterval(loadDeadLetters, 5000);  // the sink lands new letters within seconds
+      tabTimer = setInterval(loadDeadLetters, 5000);  // the sink lands new letters within seconds
     }
   });
 }
+
+async function actOn(actionId, verb) {
+  $("#actions-error").textContent = "";
+  try {
+    await postJSON("/actions/" + encodeURIComponent(actionId) + "/" + verb,
+      verb === "deny" ? { reason: $("#deny-reason").value.trim() } : {});
+  } catch (error) {
+    $("#actions-error").textContent = error.message;
+  }
+  loadActions();
+}
+
+async function loadActions() {
+  const body = $("#actions tbody");
+  const responder = me && ["responder", "admin"].includes(me.role);
+  try {
+    const rows = await getJSON("/actions");
+    body.replaceChildren(...rows.map((a) => el("tr", { class: "action-row", "data-action-id": a.action_id, "data-state": a.state },
+      el("td", { class: "muted" }, time(a.decided_ms)), el("td", {}, el("b", {}, a.state)), el("td", {}, a.action),
+      el("td", { class: "entity" }, a.target), el("td", {}, a.rule),
+      el("td", {}, (a.approvals || []).map((x) => x.user).join(", ") + (a.state === "awaiting_approval" ? " (" + (a.approvals || []).length + "/" + a.approvers + ")" : "")),
+      el("td", { class: "muted" }, a.summary),
+      el("td", {}, !responder ? "" : a.state === "awaiting_approval"
+        ? [el("button", { class: "approve", onclick: () => actOn(a.action_id, "approve") }, "Approve"), " ",
+           el("button", { class: "deny", onclick: () => actOn(a.action_id, "deny") }, "Deny")]
+        : (["sent", "approved"].includes(a.state) && ["quarantine_workload", "block_egress", "revoke_api_key"].includes(a.action)
+          ? el("button", { class: "release", onclick: () => actOn(a.action_id, "release") }, "Release") : "")))));
+    if (!rows.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No actions to decide or release.")));
+  } catch (error) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "actions unavailable: " + error.message)));
+  }
+}
+
+async function loadExceptions() {
+  const body = $("#exceptions tbody");
+  const analyst = me && me.role !== "viewer";
+  try {
+    const rows = await getJSON("/exceptions");
+    body.replaceChildren(...rows.map((x) => el("tr", { class: "exception-row", "data-exception-id": x.exception_id },
+      el("td", { class: "muted" }, time(x.created_ms)), el("td", {}, x.created_by), el("td", {}, x.detector),
+      el("td", { class: "entity" }, x.entity), el("td", { class: "summary" }, x.reason),
+      el("td", { class: "muted" }, time(x.expires_ms)), el("td", {}, x.revoked ? "revoked" : (x.live ? "live" : "expired")),
+      el("td", {}, analyst && x.live ? el("button", { class: "revoke", onclick: async () => {
+        await postJSON("/exceptions/" + encodeURIComponent(x.exception_id) + "/revoke", {}).catch(() => null);
+        loadExceptions();
+      } }, "Revoke") : ""))));
+    if (!rows.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No exceptions.")));
+  } catch (error) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "exceptions unavailable: " + error.message)));
+  }
+}
+
+async function addException() {
+  const alert = alerts.get(selected);
+  $("#triage-error").textContent = "";
+  const reason = $("#comment-text").value.trim();
+  if (!alert || !reason) { $("#triage-error").textContent = "open an alert and write the reason first"; return; }
+  try {
+    await postJSON("/exceptions", { detector: alert.detectors[0], entity: alert.primary_entity, reason,
+                                    expires_in_s: 7 * 86400 });
+    $("#comment-text").value = "";
+    $("#triage-error").textContent = "exception added: " + alert.detectors[0] + " on " + alert.primary_entity;
+  } catch (error) {
+    $("#triage-error").textContent = error.message;
+  }
+}
+
+async function loadAudit() {
+  const body = $("#audit tbody");
+  try {
+    const rows = await getJSON("/audit?limit=500");
+    body.replaceChildren(...rows.map((r) => el("tr", { class: "audit-row", "data-action": r.action },
+      el("td", { class: "muted" }, time(r.time_ms)), el("td", { class: "actor" }, r.actor), el("td", {}, r.role),
+      el("td", {}, r.via), el("td", { class: "muted" }, r.source), el("td", {}, el("b", {}, r.action)),
+      el("td", { class: "entity" }, r.target), el("td", {}, r.outcome), el("td", { class: "muted" }, r.detail))));
+  } catch (error) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "audit log unavailable: " + error.message)));
+  }
+}
+
+function moveCursor(step) {
+  const rows = queueRows();
+  if (!rows.length) return;
+  cursor = Math.max(0, Math.min(rows.length - 1, cursor + step));
+  renderAlerts();
+  const row = document.querySelectorAll("#alerts tr.alert")[cursor];
+  if (row) row.scrollIntoView({ block: "nearest" });
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest("input, select, textarea") || $("#alerts-view").hidden) return;
+  const rows = queueRows();
+  const current = rows[cursor];
+  if (event.key === "j" || event.key === "ArrowDown") moveCursor(1);
+  else if (event.key === "k" || event.key === "ArrowUp") moveCursor(-1);
+  else if (event.key === "Enter" && current) showAlert(current.alert_id);
+  else if (event.key === "x" && current) toggleCheck(current.alert_id);
+  else if (event.key === "a") {
+    if (!checked.size && current) checked.add(current.alert_id);
+    triage({ status: "acknowledged" });
+  } else return;
+  event.preventDefault();
+});
+
+$("#ack").addEventListener("click", () => triage({ status: "acknowledged" }));
+$("#resolve").addEventListener("click", () => triage({ status: "resolved", resolution: $("#resolution").value }));
+$("#reopen").addEventListener("click", () => triage({ status: "open" }));
+$("#assign").addEventListener("click", () => triage({ assignee: $("#assign-to").value.trim() }));
+$("#comment").addEventListener("click", () => {
+  const text = $("#comment-text").value.trim();
+  if (text) triage({ comment: text }).then(() => { $("#comment-text").value = ""; });
+});
+$("#add-exception").addEventListener("click", addException);
+$("#check-all").addEventListener("change", (event) => {
+  for (const alert of queueRows()) {
+    if (event.target.checked) checked.add(alert.alert_id); else checked.delete(alert.alert_id);
+  }
+  renderAlerts();
+});
+$("#signout").addEventListener("click", async () => {
+  await postJSON("/auth/logout", {}).catch(() => null);
+  window.location.assign("/login");
+});
 $("#dlq-window").addEventListener("change", loadDeadLetters);
 $("#filters").addEventListener("change", connect);
 $("#filters").addEventListener("submit", (event) => { event.preventDefault(); connect(); });
-connect();
+
+(async () => {
+  me = await getJSON("/auth/me");
+  $("#whoami").textContent = me.user + " (" + me.role + ")";
+  if (me.role === "admin") $('nav .tab[data-tab="audit"]').hidden = false;
+  if (me.role === "viewer") $("#triage-bar").hidden = true;
+  loadCatalog();
+  connect();
+})();

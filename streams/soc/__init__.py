@@ -1,0 +1,1 @@
+"""The SOC workflow: sign-in and roles, alert triage, approvals, exceptions and the audit log."""

@@ -1,0 +1,183 @@
+"""The SOC workflow's HTTP endpoints (behind ``streams.soc.guard``).
+
+``POST /alerts/triage`` status / resolution / assignee / comment of one or many alerts (analyst) ·
+``GET /queue`` alerts of any age by triage status and assignee, from ClickHouse · ``GET /alerts/{id}/triage``
+an alert's triage history · ``GET /triage/stream`` triage changes live (SSE) · ``GET /audit`` (admin) ·
+``GET|POST /exceptions``, ``POST /exceptions/{id}/revoke`` (analyst) · ``GET /actions?state=`` ·
+``POST /actions/{id}/approve|deny|release`` (responder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web
+
+from infra.settings import Settings
+from streams import topics
+from streams.agents.containment import log_row
+from streams.console.feed import AlertFeed
+from streams.console.filters import FilterError
+from streams.console.queries import ConsoleQueries
+from streams.console.views import query_int, read_forever, sse
+from streams.hunt import HuntError
+from streams.soc import triage
+from streams.soc.approvals import ApprovalError, Approvals, record
+from streams.soc.compacted import TopicView
+from streams.soc.exceptions import Exceptions, new_exception
+from streams.soc.guard import Guard, Principal, json_response
+
+log = logging.getLogger(__name__)
+
+
+async def _read(fn: Any, *args: Any) -> web.Response:
+    try:
+        return json_response(await asyncio.to_thread(fn, *args))
+    except triage.TriageError as exc:
+        return json_response({"error": str(exc)}, 400)
+    except HuntError as exc:
+        return json_response({"error": f"ClickHouse: {exc}"}, 503)
+
+
+def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQueries,
+             triage_feed: AlertFeed) -> None:
+    router = app.web.web_app.router  # type: ignore[attr-defined]
+
+    async def post_triage(request: web.Request) -> web.Response:
+        principal: Principal = request["principal"]
+        try:
+            records = triage.triage_records(principal.user, await request.json())
+        except ValueError as exc:  # TriageError, or a body that is not JSON
+            return json_response({"error": f"triage request: {exc}"}, 400)
+        for row in records:
+            await guard.send(topics.TRIAGE, row["alert_id"].encode(), orjson.dumps(row))
+        changed = {k: records[0][k] for k in ("status", "resolution", "assignee", "comment") if records[0][k]}
+        if records[0]["assigned"]:
+            changed["assignee"] = records[0]["assignee"]
+        for row in records:
+            await guard.audit(principal, "triage", row["alert_id"], changed)
+        return json_response({"changed": [r["alert_id"] for r in records], "triage_ids": [r["triage_id"]
+                                                                                            for r in records]})
+
+    async def get_queue(request: web.Request) -> web.Response:
+        statuses = [s for value in request.query.getall("status", []) for s in value.split(",") if s]
+        try:
+            limit = query_int(request, "limit", 200)
+        except FilterError as exc:
+            return json_response({"error": str(exc)}, 400)
+        return await _read(triage.queue, queries, statuses or ["open", "acknowledged"],
+                           request.query.get("assignee", ""), limit)
+
+    async def get_history(request: web.Request) -> web.Response:
+        return await _read(triage.history, queries, request.match_info["alert_id"])
+
+    async def triage_stream(request: web.Request) -> Any:
+        return await sse(request, triage_feed, "triage", lambda _record: True)
+
+    async def get_audit(request: web.Request) -> web.Response:
+        try:
+            limit, since = query_int(request, "limit", 200), query_int(request, "since_ms", 0)
+        except FilterError as exc:
+            return json_response({"error": str(exc)}, 400)
+        return await _read(triage.audit_log, queries, limit, since, request.query.get("actor", ""))
+
+    exceptions: Exceptions = getattr(app, "aiwarden_exceptions", None) or Exceptions()
+
+    async def list_exceptions(request: web.Request) -> web.Response:
+        now = int(time.time() * 1000)
+        rows = [{**asdict(e), "live": e.live(now)} for e in exceptions.all.values()]
+        return json_response(sorted(rows, key=lambda r: -r["created_ms"]))
+
+    async def post_exception(request: web.Request) -> web.Response:
+        from detectors.registry import DETECTORS
+
+        principal: Principal = request["principal"]
+        try:
+            item = new_exception(await request.json(), principal.user, frozenset(DETECTORS))
+        except ValueError as exc:
+            return json_response({"error": f"exception: {exc}"}, 400)
+        await guard.send(topics.EXCEPTIONS, *item.record())
+        exceptions.apply(*item.record())  # in force here at once; on other workers through the topic
+        await guard.audit(principal, "exception add", item.exception_id, asdict(item))
+        return json_response(asdict(item))
+
+    async def revoke_exception(request: web.Request) -> web.Response:
+        principal: Principal = request["principal"]
+        item = exceptions.all.get(request.match_info["exception_id"])
+        if item is None:
+            return json_response({"error": "no such exception"}, 404)
+        revoked = item.revoke()
+        await guard.send(topics.EXCEPTIONS, *revoked.record())
+        exceptions.apply(*revoked.record())
+        await guard.audit(principal, "exception revoke", item.exception_id, {"detector": item.detector,
+                                                                              "entity": item.entity})
+        return json_response(asdict(revoked))
+
+    approvals = Approvals(settings.containment.max_action_age_s)
+    approvals_view = TopicView(settings, topics.APPROVALS, approvals.apply)
+
+    async def list_actions(request: web.Request) -> web.Response:
+        return json_response(approvals.listing(request.query.get("state", "")))
+
+    async def decide_action(request: web.Request) -> web.Response:
+        """approve | deny | release one action (the route's last part says which)."""
+        principal: Principal = request["principal"]
+        action_id, verb = request.match_info["action_id"], request.path.rsplit("/", 1)[1]
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if verb == "approve":
+                row = approvals.approve(action_id, principal.user)
+            elif verb == "deny":
+                row = approvals.deny(action_id, principal.user, str((body or {}).get("reason") or ""))
+            else:
+                row, release = approvals.release(action_id, principal.user)
+        except ApprovalError as exc:
+            await guard.audit(principal, f"action {verb}", action_id, {"refused": str(exc)}, "refused")
+            return json_response({"error": str(exc)}, exc.status)
+        except ValueError as exc:
+            return json_response({"error": f"{verb}: body is not JSON ({exc})"}, 400)
+        await guard.send(topics.APPROVALS, *record(row))
+        approvals.apply(*record(row))  # here at once; on other workers through the topic
+        if verb == "approve" and row["state"] == "approved":
+            decide = app.aiwarden_decide_topic  # type: ignore[attr-defined]
+            await (await decide.send(key=b"policy", value=orjson.dumps({"approved_action": row})))
+        elif verb == "deny":
+            await guard.send(topics.ACTION_LOG, action_id.encode(), orjson.dumps(log_row(
+                row, "denied", detail=f"denied by {principal.user}: {row['reason']}"[:500])))
+        elif verb == "release":
+            await guard.send(topics.ACTIONS, release["action_id"].encode(), orjson.dumps(release))
+            await guard.send(topics.ACTION_LOG, release["action_id"].encode(), orjson.dumps(log_row(
+                release, "pending", detail=f"release of {action_id} by {principal.user}")))
+        detail = {"action": row["action"], "target": row["target"], "state": row["state"],
+                  "approvals": [a["user"] for a in row.get("approvals", [])]}
+        if verb == "deny":
+            detail["reason"] = row["reason"]
+        await guard.audit(principal, f"action {verb}", action_id, detail)
+        return json_response({**row, "state": approvals.state(row)})
+
+    router.add_get("/actions", list_actions)
+    for verb in ("approve", "deny", "release"):
+        router.add_post(f"/actions/{{action_id}}/{verb}", decide_action)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def approvals_follow() -> None:
+        await approvals_view.run_until_cancelled()
+
+    router.add_get("/exceptions", list_exceptions)
+    router.add_post("/exceptions", post_exception)
+    router.add_post("/exceptions/{exception_id}/revoke", revoke_exception)
+    router.add_post("/alerts/triage", post_triage)
+    router.add_get("/queue", get_queue)
+    router.add_get("/alerts/{alert_id}/triage", get_history)
+    router.add_get("/triage/stream", triage_stream)
+    router.add_get("/audit", get_audit)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def triage_follow() -> None:
+        await read_forever(triage_feed)
