@@ -162,6 +162,13 @@ def test_filters_and_bad_requests_over_http(service_settings: Settings, console_
     assert stored[0]["last_seen"] >= stored[1]["last_seen"]
 
     assert httpx.get(f"{console_worker}/metrics", timeout=10).status_code == 401  # AIWARDEN_AUTH__METRICS_PUBLIC
+    for path in ("/dead-letters", "/techniques", "/inventory", "/aiwarden/state"):  # reads: any signed-in role
+        assert httpx.get(f"{console_worker}{path}", timeout=10).status_code == 401, path
+        assert httpx.get(f"{console_worker}{path}", headers=viewer(), timeout=10).status_code == 200, path
+    assert httpx.post(f"{console_worker}/dead-letters", headers=ACCOUNTS["admin"].bearer,
+                      timeout=10).status_code == 403  # no state-changing route there: refused by default
+    catalog = httpx.get(f"{console_worker}/techniques", headers=viewer(), timeout=10).json()
+    assert catalog["links"]["AML.T0050"]["url"] == "https://atlas.mitre.org/techniques/AML.T0050"
     metrics = httpx.get(f"{console_worker}/metrics", headers=viewer(), timeout=10)
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert "# TYPE aiwarden_events_in_total counter" in metrics.text

@@ -17,6 +17,7 @@ from infra.services import free_port
 from infra.settings import Settings
 from streams.worker_process import new_app_id
 from tests.integration.invariants import Feeder, Run, wait_until, worker
+from tests.integration.signin import make_accounts
 from tests.unit.test_secrets import assert_no_secret, secret_env
 
 pytestmark = pytest.mark.integration
@@ -28,6 +29,7 @@ def test_secrets_never_appear_in_worker_logs_errors_or_status(service_settings: 
     app = new_app_id(service_settings, "fault-secrets")
     webhook = f"http://127.0.0.1:{free_port()}/"  # nobody listens: every delivery fails and is logged
     plain_kafka = {k: v for k, v in secrets.items() if not k.startswith("AIWARDEN_KAFKA__")}
+    viewer = make_accounts(service_settings)["viewer"]
 
     # 1. Kafka without SASL (the local broker has none); ClickHouse refuses the user and password.
     first = worker(service_settings, tmp_path / "ch-auth.log", app, webhook, **plain_kafka,
@@ -41,7 +43,9 @@ def test_secrets_never_appear_in_worker_logs_errors_or_status(service_settings: 
         feeder.finish()
         wait_until(lambda: "ClickHouse sink cannot write" in first.log_path.read_text(errors="replace"), 120,
                    "the sink logging ClickHouse's refusal", [first])
-        pages = [urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).read().decode()  # noqa: S310
+        signed_in = {"Authorization": f"Bearer {viewer.token}"}  # every page but /health needs a sign-in
+        pages = [urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}",  # noqa: S310
+                                                               headers=signed_in), timeout=10).read().decode()
                  for path in ("/health", "/aiwarden/state")]
         wait_until(lambda: second.log_path.exists() and second.log_path.stat().st_size > 0, 60,
                    "the SASL worker logging")

@@ -33,6 +33,7 @@ from streams.pipeline.build import pipeline_groups
 from streams.publish import Publisher
 from streams.simulator import SimConfig, SimRecord, Simulator
 from streams.worker_process import WorkerProcess, start_groups_at_end
+from tests.integration.signin import make_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +58,13 @@ def wait_for(predicate: Callable[[], T], timeout_s: float, worker: WorkerProcess
     return value
 
 
-def worker_state(port: int) -> dict[str, Any] | None:
-    """``GET /aiwarden/state`` of the worker on ``port``, None while it does not answer."""
-    url = f"http://127.0.0.1:{port}/aiwarden/state"
+def worker_state(port: int, token: str) -> dict[str, Any] | None:
+    """``GET /aiwarden/state`` of the worker on ``port`` (signed in with API ``token``), None while it does
+    not answer."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/aiwarden/state",
+                                     headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - fixed http://127.0.0.1 URL
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - fixed http://127.0.0.1 URL
             return json.loads(response.read())
     except (OSError, urllib.error.URLError, ValueError):
         return None
@@ -120,7 +123,7 @@ def drained(settings: Settings, app_id: str) -> bool:
     return not any(any(group_lag(settings, group, names).values()) for group, names in groups)
 
 
-def settled(settings: Settings, app_id: str, port: int) -> Callable[[], dict[str, Any] | None]:
+def settled(settings: Settings, app_id: str, port: int, token: str) -> Callable[[], dict[str, Any] | None]:
     """A predicate: the worker's state once everything published so far is processed and committed
     (twice in a row, a couple of seconds apart, with the same state: nothing was still in flight)."""
     previous: list[dict[str, Any] | None] = [None]
@@ -129,7 +132,7 @@ def settled(settings: Settings, app_id: str, port: int) -> Callable[[], dict[str
         if not drained(settings, app_id):
             previous[0] = None
             return None
-        state = worker_state(port)
+        state = worker_state(port, token)
         if state is None:
             return None
         stable = {"tables": state["tables"], "models": state["models"]}
@@ -168,6 +171,7 @@ def test_killed_worker_restarts_with_its_tables_and_models(
         "AIWARDEN_WORKER__CHECKPOINT_INTERVAL_S": "1",
         "AIWARDEN_DETECTION__WINDOW_S": str(WINDOW_S),
     }
+    token = make_accounts(service_settings)["viewer"].token  # /aiwarden/state needs a sign-in
     start_groups_at_end(service_settings, app_id)  # the worker reads only this test's records
     publish(service_settings, records)
 
@@ -187,7 +191,7 @@ def test_killed_worker_restarts_with_its_tables_and_models(
     try:
         # --- 1. the first worker processes the run: state, models, checkpoints --------------------
         def ready() -> dict[str, Any] | None:
-            state = worker_state(first_port)
+            state = worker_state(first_port, token)
             if state is None or not all(state["tables"].get(t, 0) > 0 for t in TABLES[:3]):
                 return None
             models = state["models"]
@@ -203,7 +207,7 @@ def test_killed_worker_restarts_with_its_tables_and_models(
             300, first, poll_s=2.0,
         )
         assert landed, f"not all events landed:\n{first.log_tail()}"
-        before = wait_for(settled(service_settings, app_id, first_port), 300, first, poll_s=3.0)
+        before = wait_for(settled(service_settings, app_id, first_port, token), 300, first, poll_s=3.0)
         assert before, f"the worker never caught up:\n{first.log_tail()}"
         saved = checkpointed(service_settings, app_id)
         assert set(saved) == set(before["models"]) and all(n > 0 for n in saved.values()), (saved, before)
@@ -219,19 +223,20 @@ def test_killed_worker_restarts_with_its_tables_and_models(
         restarted = time.monotonic()
 
         def tables_recovered() -> dict[str, Any] | None:
-            state = worker_state(second_port)
+            state = worker_state(second_port, token)
             if state is None or not all(state["tables"].get(t, 0) >= n for t, n in before["tables"].items()):
                 return None
             return state
 
         tables = wait_for(tables_recovered, 300, second)
         assert tables, (
-            f"tables not recovered: before {before['tables']}, now {worker_state(second_port)}\n{second.log_tail(80)}"
+            f"tables not recovered: before {before['tables']}, now {worker_state(second_port, token)}\n"
+            f"{second.log_tail(80)}"
         )
         tables_s = time.monotonic() - restarted
 
         def models_restored() -> dict[str, Any] | None:
-            state = worker_state(second_port)
+            state = worker_state(second_port, token)
             if state is None or not all(state["models"].get(d, 0) >= n for d, n in saved.items()):
                 return None
             return state
@@ -240,7 +245,7 @@ def test_killed_worker_restarts_with_its_tables_and_models(
         after = wait_for(models_restored, 60, second)
         assert after, (
             f"models not restored from their checkpoints: checkpointed {saved}, before the kill "
-            f"{before['models']}, now {worker_state(second_port)}\n{second.log_tail(80)}"
+            f"{before['models']}, now {worker_state(second_port, token)}\n{second.log_tail(80)}"
         )
         recovery_s = time.monotonic() - restarted
         assert second.wait_for_log("restored", 60), f"no model restored:\n{second.log_tail(80)}"
@@ -251,7 +256,8 @@ def test_killed_worker_restarts_with_its_tables_and_models(
 
         # --- 3. the same records again: redelivered events never duplicate alerts ----------------
         publish(service_settings, records)
-        assert wait_for(settled(service_settings, app_id, second_port), 300, second, poll_s=3.0), second.log_tail()
+        assert wait_for(settled(service_settings, app_id, second_port, token), 300, second, poll_s=3.0), \
+            second.log_tail()
         count, unique = run_alerts()
         assert unique > 0, "the run raised no alerts"
         assert count == unique, f"{count} alert rows for {unique} alert ids"
@@ -273,7 +279,7 @@ def test_killed_worker_restarts_with_its_tables_and_models(
             "SELECT count() FROM aiwarden.alerts WHERE first_seen >= {start:Int64} AND first_seen < {end:Int64}",
             parameters={"start": start_ms, "end": end_ms},
         ).result_rows[0][0]
-        final = worker_state(second_port)
+        final = worker_state(second_port, token)
         print(
             f"\nworker restart: {len(records)} records, app {app_id}"
             f"\n  before kill: tables {before['tables']} models {before['models']} checkpointed {saved}"
