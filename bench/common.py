@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import secrets
 import socket
 import threading
 import time
@@ -343,6 +344,18 @@ def start_worker(settings: Settings, prefix: str, log_dir: Path | None = None, *
         position_groups(settings, app_id, raw_from)
     log = (log_dir or settings.state_dir) / f"{app_id}-{uuid.uuid4().hex[:4]}.log"
     return WorkerProcess(settings, log, AIWARDEN_WORKER__APP_ID=app_id, **env).start()
+
+
+def viewer_headers(settings: Settings) -> dict[str, str]:
+    """Headers signing a request in as a new viewer (its API token): every worker endpoint but /health
+    needs a sign-in. Written to the accounts topic; a worker started afterwards reads it on start."""
+    from streams.soc.accounts import new_token, new_user, record
+    from streams.soc.compacted import produce
+
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    token, stored = new_token(name, "bench")
+    produce(settings, topics.ACCOUNTS, [record(new_user(name, "viewer", secrets.token_urlsafe(16))), record(stored)])
+    return {"Authorization": f"Bearer {token}"}
 
 
 def app_id_of(worker: WorkerProcess) -> str:

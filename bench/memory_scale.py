@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import app_id_of, free_port, rss_mib, spread, start_worker, wait_drained
+from bench.common import app_id_of, free_port, rss_mib, spread, start_worker, viewer_headers, wait_drained
 from detectors.inventory import Inventory
 from detectors.registry import build_all, by_class, detect_all
 from infra.clickhouse.client import connect
@@ -204,6 +204,7 @@ def through_worker(settings: Settings, entities: int, store: str = "memory", day
     """RSS of one real worker (state store ``store``) before and after draining a world of about
     ``entities`` entities."""
     port = free_port()
+    signed_in = viewer_headers(settings)
     worker = start_worker(settings, f"bench-memory-{store}", AIWARDEN_WORKER__WEB_PORT=str(port),
                           AIWARDEN_WORKER__STATE_STORE=store)
     app_id = app_id_of(worker)
@@ -219,7 +220,7 @@ def through_worker(settings: Settings, entities: int, store: str = "memory", day
         published = sum(summary.published.values())
         drained = wait_drained(settings, app_id, published, workers=[worker])
         rss_after = rss_mib(worker.proc.pid) if worker.proc else 0.0
-        state = httpx.get(f"http://127.0.0.1:{port}/aiwarden/state", timeout=10).json()
+        state = httpx.get(f"http://127.0.0.1:{port}/aiwarden/state", headers=signed_in, timeout=10).json()
         on_disk = disk_bytes(settings.state_dir.resolve() / "worker" / app_id)
     finally:
         worker.stop()

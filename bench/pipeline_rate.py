@@ -49,6 +49,7 @@ from bench.common import (
     publish_prepared,
     rss_mib,
     start_worker,
+    viewer_headers,
     wait_ready,
 )
 from infra.clickhouse.client import connect
@@ -147,6 +148,7 @@ def run(settings: Settings, events: int = 50_000, rate: float = 1000.0, log_dir:
     client = connect(settings)
     count_sql = "SELECT count() FROM aiwarden.events WHERE time_ms >= {start:Int64} AND time_ms < {end:Int64}"
     port = free_port()
+    signed_in = viewer_headers(settings)
     worker = start_worker(settings, "bench", log_dir, AIWARDEN_WORKER__WEB_PORT=str(port))
     app_id = app_id_of(worker)
     first = last = None
@@ -204,7 +206,8 @@ def run(settings: Settings, events: int = 50_000, rate: float = 1000.0, log_dir:
         if sustain and drain_rate:
             load = Path("/proc/loadavg").read_text().split()[0]
             steady = {**sustained(settings, worker, drain_rate), "load_before_sustained": load}
-        engine = httpx.get(f"http://127.0.0.1:{port}/aiwarden/state", timeout=10).json().get("pipeline", {})
+        state = httpx.get(f"http://127.0.0.1:{port}/aiwarden/state", headers=signed_in, timeout=10).json()
+        engine = state.get("pipeline", {})
     finally:
         worker.stop()
         client.close()
