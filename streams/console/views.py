@@ -174,7 +174,7 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
     class Techniques(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(techniques, content_type="application/json",
-                              headers={"Cache-Control": "max-age=3600"})
+                              headers={"Cache-Control": "private, max-age=3600"})  # behind sign-in
 
     app.web.add_static("/static/", STATIC)
 
