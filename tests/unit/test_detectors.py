@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,11 +31,13 @@ from detectors.text import (
 from schemas import entities as ent
 from schemas.envelope import Event
 from schemas.findings import Finding
+from schemas.sources import falco as falco_source
 from tests.contract.events import T0, bedrock, cloudtrail, falco, gateway, k8s, mixed_stream, role_session, runtime
 
 pytestmark = pytest.mark.unit
 
 CONFIG = DetectionConfig()
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 MIN = 60_000
 
 
@@ -146,6 +149,17 @@ def test_shadow_ai_egress_near_misses_and_allowlist() -> None:
     assert len(feed("shadow_ai_egress", [web])) == 1
     tuned = with_config(sanctioned_ai_egress={**CONFIG.sanctioned_ai_egress, "web": ("api.openai.com",)})
     assert feed("shadow_ai_egress", [web], tuned) == []
+
+
+def test_shadow_ai_egress_from_a_falco_named_destination() -> None:
+    """A stock Falco sends no DNS events: the connect's fd.sip.name names the AI API."""
+    line = (FIXTURES / "falco" / "aiwarden_field_reference.jsonl").read_bytes().splitlines()[0]
+    connect = falco_source.normalize(orjson.loads(line))
+    found = feed("shadow_ai_egress", [connect])
+    assert len(found) == 1 and found[0].attributes["ai_host"] == "api.openai.com"
+    assert "analytics/summarizer-5f7d8c9b6-q2w9x" in found[0].summary and ent.ip("162.159.140.245") in found[0].entities
+    tuned = with_config(sanctioned_ai_egress={"analytics": ("api.openai.com",)})
+    assert feed("shadow_ai_egress", [connect], tuned) == []
 
 
 def test_shadow_ai_egress_rate_limited_per_window() -> None:
