@@ -20,6 +20,8 @@ Bedrock logging by the security admin.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 ACME_ACCOUNT = "418295730164"
@@ -197,10 +199,39 @@ class DetectionConfig(BaseModel):
          "Run shell untrusted", "System user interactive", "Launch Remote File Copy Tools in Container"),
         description="Falco rules that model_server_shell reports when they fire in an AI workload.",
     )
+    agent_rule_min_priority: Literal["debug", "informational", "notice", "warning", "error", "critical"] = Field(
+        "warning", description="Lowest priority of a Falco / runtime-agent rule hit that agent_rule_hit reports when "
+        "it fires in an AI workload.",
+    )
+    agent_rule_ignore: tuple[str, ...] = Field(
+        (), description="Falco / runtime-agent rules agent_rule_hit never reports (exact rule names)."
+    )
     miner_processes: tuple[str, ...] = Field(
         ("xmrig", "xmr-stak", "ethminer", "t-rex", "nbminer", "lolminer", "phoenixminer", "gminer", "teamredminer",
          "nanominer", "cpuminer", "minerd", "ccminer", "bminer", "srbminer-multi", "kawpowminer", "xmrig-cuda"),
         description="Crypto-miner process names.",
+    )
+    miner_strong_flags: tuple[str, ...] = Field(
+        (r"--donate-level", r"--cpu-priority", r"--randomx-", r"--nicehash", r"--cpu-max-threads-hint",
+         r"(?:^|\s)(?:-a|--algo)[= ]+(?:rx/|cn/|cn-|kawpow|ethash|etchash|autolykos|randomx|cryptonight|argon2|"
+         r"ghostrider|kheavyhash|octopus|equihash|x16r|progpow)",
+         r"(?:^|\s)--coin[= ]+(?:xmr|monero|rvn|etc|erg|zeph|kas)\b"),
+        description="Regexes over a command line (case-insensitive) each of which alone marks a miner, whatever the "
+        "process is called (SigmaHQ's Linux crypto-mining rule keys on such flags).",
+    )
+    miner_weak_flags: tuple[str, ...] = Field(
+        (r"(?:^|\s)(?:-o|--url)[= ]+(?:(?:[a-z0-9-]+\.)+[a-z0-9-]+|\d{1,3}(?:\.\d{1,3}){3}):\d{2,5}\b",
+         r"(?:^|\s)(?:-u|--user|--wallet)[= ]+\S{6,}", r"(?:^|\s)(?:-p|--pass)[= ]+x\b", r"--cuda\b",
+         r"--opencl\b", r"--no-cpu\b", r"(?:^|\s)(?:-t|--threads)[= ]+\d+.*(?:-o|--url)[= ]"),
+        description="Regexes over a command line that mark a miner when miner_weak_flags_needed of them match (a "
+        "process started from a scratch_dirs directory counts as one).",
+    )
+    miner_weak_flags_needed: int = Field(
+        3, ge=1, description="Weak miner signals needed together (see miner_weak_flags)."
+    )
+    scratch_dirs: tuple[str, ...] = Field(
+        ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/user/", "/dev/mqueue/"),  # noqa: S108 - paths matched, not used
+        description="Writable scratch directories; a binary started from one is a weak miner signal.",
     )
     miner_ports: tuple[int, ...] = Field(
         (3333, 4444, 5555, 7777, 14444, 45700), description="Mining-pool ports (stratum)."
@@ -230,6 +261,18 @@ class DetectionConfig(BaseModel):
         50_000_000, ge=1, description="Bytes sent to new external destinations after a weights read that fire."
     )
     exfil_window_s: int = Field(900, ge=1, description="How long after a weights read an upload counts (seconds).")
+    upload_tools: tuple[str, ...] = Field(
+        ("curl", "wget", "scp", "sftp", "rsync", "rclone", "aws", "gsutil", "gcloud", "azcopy", "az", "s3cmd", "mc",
+         "nc", "ncat", "netcat", "socat", "ftp", "lftp", "croc", "transfer", "oras", "huggingface-cli"),
+        description="Processes that upload files; after a non-serving weights read, one connecting to a new external "
+        "address fires when the agent reports no byte counts (Falco).",
+    )
+    archive_tools: tuple[str, ...] = Field(
+        ("tar", "zip", "7z", "7za", "gzip", "pigz", "zstd", "xz", "bzip2", "split", "dd", "rsync", "scp", "rclone",
+         "cp"),
+        description="Processes that pack or copy files; a weights read by one, then any new external address from the "
+        "workload, fires when the agent reports no byte counts.",
+    )
 
     # --- cloud: training data, registry, logging ------------------------------------------------
     training_buckets: tuple[str, ...] = Field(

@@ -844,3 +844,70 @@ def test_lru_add_equals_remove_and_append(items: list[int], cap: int) -> None:
         del slow[: max(0, len(slow) - cap)]
         assert lru_add(fast, item, cap) == new
         assert fast == slow
+
+
+# --- agent_rule_hit --------------------------------------------------------------------------------
+
+
+def test_agent_rule_hit_priority_asset_and_near_misses() -> None:
+    drop = falco("Drop and execute new binary in container", process="kworkerd", cmdline="kworkerd -o x:443")
+    drop = Event(**{**drop.to_dict(), "severity_id": 5, "tags": ["T1204", "mitre_persistence", "container"]})
+    found = feed("agent_rule_hit", [drop])
+    assert len(found) == 1 and found[0].severity == "critical" and found[0].ai_asset
+    assert found[0].attributes["why_ai"] == "runtime vllm" and found[0].attributes["mitre"] == "T1204,mitre_persistence"
+    warning = Event(**{**drop.to_dict(), "severity_id": 3, "event_id": "w"})
+    gpu = Event(**{**warning.to_dict(), "extra": {"ai_asset": "pod:ml-prod/vllm-0", "ai_gpu": "true"}})
+    assert feed("agent_rule_hit", [warning])[0].severity == "medium"
+    assert feed("agent_rule_hit", [gpu])[0].severity == "high"  # the asset raises it
+    notice = Event(**{**drop.to_dict(), "severity_id": 2})
+    web = falco("Drop and execute new binary in container", ns="web", pod="w", image="nginx:1.27", process="x",
+                cmdline="x")
+    shell = falco("Terminal shell in container")  # model_server_shell reports it
+    audit = Event(**{**drop.to_dict(), "extra": {"falco_source": "k8s_audit"}})
+    assert feed("agent_rule_hit", [notice, web, shell, audit]) == []
+    assert len(feed("agent_rule_hit", [notice], with_config(agent_rule_min_priority="notice"))) == 1
+    assert feed("agent_rule_hit", [drop], with_config(agent_rule_ignore=(drop.rule,))) == []
+    repeats = [Event(**{**drop.to_dict(), "event_id": f"e{i}", "time_ms": T0 + i * 1000}) for i in range(90)]
+    assert len(feed("agent_rule_hit", repeats)) == 2  # one per rule per window
+
+
+def test_cryptominer_renamed_by_its_flags_and_ai_asset_without_gpu_names() -> None:
+    line = (FIXTURES / "falco" / "aiwarden_field_reference.jsonl").read_bytes().splitlines()[3]
+    renamed = falco_source.normalize(orjson.loads(line))  # "kworkerd", no stratum URL, node ip-10-8-3-21
+    quiet = Event(**{**renamed.to_dict(), "rule": "Some site rule"})  # Falco's own rule aside: the flags alone
+    found = feed("cryptominer", [quiet])
+    assert len(found) == 1 and "--donate-level" in found[0].attributes["signal"]
+    assert found[0].severity == "high" and not found[0].ai_asset  # nothing says AI yet
+    known = Event(**{**quiet.to_dict(), "extra": {**quiet.extra, "ai_asset": "pod:research/train-llama-0"}})
+    assert feed("cryptominer", [known])[0].ai_asset  # the inventory knows the pod as an AI workload
+    weak = runtime("process_exec", ns="web", pod="w", image="nginx", process="sysupd",
+                   cmdline="/dev/shm/sysupd -o 198.51.100.23:443 -u 4AbcWalletxyz")
+    assert "started from /dev/shm" in feed("cryptominer", [weak])[0].attributes["signal"]
+    benign = [runtime("process_exec", process=p, cmdline=c, seq=i) for i, (p, c) in enumerate([
+        ("ssh", "ssh -o StrictHostKeyChecking=no -p 2222 deploy@10.0.0.5"),
+        ("curl", "curl -o /tmp/x.tgz -u user:pass https://example.com:443/x"),
+        ("python3", "python3 train.py -a resnet50 --epochs 3 --cuda"),
+        ("gcc", "/tmp/build/gcc -o out main.c"),
+    ])]
+    assert feed("cryptominer", benign) == []
+    pool = runtime("network_connect", ns="web", pod="w", image="nginx", process="x", dst_ip="198.51.100.23",
+                   dst_port=443, dst_host="xmr.pool.example.net")
+    assert "mining pool xmr.pool.example.net" in feed("cryptominer", [pool])[0].attributes["signal"]
+
+
+def test_weights_exfiltration_as_a_sequence_without_bytes() -> None:
+    read = runtime("file_open", file_path=SHARD, process="tar", cmdline="tar czf /tmp/w.tgz /models", t=T0)
+    upload = runtime("network_connect", process="curl", dst_ip="203.0.113.9", dst_port=443, t=T0 + 120_000)
+    found = feed("weights_exfiltration", [read, upload])
+    assert len(found) == 1 and found[0].attributes["bytes"] == "unknown" and found[0].attributes["uploader"] == "curl"
+    assert "no byte count" in found[0].summary and len(found[0].evidence_event_ids) == 2
+    python_read = runtime("file_open", file_path=SHARD, process="python3", cmdline="python3 eval.py", t=T0)
+    python_connect = runtime("network_connect", process="python3", dst_ip="203.0.113.9", dst_port=443, t=T0 + 1000)
+    assert feed("weights_exfiltration", [python_read, python_connect]) == []  # neither archiver nor upload tool
+    assert len(feed("weights_exfiltration", [python_read, upload])) == 1  # an upload tool after any non-serving read
+    archived_then_python = feed("weights_exfiltration", [read, python_connect])
+    assert len(archived_then_python) == 1 and archived_then_python[0].attributes["reader"] == "tar"
+    seen = runtime("network_connect", process="curl", dst_ip="203.0.113.9", dst_port=443, t=T0 - 1000)
+    assert feed("weights_exfiltration", [seen, read, upload]) == []  # not a new destination
+    late = runtime("network_connect", process="curl", dst_ip="203.0.113.9", dst_port=443, t=T0 + 3_600_000)
+    assert feed("weights_exfiltration", [read, late]) == []
