@@ -320,6 +320,7 @@ def main() -> None:
 def _mount_subcommands() -> None:
     from detectors.sigma.cli import sigma_app
     from streams.alerts_tail import alerts_app
+    from streams.config_check import config_app
     from streams.containment.receiver import receiver_app
     from streams.dlq import dlq_app
     from streams.hunt import hunt_app
@@ -329,6 +330,7 @@ def _mount_subcommands() -> None:
     app.add_typer(alerts_app, name="alerts", help="The live alert stream for the SOC.")
     app.add_typer(sigma_app, name="sigma", help="Sigma rules: check, test on events, SQL, retro-hunts.")
     app.add_typer(dlq_app, name="dlq", help="Dead letters: counts, one letter, replay after a fix, export.")
+    app.add_typer(config_app, name="config", help="Estate files (AIWARDEN_CONFIG): validate, show what they change.")
 
 
 _mount_subcommands()
