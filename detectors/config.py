@@ -378,6 +378,27 @@ class DetectionConfig(BaseModel):
     cost_heavy_factor: float = Field(
         3.0, gt=1, description="... and (once the key is warm) tokens/request over this many times its EWMA."
     )
+    cost_long_completion: int = Field(
+        1_024, ge=1, description="Mix guard: completions of at least this many output tokens are long; the guard "
+        "watches the share of the key's completions above its usual output-token tail (never below this) ..."
+    )
+    cost_mix_min_long: int = Field(
+        10, ge=1, description="... and fires (once the key is warm) on at least this many in one window ..."
+    )
+    cost_mix_share: float = Field(
+        0.05, gt=0, le=1, description="... making at least this share of the window's requests."
+    )
+    cost_mix_usual: float = Field(
+        0.01, gt=0, lt=1, description="A key's usual tail: the output-token buckets (powers of two) above which "
+        "at most this share of its completions fell (EWMA over its windows)."
+    )
+    extraction_mix_min_pairs: int = Field(
+        30, ge=2, description="Mix guard (warm key): near-duplicate prompt pairs in one window needed ..."
+    )
+    extraction_mix_share: float = Field(
+        0.2, gt=0, le=1, description="... making a share of the window's prompt pairs at least this much over the "
+        "key's usual share (EWMA), and at least three times it."
+    )
     inversion_min_matches: int = Field(
         5, ge=1, description="Training-data probing prompts in one window from one caller that fire."
     )

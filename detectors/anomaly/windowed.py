@@ -8,7 +8,8 @@ window, the previous one is closed:
 
 1. its features (log-scaled) are **scored** by ``self.model`` (an ``AnomalyModel`` shared by every
    entity of this detector) and, if the model is warm and the window is big enough
-   (``confirm``), a score at or above ``anomaly_threshold`` is a finding;
+   (``confirm``), a score at or above ``anomaly_threshold`` is a finding that names the features
+   that moved (``moved``: more than 2 sd from the mean of the windows the model learned);
 2. the model then **learns** the window, unless the window fired (a detected attack is not taught
    to the model as normal);
 3. the entity's baseline is updated.
@@ -200,8 +201,12 @@ class WindowedAnomalyDetector(Detector):
             if score >= self.threshold:
                 state["fw"] = state["w"]
                 fired = True
+                moved = self.model.explain(x)
                 reason = f"anomaly score {score:.3f} vs the population of windows"
-                found = self._finding(None, key, state, reason, self.severity, score)
+                if moved:
+                    reason += "; moved: " + ", ".join(f"{name} {z:+.1f} sd" for name, z in moved)
+                found = self._finding(None, key, state, reason, self.severity, score,
+                                      {"moved": ",".join(name for name, _ in moved)})
         if not fired:
             self.model.learn_one(x)
         self.update_baselines(state)
@@ -209,9 +214,11 @@ class WindowedAnomalyDetector(Detector):
         return found
 
     def _finding(
-        self, event: Event | None, key: str, state: State, reason: str, severity: str, score: float
+        self, event: Event | None, key: str, state: State, reason: str, severity: str, score: float,
+        extra: dict[str, str] | None = None,
     ) -> Finding:
         summary, phrase = self.describe(key, state, reason)
+        attributes = {"phrase": phrase, "reason": reason, "window_start_ms": str(state["w"] * self.window_ms)}
         return self.finding(
             event=event,
             entity_id=key,
@@ -222,7 +229,7 @@ class WindowedAnomalyDetector(Detector):
             severity=severity,
             anomaly_score=score,
             ai_asset=True,
-            attributes={"phrase": phrase, "reason": reason, "window_start_ms": str(state["w"] * self.window_ms)},
+            attributes=attributes | (extra or {}),
             time_ms=int(state.get("tl", 0)) if event is None else None,
         )
 

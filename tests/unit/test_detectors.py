@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.anomaly.windowed import synthetic_prompt
 from detectors.base import Detector, lru_add
 from detectors.config import DetectionConfig, PhrasePattern
 from detectors.registry import DETECTORS, ConfigurationError, build_all, by_class, detect_all
@@ -336,7 +338,8 @@ def test_model_extraction_volume_guard_after_warm_up() -> None:
 
 def test_model_extraction_model_fires_on_a_closed_window() -> None:
     config = with_config(hst_window=32, warmup_observations=64, anomaly_min_requests=5,
-                         extraction_sweep_pairs=10_000, extraction_volume_factor=1000.0, anomaly_threshold=0.99)
+                         extraction_sweep_pairs=10_000, extraction_volume_factor=1000.0, anomaly_threshold=0.99,
+                         extraction_mix_min_pairs=10**6)
     detector = DETECTORS["model_extraction"](config)
     events: list[Event] = []
     for w in range(8):
@@ -349,6 +352,79 @@ def test_model_extraction_model_fires_on_a_closed_window() -> None:
     assert detector.model.ready
     assert [f.entity_id for f in found] == [ent.apikey("key-3")]
     assert found[0].anomaly_score >= 0.99 and "anomaly score" in found[0].attributes["reason"]
+    moved = found[0].attributes["moved"].split(",")  # the finding says which features moved
+    assert set(moved) <= set(detector.features) and {"tokens_out", "near_dup", "distance"} & set(moved), moved
+    assert "moved: " in found[0].attributes["reason"]
+
+
+def busy_window(key: str, w: int, rng: random.Random, n: int = 150,
+                extra: list[tuple[str, int, int]] | None = None) -> list[Event]:
+    """One minute of a busy key's ordinary traffic (varied prompts, 50..700 output tokens), with ``extra``
+    requests ``(prompt, tokens_in, tokens_out)`` spread through it."""
+    spec = [(synthetic_prompt(rng), rng.randint(200, 900), rng.randint(50, 700)) for _ in range(n)]
+    for i, item in enumerate(extra or ()):  # interleaved, never in one block
+        spec.insert((i * 7919) % (len(spec) + 1), item)
+    step = MIN // (len(spec) + 1)
+    return [gateway(key=key, t=T0 + w * MIN + (i + 1) * step, prompt=p, tokens_in=ti, tokens_out=to, seq=w * 10_000 + i)
+            for i, (p, ti, to) in enumerate(spec)]
+
+
+MIX_OFF = {"cost_mix_min_long": 10**9, "extraction_mix_min_pairs": 10**9}  # the detectors as they were
+
+
+def test_model_extraction_sweep_diluted_in_a_busy_keys_traffic() -> None:
+    rng = random.Random(7)
+    events: list[Event] = []
+    for w in range(6):
+        events += busy_window("key-busy", w, rng)
+    sweep_prompts = [(f"Label the intent of support ticket {20_000 + i:05d}. One word.", 25, 2) for i in range(80)]
+    events += busy_window("key-busy", 6, rng, extra=sweep_prompts)
+    events += busy_window("key-busy", 7, rng, n=3)  # closes the sweep window
+    assert feed("model_extraction", events, with_config(**MIX_OFF)) == []  # mean distance and volume hide it
+    found = feed("model_extraction", events)
+    assert len(found) == 1
+    assert "inside the key's usual traffic" in found[0].attributes["reason"]
+    assert found[0].attributes["window_start_ms"] == str(T0 // MIN * MIN + 6 * MIN)
+
+
+def test_model_extraction_mix_guard_quiet_on_benign_keys() -> None:
+    rng = random.Random(8)
+    busy = [e for w in range(12) for e in busy_window("key-busy", w, rng)]
+    assert feed("model_extraction", busy) == []
+    # a key that always sends templated prompts: near-duplicates are its usual mix
+    templated: list[Event] = []
+    for w in range(10):
+        extra = [(f"Classify ticket {w * 1000 + i}: {synthetic_prompt(rng)[:20]}", 40, 3) for i in range(40)]
+        templated += busy_window("key-pipeline", w, rng, n=20, extra=extra)
+    assert feed("model_extraction", templated, with_config(extraction_sweep_pairs=10**6)) == []
+
+
+def test_cost_harvesting_long_completions_diluted_in_a_busy_keys_traffic() -> None:
+    rng = random.Random(9)
+    events: list[Event] = []
+    for w in range(6):
+        events += busy_window("key-busy", w, rng)
+    burst = [(synthetic_prompt(rng), 300, rng.randint(2500, 3500)) for _ in range(20)]  # each well under the guards
+    assert all(ti + to < CONFIG.cost_heavy_request_tokens and to < CONFIG.cost_huge_completion for _, ti, to in burst)
+    events += busy_window("key-busy", 6, rng, extra=burst)
+    events += busy_window("key-busy", 7, rng, n=3)
+    assert feed("cost_harvesting", events, with_config(**MIX_OFF)) == []  # totals barely move
+    found = feed("cost_harvesting", events)
+    assert len(found) == 1
+    reason = found[0].attributes["reason"]
+    assert reason.startswith("10 completions of 1,024+ output tokens") and "mix moved" in reason  # fires as it fills
+
+
+def test_cost_harvesting_mix_guard_quiet_on_benign_keys() -> None:
+    rng = random.Random(10)
+    events: list[Event] = []
+    for w in range(12):  # a busy key with the odd long answer
+        extra = [(synthetic_prompt(rng), 300, 3000)] if w % 3 == 0 else []
+        events += busy_window("key-busy", w, rng, extra=extra)
+    for w in range(12):  # a summarizer whose completions are always long
+        extra = [(synthetic_prompt(rng), 1000, rng.randint(1500, 2900)) for _ in range(30)]
+        events += busy_window("key-summaries", w, rng, n=10, extra=extra)
+    assert feed("cost_harvesting", events) == []
 
 
 # --- 5. model_inversion --------------------------------------------------------------------------------
@@ -438,7 +514,7 @@ def test_cost_harvesting_huge_completion_and_near_misses() -> None:
 
 
 def test_cost_harvesting_spend_over_baseline() -> None:
-    config = with_config(warmup_windows=3, cost_min_tokens=50_000, cost_heavy_requests=10_000)
+    config = with_config(warmup_windows=3, cost_min_tokens=50_000, cost_heavy_requests=10_000, **MIX_OFF)
     events: list[Event] = []
     for w in range(5):
         events += [gateway(key="key-c", t=T0 + w * MIN + i * 3000, tokens_in=500, tokens_out=300, seq=i)
