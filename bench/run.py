@@ -28,6 +28,7 @@ from bench.common import loadavg
 from infra import services
 from infra.settings import Settings
 from streams.setup import migrate
+from streams.simulator import estate as simulator_estate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -330,7 +331,7 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(ALL))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(ALL)}")
-    base = Settings(state_dir=Path(args.state_dir))
+    base = simulator_estate.apply(Settings(state_dir=Path(args.state_dir)))  # benchmarks judge the simulator
     # Each run starts from empty topics and tables, so no benchmark drains another's leftovers.
     services.down(base)
     shutil.rmtree(base.state_dir, ignore_errors=True)

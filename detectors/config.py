@@ -5,11 +5,11 @@ environment variable the owner maps to it), never editing a detector. Principal,
 lists are glob patterns (``fnmatch``: ``*`` matches anything, ``?`` one character), matched
 case-insensitively; image lists are prefixes (a trailing ``*`` is implied).
 
-The defaults describe the simulator's world ("Acme": ``streams.simulator.world.SANCTIONED``): AI
-namespaces ``ai-platform``, ``inference``, ``ml-prod``, ``ml-staging``; the LiteLLM gateway in
-``ai-platform`` is the only workload allowed to call OpenAI / Anthropic; the training bucket
-``acme-ml-training-data`` is written by two pipeline roles; the model registry by the MLOps admins;
-Bedrock logging by the security admin.
+The defaults describe no one: well-known AI API hosts, model server images and processes, miner
+pools and ports, and empty estate lists (namespaces, buckets, roles, principals). An estate brings its
+own in a file (``AIWARDEN_CONFIG``, ``infra.estate``); the simulator's is ``streams/simulator/estate.yaml``.
+With no ``approved_namespaces`` the unsanctioned-AI-workload rule stays silent (nothing is sanctioned
+yet, so nothing can be unsanctioned) while the inventory still lists every AI workload.
 
 >>> config = DetectionConfig(window_s=30)
 >>> config.window_ms
@@ -23,25 +23,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-ACME_ACCOUNT = "418295730164"
-_ACME_ECR = f"{ACME_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/"
-
-
-def _role_session(role: str, session: str) -> str:
-    return f"arn:aws:sts::{ACME_ACCOUNT}:assumed-role/{role}/{session}"
-
-
-_TRAINING_WRITERS = (
-    _role_session("sagemaker-training-pipeline", "SageMaker"),
-    _role_session("feature-etl-irsa", "airflow-feature-etl"),
-    f"arn:aws:iam::{ACME_ACCOUNT}:role/sagemaker-training-pipeline",
-    f"arn:aws:iam::{ACME_ACCOUNT}:role/feature-etl-irsa",
-)
-_MLOPS_ADMINS = tuple(
-    _role_session("AWSReservedSSO_MLOpsAdmin_a41f09c3d7e2b858", person) for person in ("priya.raman", "tomas.eriksen")
-)
-_LOGGING_ADMINS = (_role_session("AWSReservedSSO_SecurityAdmin_e90c2d17b4a6f3c2", "grace.okafor"),)
 
 
 class PhrasePattern(BaseModel):
@@ -77,8 +58,9 @@ class DetectionConfig(BaseModel):
 
     # --- workloads -------------------------------------------------------------------------------
     approved_namespaces: tuple[str, ...] = Field(
-        ("ai-platform", "inference", "ml-prod", "ml-staging"),
-        description="Namespaces allowed to run AI workloads (model servers, notebooks, AI API clients).",
+        (),
+        description="Namespaces allowed to run AI workloads (model servers, notebooks, AI API clients); empty: "
+        "unsanctioned_ai_workload stays silent until an estate names them.",
     )
     approved_images: tuple[str, ...] = Field(
         (
@@ -89,7 +71,6 @@ class DetectionConfig(BaseModel):
             "ghcr.io/ggerganov/llama.cpp",
             "rayproject/ray-ml",
             "quay.io/jupyter/",
-            _ACME_ECR,
         ),
         description="Image prefixes approved for AI workloads; an AI workload must be in an approved namespace "
         "AND run an approved image to be sanctioned (empty list: namespace alone decides).",
@@ -152,11 +133,7 @@ class DetectionConfig(BaseModel):
         description="Hosts of AI APIs (globs). A DNS query / connect to one is checked against sanctioned_ai_egress.",
     )
     sanctioned_ai_egress: dict[str, tuple[str, ...]] = Field(
-        {
-            "*": ("bedrock-runtime.*.amazonaws.com", "runtime.sagemaker.*.amazonaws.com"),
-            "ai-platform": ("api.openai.com", "api.anthropic.com"),
-            "kube-system": ("*",),  # cluster DNS resolves on behalf of every pod
-        },
+        {"kube-system": ("*",)},  # cluster DNS resolves on behalf of every pod
         description="Namespace -> AI API host globs its workloads may reach; key '*' applies to every namespace.",
     )
 
@@ -172,7 +149,7 @@ class DetectionConfig(BaseModel):
         description="Name fragments of Services / Ingresses that front a model server.",
     )
     approved_exposure_namespaces: tuple[str, ...] = Field(
-        ("web", "ingress-nginx"), description="Namespaces where LoadBalancer / NodePort / Ingress objects are expected."
+        ("ingress-nginx",), description="Namespaces where LoadBalancer / NodePort / Ingress objects are expected."
     )
     exposure_types: tuple[str, ...] = Field(
         ("LoadBalancer", "NodePort"), description="Service types that expose a workload outside the cluster."
@@ -191,7 +168,7 @@ class DetectionConfig(BaseModel):
         ("quay.io/jupyter/",), description="Image prefixes of notebooks, where shells from python are expected."
     )
     package_install_namespaces: tuple[str, ...] = Field(
-        ("ci", "ml-staging"), description="Namespaces where installing packages in a running container is expected."
+        (), description="Namespaces where installing packages in a running container is expected."
     )
     shell_falco_rules: tuple[str, ...] = Field(
         ("Terminal shell in container", "Redirect STDOUT/STDIN to Network Connection in Container",
@@ -276,10 +253,10 @@ class DetectionConfig(BaseModel):
 
     # --- cloud: training data, registry, logging ------------------------------------------------
     training_buckets: tuple[str, ...] = Field(
-        ("acme-ml-training-data",), description="Buckets whose every object is training data."
+        (), description="Buckets whose every object is training data."
     )
     training_prefixes: tuple[str, ...] = Field(
-        ("acme-model-artifacts/models/",),
+        (),
         description="'bucket/prefix' of training data or model artifacts inside other buckets.",
     )
     data_write_operations: tuple[str, ...] = Field(
@@ -288,7 +265,7 @@ class DetectionConfig(BaseModel):
         description="S3 operations that change training data.",
     )
     approved_data_writers: tuple[str, ...] = Field(
-        _TRAINING_WRITERS, description="Principals (globs; assumed-role sessions match by role ARN too) that write "
+        (), description="Principals (globs; assumed-role sessions match by role ARN too) that write "
         "training data."
     )
     data_writer_learning_s: int = Field(
@@ -303,7 +280,7 @@ class DetectionConfig(BaseModel):
         description="SageMaker model-registry writes.",
     )
     approved_registry_principals: tuple[str, ...] = Field(
-        _MLOPS_ADMINS, description="Principals allowed to change the model registry (globs)."
+        (), description="Principals allowed to change the model registry (globs)."
     )
     logging_operations: dict[str, str] = Field(
         {
@@ -321,7 +298,7 @@ class DetectionConfig(BaseModel):
         description="Operations that weaken AI / cloud audit logging, with the severity of a successful call.",
     )
     approved_logging_principals: tuple[str, ...] = Field(
-        _LOGGING_ADMINS, description="Principals allowed to change logging and guardrails (globs)."
+        (), description="Principals allowed to change logging and guardrails (globs)."
     )
     approved_principals: tuple[str, ...] = Field(
         (), description="Break-glass principals trusted by every cloud rule (globs)."
@@ -489,13 +466,11 @@ class DetectionConfig(BaseModel):
         description="Cloud API services that are AI services (inventory).",
     )
     approved_models: tuple[str, ...] = Field(
-        ("anthropic.claude-3-5-sonnet-*", "anthropic.claude-3-haiku-*", "meta.llama3-1-70b-instruct-*",
-         "mistral.mistral-large-*", "gpt-4o*", "claude-3-5-sonnet-*", "llama-3.1-70b-instruct",
-         "text-embedding-3-*", "reranker-prod", "embedder-prod", "intent-classifier-prod"),
+        (),
         description="Models (globs over model ids) approved for use (inventory).",
     )
     approved_model_users: tuple[str, ...] = Field(
-        (f"arn:aws:sts::{ACME_ACCOUNT}:assumed-role/*", "*@acme.example", "svc-*"),
+        (),
         description="Principals / gateway users approved to invoke models (inventory api_key sanctioned flag).",
     )
     inventory_max_list: int = Field(

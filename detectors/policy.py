@@ -11,7 +11,8 @@ all day (images, hosts, process names, IPs) are cached.
 ''
 >>> policy.is_external("203.0.113.9"), policy.is_external("10.0.3.17")
 (True, False)
->>> policy.egress_sanctioned("ai-platform", "api.openai.com"), policy.egress_sanctioned("web", "api.openai.com")
+>>> estate = Policy.of(DetectionConfig(sanctioned_ai_egress={"ai-platform": ("api.openai.com",)}))
+>>> estate.egress_sanctioned("ai-platform", "api.openai.com"), estate.egress_sanctioned("web", "api.openai.com")
 (True, False)
 """
 

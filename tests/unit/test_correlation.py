@@ -12,11 +12,12 @@ from detectors.correlation import Correlator, anchor, risk_score
 from detectors.registry import build_all, by_class, detect_all
 from schemas import entities as ent
 from schemas.findings import Alert, Finding, stable_id
+from streams.simulator.estate import detection_config
 from tests.contract.events import T0, cloudtrail, gateway, runtime
 
 pytestmark = pytest.mark.unit
 
-CONFIG = DetectionConfig()
+CONFIG = detection_config()  # the simulator's estate: these tests use its names
 POD = ent.pod("ml-prod", "vllm-0")
 CONTAINER = ent.container("3f2a9c1b7d4e")
 

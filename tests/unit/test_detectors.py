@@ -34,11 +34,12 @@ from schemas import entities as ent
 from schemas.envelope import Event
 from schemas.findings import Finding
 from schemas.sources import falco as falco_source
+from streams.simulator.estate import detection_config
 from tests.contract.events import T0, bedrock, cloudtrail, falco, gateway, k8s, mixed_stream, role_session, runtime
 
 pytestmark = pytest.mark.unit
 
-CONFIG = DetectionConfig()
+CONFIG = detection_config()  # the simulator's estate: these tests use its names
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 MIN = 60_000
 

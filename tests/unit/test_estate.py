@@ -68,3 +68,63 @@ def test_config_check_prints_what_differs(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["config", "check", str(path)])
     assert bad.exit_code == 1
     assert "window_s" in bad.output and "approved_namespace" in bad.output
+
+
+# --- defaults that describe no one; the simulator's estate as its own file -----------------------------
+
+
+def test_defaults_describe_no_one() -> None:
+    from detectors.config import DetectionConfig
+
+    text = DetectionConfig().model_dump_json().lower()
+    for name in ("acme", "418295730164", "ml-prod", "ai-platform", "priya", "grace.okafor"):
+        assert name not in text, name
+    config = DetectionConfig()
+    assert not config.approved_namespaces and not config.training_buckets and not config.approved_data_writers
+    assert config.ai_api_hosts and config.miner_ports and config.model_ports  # generic vocabularies stay
+
+
+def test_simulator_estate_agrees_with_its_world() -> None:
+    from streams.simulator import SANCTIONED
+    from streams.simulator.estate import detection_config
+
+    config = detection_config()
+    assert set(config.approved_namespaces) == set(SANCTIONED["ai_namespaces"])
+    assert set(config.training_buckets) == set(SANCTIONED["training_buckets"])
+    assert set(SANCTIONED["training_bucket_writers"]) <= set(config.approved_data_writers)
+    assert set(config.approved_registry_principals) == set(SANCTIONED["model_registry_writers"])
+    assert set(config.approved_logging_principals) == set(SANCTIONED["logging_admins"])
+    assert set(config.approved_exposure_namespaces) == set(SANCTIONED["loadbalancer_namespaces"])
+    assert set(config.package_install_namespaces) == set(SANCTIONED["package_install_namespaces"])
+    assert SANCTIONED["account_id"] in " ".join(config.approved_images)
+
+
+def test_simulator_estate_applies_under_explicit_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.simulator import estate
+
+    monkeypatch.setenv("AIWARDEN_DETECTION__WINDOW_S", "30")
+    applied = estate.apply(Settings())
+    assert applied.detection.window_s == 30  # the environment still wins
+    assert applied.detection.training_buckets == ("acme-ml-training-data",)
+
+
+def test_a_fresh_estate_does_not_raise_every_model_server() -> None:
+    """Empty allowlists: model servers are inventoried, not raised as unsanctioned AI workloads."""
+    from detectors.config import DetectionConfig
+    from detectors.inventory import Inventory
+    from detectors.registry import DETECTORS
+    from tests.contract.events import runtime
+
+    servers = [runtime("process_exec", ns=ns, pod=f"{name}-0", image=image, process=proc, cmdline=f"{proc} serve")
+               for ns, name, image, proc in (("serving", "vllm", "vllm/vllm-openai:v0.6.3", "vllm"),
+                                             ("research", "ollama", "ollama/ollama:0.3.14", "ollama"),
+                                             ("team-a", "tgi", "ghcr.io/huggingface/text-generation-inference:2.4",
+                                              "text-generation-launcher"))]
+    fresh = DetectionConfig()
+    detector = DETECTORS["unsanctioned_ai_workload"](fresh)
+    assert [e for e in servers if detector.state_key(e) is not None] == []
+    inventory = Inventory(fresh)
+    assert all(inventory.assets(e) for e in servers)  # still known to the inventory
+    configured = DETECTORS["unsanctioned_ai_workload"](DetectionConfig(approved_namespaces=("serving",)))
+    flagged = [e for e in servers if configured.state_key(e) is not None and configured.detect(e, {})]
+    assert [e.namespace for e in flagged] == ["research", "team-a"]

@@ -1,0 +1,43 @@
+"""The simulator's estate as a file of its own (``estate.yaml``), loaded by whatever judges simulated
+traffic: ``aiwarden demo``, ``bench``, and the tests that run the simulator (or its names) through the
+detectors. The detection defaults describe no one; this file describes the simulator's "Acme".
+
+>>> detection_config().training_buckets
+('acme-ml-training-data',)
+>>> detection_config(window_s=30).window_s
+30
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from detectors.config import DetectionConfig
+from infra.estate import load
+from infra.settings import Settings
+
+ESTATE_FILE = Path(__file__).with_name("estate.yaml")
+
+
+@cache
+def _detection() -> dict[str, Any]:
+    return dict(load(ESTATE_FILE).get("detection", {}))
+
+
+def detection_config(**changes: Any) -> DetectionConfig:
+    """The simulator estate's detection settings, with ``changes`` on top."""
+    return DetectionConfig.model_validate({**_detection(), **changes})
+
+
+def apply(settings: Settings) -> Settings:
+    """``settings`` judging the simulator's estate: the estate file's detection settings, under every
+    detection setting ``settings`` already changed from the defaults (environment, own estate file)."""
+    default = DetectionConfig()
+    changed = {
+        name: getattr(settings.detection, name)
+        for name in DetectionConfig.model_fields
+        if getattr(settings.detection, name) != getattr(default, name)
+    }
+    return settings.model_copy(update={"detection": detection_config(**changed)})
