@@ -26,12 +26,14 @@ def _detection() -> dict[str, Any]:
     return dict(load(ESTATE_FILE).get("detection", {}))
 
 
-def detection_config(**changes: Any) -> DetectionConfig:
-    """The simulator estate's detection settings, with ``changes`` on top."""
-    return DetectionConfig.model_validate({**_detection(), **changes})
+def detection_config(estate: dict[str, Any] | None = None, **changes: Any) -> DetectionConfig:
+    """The simulator estate's detection settings (``estate``: a run's own, ``Simulator.estate()``), with
+    ``changes`` on top."""
+    base = _detection() if estate is None else estate.get("detection", {})
+    return DetectionConfig.model_validate({**base, **changes})
 
 
-def apply(settings: Settings) -> Settings:
+def apply(settings: Settings, estate: dict[str, Any] | None = None) -> Settings:
     """``settings`` judging the simulator's estate: the estate file's detection settings, under every
     detection setting ``settings`` already changed from the defaults (environment, own estate file)."""
     default = DetectionConfig()
@@ -40,4 +42,4 @@ def apply(settings: Settings) -> Settings:
         for name in DetectionConfig.model_fields
         if getattr(settings.detection, name) != getattr(default, name)
     }
-    return settings.model_copy(update={"detection": detection_config(**changed)})
+    return settings.model_copy(update={"detection": detection_config(estate, **changed)})

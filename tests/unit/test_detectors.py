@@ -95,7 +95,7 @@ def test_config_is_frozen_documented_and_round_trips() -> None:
 def test_docstring_examples_run() -> None:
     modules = [
         "detectors.config", "detectors.policy", "detectors.text", "detectors.registry", "detectors.inventory",
-        "detectors.anomaly.model",
+        "detectors.anomaly.model", "streams.simulator.estate", "streams.simulator.rename",
     ]
     for name in modules:
         result = doctest.testmod(importlib.import_module(name))
@@ -828,14 +828,16 @@ def simulated_events(duration_s: float, rate: float, seed: int = 7) -> list[Even
     return [SOURCES[r.source].normalize(r.record) for r in sim.records()]
 
 
-def test_simulator_every_attack_detected_no_benign_findings() -> None:
+@pytest.mark.parametrize(("seed", "other_estate"), [(7, False), (11, True), (23, True), (42, True)])
+def test_simulator_every_attack_detected_no_benign_findings(seed: int, other_estate: bool) -> None:
+    """The simulator's own estate, and other organisations (renamed per seed) judged with their own estate file."""
     pytest.importorskip("streams.simulator")
     from schemas.sources import SOURCES
     from streams.simulator import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(seed=7, duration_s=60, rate=1000))
+    sim = Simulator(SimConfig(seed=seed, duration_s=60, rate=1000, other_estate=other_estate))
     labels = sim.labels()
-    dispatch = by_class(build_all(CONFIG))
+    dispatch = by_class(build_all(detection_config(sim.estate())))
     states: dict[tuple[str, str], dict[str, Any]] = {}
     findings: list[Finding] = []
     for record in sim.records():
