@@ -34,12 +34,13 @@ def detection_config(estate: dict[str, Any] | None = None, **changes: Any) -> De
 
 
 def apply(settings: Settings, estate: dict[str, Any] | None = None) -> Settings:
-    """``settings`` judging the simulator's estate: the estate file's detection settings, under every
-    detection setting ``settings`` already changed from the defaults (environment, own estate file)."""
-    default = DetectionConfig()
+    """``settings`` judging the simulator's estate (``estate``: a run's own): its detection settings,
+    under every detection setting ``settings`` changed from both the defaults and the simulator's file
+    (environment, an operator's estate file), so applying twice, or to another run, is safe."""
+    default, acme = DetectionConfig(), detection_config()
     changed = {
-        name: getattr(settings.detection, name)
+        name: value
         for name in DetectionConfig.model_fields
-        if getattr(settings.detection, name) != getattr(default, name)
+        if (value := getattr(settings.detection, name)) != getattr(default, name) and value != getattr(acme, name)
     }
     return settings.model_copy(update={"detection": detection_config(estate, **changed)})

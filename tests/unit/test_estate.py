@@ -128,3 +128,14 @@ def test_a_fresh_estate_does_not_raise_every_model_server() -> None:
     configured = DETECTORS["unsanctioned_ai_workload"](DetectionConfig(approved_namespaces=("serving",)))
     flagged = [e for e in servers if configured.state_key(e) is not None and configured.detect(e, {})]
     assert [e.namespace for e in flagged] == ["research", "team-a"]
+
+
+def test_simulator_estate_retargets_to_another_organisation() -> None:
+    from streams.simulator import SimConfig, Simulator, estate
+
+    acme = estate.apply(Settings())
+    other = Simulator(SimConfig(seed=3, duration_s=10, rate=100, other_estate=True)).estate()
+    moved = estate.apply(acme, other)
+    assert moved.detection.training_buckets == tuple(other["detection"]["training_buckets"])
+    assert "acme" not in moved.detection.model_dump_json()
+    assert estate.apply(acme) == acme
