@@ -369,11 +369,15 @@ class DetectionConfig(BaseModel):
         0.01, gt=0, lt=1, description="A key's usual tail: the output-token buckets (powers of two) above which "
         "at most this share of its completions fell (EWMA over its windows)."
     )
+    mix_baseline_requests: int = Field(
+        50, ge=1, description="Requests a key's usual mix (output-token buckets, near-duplicate share) must be "
+        "learned from before the mix guards judge it (a busy key is ready within a window, whatever warmup_windows)."
+    )
     extraction_mix_min_pairs: int = Field(
-        30, ge=2, description="Mix guard (warm key): near-duplicate prompt pairs in one window needed ..."
+        20, ge=2, description="Mix guard (warm key): near-duplicate prompt pairs in one window needed ..."
     )
     extraction_mix_share: float = Field(
-        0.2, gt=0, le=1, description="... making a share of the window's prompt pairs at least this much over the "
+        0.15, gt=0, le=1, description="... making a share of the window's prompt pairs at least this much over the "
         "key's usual share (EWMA), and at least three times it."
     )
     inversion_min_matches: int = Field(

@@ -6,12 +6,12 @@ may fire only on windows whose spend is also above the key's normal (``confirm``
 
 Guards (fire regardless of the model):
 
-* **mix** (after the key's warm-up): the key keeps its usual traffic and adds long completions. The
-  window's output tokens are counted in power-of-two buckets (``< 128`` .. ``>= 8192``) and compared with
-  the key's EWMA of bucket shares: ``cost_mix_min_long`` completions or more in buckets the key usually
-  reaches in at most ``cost_mix_usual`` of its completions (and at least ``cost_long_completion``
-  tokens), making ``cost_mix_share`` of the window, fire however many normal requests dilute them;
-
+* **mix** (once the key's usual mix was learned from ``mix_baseline_requests``): the key keeps its
+  usual traffic and adds long completions. The window's output tokens are counted in power-of-two
+  buckets (``< 128`` .. ``>= 8192``) and compared with the key's EWMA of bucket shares:
+  ``cost_mix_min_long`` completions or more in buckets the key usually reaches in at most
+  ``cost_mix_usual`` of its completions (and at least ``cost_long_completion`` tokens), making
+  ``cost_mix_share`` of the window, fire however many normal requests dilute them;
 * **spend** (after the key's warm-up): window tokens over ``cost_volume_factor`` x the key's EWMA and
   at least ``cost_min_tokens``;
 * **huge completion**: one completion of ``cost_huge_completion`` output tokens or more;
@@ -93,7 +93,7 @@ class CostHarvesting(WindowedAnomalyDetector):
             "max_out": log1p(int(state["mo"])),
             "out_share": int(state["to"]) / tokens if tokens else 0.0,
             "long_share": long / r,
-            "rel_long_share": long / r - sum(usual[self.long_bucket:]) if warm else 0.0,
+            "rel_long_share": long / r - sum(usual[self.long_bucket:]) if self.mix_ready(state) else 0.0,
         }
 
     @property
@@ -128,14 +128,11 @@ class CostHarvesting(WindowedAnomalyDetector):
         super().update_baselines(state)
         per_request = self.volume(state) / max(1, int(state["r"]))
         state["bq"] = self.ewma(state, "bq", per_request)
-        if state.get("fw") != state["w"]:  # a window that fired does not become the key's usual mix
-            r = max(1, int(state["r"]))
-            shares = [n / r for n in state["oh"]]
-            old = state.get("bh")
-            if int(state.get("nw", 0)) == 0 or not old:
-                state["bh"] = [round(x, 4) for x in shares]
-            else:
-                state["bh"] = [round(o + self.alpha * (x - o), 4) for o, x in zip(old, shares, strict=True)]
+        r = int(state["r"])
+        c = self.config
+        long = sum(state["oh"][self.tail(state):])
+        suspicious = self.mix_ready(state) and 2 * long >= c.cost_mix_min_long and long >= c.cost_mix_share * r
+        self.learn_mix(state, "bh", [n / max(1, r) for n in state["oh"]], r, suspicious)
 
     def guard(self, state: State) -> tuple[str, str, float] | None:
         c = self.config
@@ -153,7 +150,7 @@ class CostHarvesting(WindowedAnomalyDetector):
                     self.severity,
                     strength(tokens, limit),
                 )
-        if warm:
+        if self.mix_ready(state):
             tail = self.tail(state)
             long = sum(state["oh"][tail:])
             r = max(1, int(state["r"]))

@@ -12,7 +12,8 @@ Guards (fire regardless of the model):
 * **sweep**: at least ``extraction_sweep_pairs`` consecutive prompt pairs in the window, of which
   ``extraction_sweep_fraction`` are near-duplicates, mean distance under ``extraction_max_distance``
   (no baseline needed: a key that asks the same templated question hundreds of times a minute);
-* **mix** (after the key's warm-up): ``extraction_mix_min_pairs`` near-duplicate pairs or more whose
+* **mix** (once the key's usual share was learned from ``mix_baseline_requests`` prompt pairs):
+  ``extraction_mix_min_pairs`` near-duplicate pairs or more whose
   share of the window's pairs is ``extraction_mix_share`` over the key's usual share (EWMA over its
   windows) and three times it: a sweep diluted in the key's ordinary traffic, which the mean distance
   averages away;
@@ -100,15 +101,18 @@ class ModelExtraction(WindowedAnomalyDetector):
             "distance": float(state["ds"]) / pairs if pairs else 1.0,
             "near_dup": int(state["dd"]) / pairs if pairs else 0.0,
             "rel_near_dup": (int(state["dd"]) / pairs if pairs else 0.0) - float(state.get("bd", 0.0))
-            if self.warmed(state) else 0.0,
+            if self.mix_ready(state) else 0.0,
         }
 
     def update_baselines(self, state: State) -> None:
         super().update_baselines(state)
         pairs = int(state["pc"])
-        if pairs and state.get("fw") != state["w"]:  # a window that fired does not become the key's usual
-            share = int(state["dd"]) / pairs
-            state["bd"] = self.ewma(state, "bd", share)
+        if pairs:
+            c, near = self.config, int(state["dd"])
+            usual = float(state.get("bd", 0.0))
+            suspicious = (self.mix_ready(state) and 2 * near >= c.extraction_mix_min_pairs
+                          and near / pairs >= usual + c.extraction_mix_share)
+            self.learn_mix(state, "bd", near / pairs, pairs, suspicious)
 
     def confirm(self, state: State) -> bool:
         """The model may fire on a big enough window that also leans towards extraction: similar
@@ -130,7 +134,7 @@ class ModelExtraction(WindowedAnomalyDetector):
         if pairs == 0:
             return None
         near = int(state["dd"]) / pairs
-        if self.warmed(state) and int(state["dd"]) >= c.extraction_mix_min_pairs:
+        if self.mix_ready(state) and int(state["dd"]) >= c.extraction_mix_min_pairs:
             usual = float(state.get("bd", 0.0))
             if near >= usual + c.extraction_mix_share and near >= 3 * usual:
                 return (

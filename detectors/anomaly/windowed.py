@@ -139,6 +139,27 @@ class WindowedAnomalyDetector(Detector):
         """The entity's own baseline is trusted (enough closed windows)."""
         return int(state.get("nw", 0)) >= self.warmup_windows
 
+    def mix_ready(self, state: State) -> bool:
+        """The entity's usual mix (``learn_mix``) was learned from enough requests."""
+        return int(state.get("bn", 0)) >= self.config.mix_baseline_requests
+
+    def learn_mix(self, state: State, slot: str, value: float | list[float], requests: int,
+                  suspicious: bool = False) -> None:
+        """EWMA of the window's mix ``value`` (a share, or a list of shares) into ``slot``, unless the window
+        fired or was half-way to firing (``suspicious``: an attack, or the start of one spilling over a
+        window boundary, does not become the entity's usual); counts the requests it was learned from."""
+        if state.get("fw") == state["w"] or suspicious or requests <= 0:
+            return
+        old = state.get(slot)
+        if isinstance(value, list):
+            if not isinstance(old, list) or len(old) != len(value):
+                state[slot] = [round(x, 4) for x in value]
+            else:
+                state[slot] = [round(o + self.alpha * (x - o), 4) for o, x in zip(old, value, strict=True)]
+        else:
+            state[slot] = round(value, 4) if old is None else round(float(old) + self.alpha * (value - float(old)), 4)
+        state["bn"] = min(MAX_WINDOWS, int(state.get("bn", 0)) + requests)
+
     def state_key(self, event: Event) -> str | None:
         if event.activity != "invoke_model" or event.source not in self.inference_sources:
             return None

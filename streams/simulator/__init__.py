@@ -120,7 +120,7 @@ class Simulator:
 
     def _plan(self, rng: random.Random) -> None:
         cfg = self.config
-        ctx = Ctx(self.world, rng, cfg.start_ms, self.duration_ms, self.total, cfg.rate)
+        ctx = Ctx(self.world, rng, cfg.start_ms, self.duration_ms, self.total, cfg.rate, vary=cfg.other_estate)
         plans: list[tuple[Plan, str]] = []
         for name in cfg.scenarios:
             for n in range(self._instances()):

@@ -828,15 +828,21 @@ def simulated_events(duration_s: float, rate: float, seed: int = 7) -> list[Even
     return [SOURCES[r.source].normalize(r.record) for r in sim.records()]
 
 
-@pytest.mark.parametrize(("seed", "other_estate"), [(7, False), (11, True), (23, True), (42, True)])
+@pytest.mark.parametrize(("seed", "other_estate"), [(7, False), (11, True), (42, True)])
 def test_simulator_every_attack_detected_no_benign_findings(seed: int, other_estate: bool) -> None:
-    """The simulator's own estate, and other organisations (renamed per seed) judged with their own estate file."""
+    """The simulator's own estate, and other organisations (renamed per seed, extraction and cost harvesting
+    maybe diluted in a busy key's traffic: seed 11 dilutes both) judged with their own estate file; those
+    run 5 minutes so a key's usual mix is learned before the attack."""
     pytest.importorskip("streams.simulator")
     from schemas.sources import SOURCES
     from streams.simulator import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(seed=seed, duration_s=60, rate=1000, other_estate=other_estate))
+    duration, rate = (300, 300) if other_estate else (60, 1000)
+    sim = Simulator(SimConfig(seed=seed, duration_s=duration, rate=rate, other_estate=other_estate))
     labels = sim.labels()
+    if seed == 11:
+        assert sorted(lab.scenario for lab in labels if "diluted" in lab.description) == [
+            "cost_harvesting", "model_extraction"]
     dispatch = by_class(build_all(detection_config(sim.estate())))
     states: dict[tuple[str, str], dict[str, Any]] = {}
     findings: list[Finding] = []
