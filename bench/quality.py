@@ -52,9 +52,10 @@ def settled_alerts(settings: Settings, window: dict[str, int], quiet_s: float = 
 
 
 def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instances: int = 3,
-        log_dir: Path | None = None, seed: int = 7, other_estate: bool = False) -> dict[str, Any]:
+        log_dir: Path | None = None, seed: int = 7, other_estate: bool = False, days_back: float = 2.0
+        ) -> dict[str, Any]:
     raw_from = end_offsets(settings, topics.RAW_TOPICS)
-    start_ms = (int(time.time()) - 2 * 86_400) // 60 * 60_000 + uuid.uuid4().int % 59_000
+    start_ms = (int(time.time() - days_back * 86_400)) // 60 * 60_000 + uuid.uuid4().int % 59_000
     config = SimConfig(seed=seed, duration_s=events / rate, rate=rate, start_ms=start_ms, instances=instances,
                        other_estate=other_estate)
     if other_estate:  # the worker judges this organisation with its own estate file
@@ -101,7 +102,8 @@ def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instanc
 def run_seeds(settings: Settings, seeds: int = 5, events: int = 300_000, rate: float = 1000.0, instances: int = 3,
               log_dir: Path | None = None, first_seed: int = 7) -> dict[str, Any]:
     """``run`` once per seed, each seed another organisation; ``summarize_seeds`` of the runs."""
-    runs = [run(settings, events, rate, instances, log_dir, seed=first_seed + i, other_estate=True)
+    # each seed's event time a day apart: one seed's alerts never fall in another's window
+    runs = [run(settings, events, rate, instances, log_dir, seed=first_seed + i, other_estate=True, days_back=2.0 + i)
             for i in range(seeds)]
     return summarize_seeds(runs)
 
