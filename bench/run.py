@@ -241,8 +241,9 @@ def goals(results: dict[str, Any]) -> str:
                   "false per 100k benign | most alerts per attack |", "|---|---|---|---|---|---|---|"]
         for row in quality["per_seed"]:
             mark = " (worst)" if row["seed"] == quality.get("worst_seed") else ""
-            lines.append(f"| {row['seed']}{mark} | {row['events']} | {row['attacks']} | {row['recall_min']} "
-                         f"({row['recall_min_class']}) | {row['false_alerts']} | {row['false_per_100k']} | "
+            worst_class = f" ({row['recall_min_class']})" if row["recall_min"] < 1 else ""
+            lines.append(f"| {row['seed']}{mark} | {row['events']} | {row['attacks']} | {row['recall_min']}"
+                         f"{worst_class} | {row['false_alerts']} | {row['false_per_100k']} | "
                          f"{row['alerts_per_attack_max']} |")
     return "\n".join(lines)
 
