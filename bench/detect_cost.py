@@ -33,6 +33,7 @@ from detectors.inventory import Inventory
 from detectors.registry import DETECTORS, build_all, by_class
 from schemas.codec import encode
 from schemas.envelope import Event
+from streams.simulator.estate import detection_config
 
 
 def simulated(events: int, seed: int = 7, rate: float = 250.0) -> list[bytes]:
@@ -105,7 +106,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one pass and print the top functions")
     args = parser.parse_args()
 
-    config = DetectionConfig()
+    config = detection_config()  # the simulator's estate
     if args.source:
         with open(args.source, "rb") as f:
             raw = f.read().splitlines()[: args.events]

@@ -127,9 +127,9 @@ def commit(*parts: StorePartition) -> None:
 
 
 def in_process(entities: int, events_per_entity: int, pool: dict[str, list[Event]]) -> dict[str, Any]:
-    from detectors.config import DetectionConfig
+    from streams.simulator.estate import detection_config
 
-    config = DetectionConfig()
+    config = detection_config()  # the simulator's estate
     dispatch = by_class(build_all(config))
     inventory = Inventory(config)
     detector_part, asset_part = StorePartition(MemoryBackend()), StorePartition(MemoryBackend())

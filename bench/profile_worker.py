@@ -37,6 +37,7 @@ from streams.publish import Publisher
 from streams.setup import migrate
 from streams.simulate import publish_simulation
 from streams.simulator import SimConfig
+from streams.simulator import estate as simulator_estate
 from streams.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--gil", action="store_true", help="py-spy --gil (only the thread holding the GIL)")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     args = parser.parse_args()
-    base = Settings(state_dir=ROOT / ".aiwarden-profile")
+    base = simulator_estate.apply(Settings(state_dir=ROOT / ".aiwarden-profile"))
     services.down(base)
     shutil.rmtree(base.state_dir, ignore_errors=True)
     settings = services.up(base)

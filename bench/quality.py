@@ -7,6 +7,11 @@ worker (its groups positioned just before it) drains it; once the pipeline's lag
 alerts in ClickHouse stop changing, ``streams.evaluate`` scores them against the labels, as
 ``aiwarden evaluate`` and the demo do. Time to detect is event time (alert first_seen − attack
 start): the backlog is replayed faster than real time, so wall-clock delays mean nothing here.
+
+Over seeds (``run_seeds``, ``python -m bench.run --only quality --quality-seeds 5``): one run per seed,
+each seed another organisation (``SimConfig.other_estate``: names, accounts and roles renamed, the worker
+configured with that organisation's estate file); every class reports its *worst* seed's recall and
+alerts per attack, and the false alerts per 100k benign events of the worst seed, never the mean.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from streams.demo import fetch_alerts
 from streams.evaluate import evaluate
 from streams.publish import Publisher
 from streams.simulate import publish_simulation
-from streams.simulator import SimConfig, read_labels
+from streams.simulator import SimConfig, Simulator, read_labels
+from streams.simulator import estate as simulator_estate
 
 
 def settled_alerts(settings: Settings, window: dict[str, int], quiet_s: float = 10, limit_s: float = 120
@@ -46,10 +52,14 @@ def settled_alerts(settings: Settings, window: dict[str, int], quiet_s: float = 
 
 
 def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instances: int = 3,
-        log_dir: Path | None = None) -> dict[str, Any]:
+        log_dir: Path | None = None, seed: int = 7, other_estate: bool = False, days_back: float = 2.0
+        ) -> dict[str, Any]:
     raw_from = end_offsets(settings, topics.RAW_TOPICS)
-    start_ms = (int(time.time()) - 2 * 86_400) // 60 * 60_000 + uuid.uuid4().int % 59_000
-    config = SimConfig(seed=7, duration_s=events / rate, rate=rate, start_ms=start_ms, instances=instances)
+    start_ms = (int(time.time() - days_back * 86_400)) // 60 * 60_000 + uuid.uuid4().int % 59_000
+    config = SimConfig(seed=seed, duration_s=events / rate, rate=rate, start_ms=start_ms, instances=instances,
+                       other_estate=other_estate)
+    if other_estate:  # the worker judges this organisation with its own estate file
+        settings = simulator_estate.apply(settings, Simulator(config).estate())
     labels_path = (log_dir or settings.state_dir) / f"quality-labels-{start_ms}.jsonl"
     summary, _ = publish_simulation(Publisher(settings), config, labels_path, paced=False)
     published = sum(summary.published.values())
@@ -66,13 +76,15 @@ def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instanc
     classes = {
         name: {
             "class": name, "attacks": q.attacks, "detected": q.detected, "recall": round(q.recall, 3),
-            "alerts": q.alerts,
+            "alerts": q.alerts, "alerts_per_attack": round(q.alerts / q.attacks, 2) if q.attacks else None,
             "detect_s_p50": round(p / 1000, 1) if (p := percentile(q.detect_ms, 50)) is not None else None,
             "detect_s_max": round(max(q.detect_ms) / 1000, 1) if q.detect_ms else None,
         }
         for name, q in sorted(quality.classes.items())
     }
     return {
+        "seed": seed,
+        "other_estate": other_estate,
         "events": published,
         "event_rate": rate,
         "attacks": len(labels),
@@ -84,4 +96,70 @@ def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instanc
         "precision": round(quality.precision, 3),
         "false_alert_examples": quality.false_alert_examples[:5],
         "classes": classes,
+    }
+
+
+def run_seeds(settings: Settings, seeds: int = 5, events: int = 300_000, rate: float = 1000.0, instances: int = 3,
+              log_dir: Path | None = None, first_seed: int = 7) -> dict[str, Any]:
+    """``run`` once per seed, each seed another organisation; ``summarize_seeds`` of the runs."""
+    # each seed six hours of event time apart (within the broker's 7-day retention for 20 seeds): one seed's
+    # alerts never fall in another's window
+    runs = [run(settings, events, rate, instances, log_dir, seed=first_seed + i, other_estate=True,
+                days_back=2.0 + i / 4) for i in range(seeds)]
+    return summarize_seeds(runs)
+
+
+def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of several seeds as one result shaped like ``run``'s, every number its worst seed's: per class
+    the lowest recall and the most alerts per attack (with the seed), overall the most false alerts per
+    100k benign events; ``per_seed`` keeps one row per run, ``worst_seed`` the run with the lowest recall
+    of any class (ties: more false alerts per 100k)."""
+    if not runs:
+        msg = "no runs to summarize"
+        raise ValueError(msg)
+    classes: dict[str, dict[str, Any]] = {}
+    for result in runs:
+        for name, c in result["classes"].items():
+            into = classes.setdefault(name, {"class": name, "attacks": 0, "detected": 0, "alerts": 0,
+                                             "recall": 1.0, "recall_worst_seed": None, "alerts_per_attack": 0.0,
+                                             "alerts_per_attack_worst_seed": None, "detect_s_p50": None,
+                                             "detect_s_max": None})
+            into["attacks"] += c["attacks"]
+            into["detected"] += c["detected"]
+            into["alerts"] += c["alerts"]
+            if into["recall_worst_seed"] is None or c["recall"] < into["recall"]:
+                into["recall"], into["recall_worst_seed"] = c["recall"], result["seed"]
+            per_attack = c["alerts"] / c["attacks"] if c["attacks"] else 0.0
+            if into["alerts_per_attack_worst_seed"] is None or per_attack > into["alerts_per_attack"]:
+                into["alerts_per_attack"], into["alerts_per_attack_worst_seed"] = round(per_attack, 2), result["seed"]
+            for key in ("detect_s_p50", "detect_s_max"):
+                if c.get(key) is not None:
+                    into[key] = max(into[key] or 0.0, c[key])
+    per_seed = [
+        {"seed": r["seed"], "events": r["events"], "attacks": r["attacks"],
+         "recall_min": min((c["recall"] for c in r["classes"].values()), default=0.0),
+         "recall_min_class": min(r["classes"].values(), key=lambda c: c["recall"])["class"] if r["classes"] else None,
+         "false_alerts": r["false_alerts"], "false_per_100k": r["false_per_100k"],
+         "alerts_per_attack_max": max((c["alerts"] / c["attacks"] for c in r["classes"].values() if c["attacks"]),
+                                      default=0.0)}
+        for r in runs
+    ]
+    for row in per_seed:
+        row["alerts_per_attack_max"] = round(row["alerts_per_attack_max"], 2)
+    worst = min(per_seed, key=lambda row: (row["recall_min"], -row["false_per_100k"]))
+    noisiest = max(runs, key=lambda r: r["false_per_100k"])
+    return {
+        "seeds": [r["seed"] for r in runs],
+        "events": sum(r["events"] for r in runs),
+        "attacks": sum(r["attacks"] for r in runs),
+        "benign_events": sum(r["benign_events"] for r in runs),
+        "alerts": sum(r["alerts"] for r in runs),
+        "false_alerts": noisiest["false_alerts"],
+        "false_per_100k": noisiest["false_per_100k"],
+        "false_worst_seed": noisiest["seed"],
+        "precision": min(r["precision"] for r in runs),
+        "false_alert_examples": [e for r in runs for e in r["false_alert_examples"]][:5],
+        "classes": dict(sorted(classes.items())),
+        "per_seed": per_seed,
+        "worst_seed": worst["seed"],
     }

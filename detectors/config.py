@@ -5,11 +5,11 @@ environment variable the owner maps to it), never editing a detector. Principal,
 lists are glob patterns (``fnmatch``: ``*`` matches anything, ``?`` one character), matched
 case-insensitively; image lists are prefixes (a trailing ``*`` is implied).
 
-The defaults describe the simulator's world ("Acme": ``streams.simulator.world.SANCTIONED``): AI
-namespaces ``ai-platform``, ``inference``, ``ml-prod``, ``ml-staging``; the LiteLLM gateway in
-``ai-platform`` is the only workload allowed to call OpenAI / Anthropic; the training bucket
-``acme-ml-training-data`` is written by two pipeline roles; the model registry by the MLOps admins;
-Bedrock logging by the security admin.
+The defaults describe no one: well-known AI API hosts, model server images and processes, miner
+pools and ports, and empty estate lists (namespaces, buckets, roles, principals). An estate brings its
+own in a file (``AIWARDEN_CONFIG``, ``infra.estate``); the simulator's is ``streams/simulator/estate.yaml``.
+With no ``approved_namespaces`` the unsanctioned-AI-workload rule stays silent (nothing is sanctioned
+yet, so nothing can be unsanctioned) while the inventory still lists every AI workload.
 
 >>> config = DetectionConfig(window_s=30)
 >>> config.window_ms
@@ -20,26 +20,9 @@ Bedrock logging by the security admin.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
-
-ACME_ACCOUNT = "418295730164"
-_ACME_ECR = f"{ACME_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/"
-
-
-def _role_session(role: str, session: str) -> str:
-    return f"arn:aws:sts::{ACME_ACCOUNT}:assumed-role/{role}/{session}"
-
-
-_TRAINING_WRITERS = (
-    _role_session("sagemaker-training-pipeline", "SageMaker"),
-    _role_session("feature-etl-irsa", "airflow-feature-etl"),
-    f"arn:aws:iam::{ACME_ACCOUNT}:role/sagemaker-training-pipeline",
-    f"arn:aws:iam::{ACME_ACCOUNT}:role/feature-etl-irsa",
-)
-_MLOPS_ADMINS = tuple(
-    _role_session("AWSReservedSSO_MLOpsAdmin_a41f09c3d7e2b858", person) for person in ("priya.raman", "tomas.eriksen")
-)
-_LOGGING_ADMINS = (_role_session("AWSReservedSSO_SecurityAdmin_e90c2d17b4a6f3c2", "grace.okafor"),)
 
 
 class PhrasePattern(BaseModel):
@@ -75,8 +58,9 @@ class DetectionConfig(BaseModel):
 
     # --- workloads -------------------------------------------------------------------------------
     approved_namespaces: tuple[str, ...] = Field(
-        ("ai-platform", "inference", "ml-prod", "ml-staging"),
-        description="Namespaces allowed to run AI workloads (model servers, notebooks, AI API clients).",
+        (),
+        description="Namespaces allowed to run AI workloads (model servers, notebooks, AI API clients); empty: "
+        "unsanctioned_ai_workload stays silent until an estate names them.",
     )
     approved_images: tuple[str, ...] = Field(
         (
@@ -87,7 +71,6 @@ class DetectionConfig(BaseModel):
             "ghcr.io/ggerganov/llama.cpp",
             "rayproject/ray-ml",
             "quay.io/jupyter/",
-            _ACME_ECR,
         ),
         description="Image prefixes approved for AI workloads; an AI workload must be in an approved namespace "
         "AND run an approved image to be sanctioned (empty list: namespace alone decides).",
@@ -150,11 +133,7 @@ class DetectionConfig(BaseModel):
         description="Hosts of AI APIs (globs). A DNS query / connect to one is checked against sanctioned_ai_egress.",
     )
     sanctioned_ai_egress: dict[str, tuple[str, ...]] = Field(
-        {
-            "*": ("bedrock-runtime.*.amazonaws.com", "runtime.sagemaker.*.amazonaws.com"),
-            "ai-platform": ("api.openai.com", "api.anthropic.com"),
-            "kube-system": ("*",),  # cluster DNS resolves on behalf of every pod
-        },
+        {"kube-system": ("*",)},  # cluster DNS resolves on behalf of every pod
         description="Namespace -> AI API host globs its workloads may reach; key '*' applies to every namespace.",
     )
 
@@ -170,7 +149,7 @@ class DetectionConfig(BaseModel):
         description="Name fragments of Services / Ingresses that front a model server.",
     )
     approved_exposure_namespaces: tuple[str, ...] = Field(
-        ("web", "ingress-nginx"), description="Namespaces where LoadBalancer / NodePort / Ingress objects are expected."
+        ("ingress-nginx",), description="Namespaces where LoadBalancer / NodePort / Ingress objects are expected."
     )
     exposure_types: tuple[str, ...] = Field(
         ("LoadBalancer", "NodePort"), description="Service types that expose a workload outside the cluster."
@@ -189,7 +168,7 @@ class DetectionConfig(BaseModel):
         ("quay.io/jupyter/",), description="Image prefixes of notebooks, where shells from python are expected."
     )
     package_install_namespaces: tuple[str, ...] = Field(
-        ("ci", "ml-staging"), description="Namespaces where installing packages in a running container is expected."
+        (), description="Namespaces where installing packages in a running container is expected."
     )
     shell_falco_rules: tuple[str, ...] = Field(
         ("Terminal shell in container", "Redirect STDOUT/STDIN to Network Connection in Container",
@@ -197,10 +176,39 @@ class DetectionConfig(BaseModel):
          "Run shell untrusted", "System user interactive", "Launch Remote File Copy Tools in Container"),
         description="Falco rules that model_server_shell reports when they fire in an AI workload.",
     )
+    agent_rule_min_priority: Literal["debug", "informational", "notice", "warning", "error", "critical"] = Field(
+        "warning", description="Lowest priority of a Falco / runtime-agent rule hit that agent_rule_hit reports when "
+        "it fires in an AI workload.",
+    )
+    agent_rule_ignore: tuple[str, ...] = Field(
+        (), description="Falco / runtime-agent rules agent_rule_hit never reports (exact rule names)."
+    )
     miner_processes: tuple[str, ...] = Field(
         ("xmrig", "xmr-stak", "ethminer", "t-rex", "nbminer", "lolminer", "phoenixminer", "gminer", "teamredminer",
          "nanominer", "cpuminer", "minerd", "ccminer", "bminer", "srbminer-multi", "kawpowminer", "xmrig-cuda"),
         description="Crypto-miner process names.",
+    )
+    miner_strong_flags: tuple[str, ...] = Field(
+        (r"--donate-level", r"--cpu-priority", r"--randomx-", r"--nicehash", r"--cpu-max-threads-hint",
+         r"(?:^|\s)(?:-a|--algo)[= ]+(?:rx/|cn/|cn-|kawpow|ethash|etchash|autolykos|randomx|cryptonight|argon2|"
+         r"ghostrider|kheavyhash|octopus|equihash|x16r|progpow)",
+         r"(?:^|\s)--coin[= ]+(?:xmr|monero|rvn|etc|erg|zeph|kas)\b"),
+        description="Regexes over a command line (case-insensitive) each of which alone marks a miner, whatever the "
+        "process is called (SigmaHQ's Linux crypto-mining rule keys on such flags).",
+    )
+    miner_weak_flags: tuple[str, ...] = Field(
+        (r"(?:^|\s)(?:-o|--url)[= ]+(?:(?:[a-z0-9-]+\.)+[a-z0-9-]+|\d{1,3}(?:\.\d{1,3}){3}):\d{2,5}\b",
+         r"(?:^|\s)(?:-u|--user|--wallet)[= ]+\S{6,}", r"(?:^|\s)(?:-p|--pass)[= ]+x\b", r"--cuda\b",
+         r"--opencl\b", r"--no-cpu\b", r"(?:^|\s)(?:-t|--threads)[= ]+\d+.*(?:-o|--url)[= ]"),
+        description="Regexes over a command line that mark a miner when miner_weak_flags_needed of them match (a "
+        "process started from a scratch_dirs directory counts as one).",
+    )
+    miner_weak_flags_needed: int = Field(
+        3, ge=1, description="Weak miner signals needed together (see miner_weak_flags)."
+    )
+    scratch_dirs: tuple[str, ...] = Field(
+        ("/tmp/", "/dev/shm/", "/var/tmp/", "/run/user/", "/dev/mqueue/"),  # noqa: S108 - paths matched, not used
+        description="Writable scratch directories; a binary started from one is a weak miner signal.",
     )
     miner_ports: tuple[int, ...] = Field(
         (3333, 4444, 5555, 7777, 14444, 45700), description="Mining-pool ports (stratum)."
@@ -230,13 +238,25 @@ class DetectionConfig(BaseModel):
         50_000_000, ge=1, description="Bytes sent to new external destinations after a weights read that fire."
     )
     exfil_window_s: int = Field(900, ge=1, description="How long after a weights read an upload counts (seconds).")
+    upload_tools: tuple[str, ...] = Field(
+        ("curl", "wget", "scp", "sftp", "rsync", "rclone", "aws", "gsutil", "gcloud", "azcopy", "az", "s3cmd", "mc",
+         "nc", "ncat", "netcat", "socat", "ftp", "lftp", "croc", "transfer", "oras", "huggingface-cli"),
+        description="Processes that upload files; after a non-serving weights read, one connecting to a new external "
+        "address fires when the agent reports no byte counts (Falco).",
+    )
+    archive_tools: tuple[str, ...] = Field(
+        ("tar", "zip", "7z", "7za", "gzip", "pigz", "zstd", "xz", "bzip2", "split", "dd", "rsync", "scp", "rclone",
+         "cp"),
+        description="Processes that pack or copy files; a weights read by one, then any new external address from the "
+        "workload, fires when the agent reports no byte counts.",
+    )
 
     # --- cloud: training data, registry, logging ------------------------------------------------
     training_buckets: tuple[str, ...] = Field(
-        ("acme-ml-training-data",), description="Buckets whose every object is training data."
+        (), description="Buckets whose every object is training data."
     )
     training_prefixes: tuple[str, ...] = Field(
-        ("acme-model-artifacts/models/",),
+        (),
         description="'bucket/prefix' of training data or model artifacts inside other buckets.",
     )
     data_write_operations: tuple[str, ...] = Field(
@@ -245,7 +265,7 @@ class DetectionConfig(BaseModel):
         description="S3 operations that change training data.",
     )
     approved_data_writers: tuple[str, ...] = Field(
-        _TRAINING_WRITERS, description="Principals (globs; assumed-role sessions match by role ARN too) that write "
+        (), description="Principals (globs; assumed-role sessions match by role ARN too) that write "
         "training data."
     )
     data_writer_learning_s: int = Field(
@@ -260,7 +280,7 @@ class DetectionConfig(BaseModel):
         description="SageMaker model-registry writes.",
     )
     approved_registry_principals: tuple[str, ...] = Field(
-        _MLOPS_ADMINS, description="Principals allowed to change the model registry (globs)."
+        (), description="Principals allowed to change the model registry (globs)."
     )
     logging_operations: dict[str, str] = Field(
         {
@@ -278,7 +298,7 @@ class DetectionConfig(BaseModel):
         description="Operations that weaken AI / cloud audit logging, with the severity of a successful call.",
     )
     approved_logging_principals: tuple[str, ...] = Field(
-        _LOGGING_ADMINS, description="Principals allowed to change logging and guardrails (globs)."
+        (), description="Principals allowed to change logging and guardrails (globs)."
     )
     approved_principals: tuple[str, ...] = Field(
         (), description="Break-glass principals trusted by every cloud rule (globs)."
@@ -335,6 +355,31 @@ class DetectionConfig(BaseModel):
     )
     cost_heavy_factor: float = Field(
         3.0, gt=1, description="... and (once the key is warm) tokens/request over this many times its EWMA."
+    )
+    cost_long_completion: int = Field(
+        1_024, ge=1, description="Mix guard: completions of at least this many output tokens are long; the guard "
+        "watches the share of the key's completions above its usual output-token tail (never below this) ..."
+    )
+    cost_mix_min_long: int = Field(
+        10, ge=1, description="... and fires (once the key is warm) on at least this many in one window ..."
+    )
+    cost_mix_share: float = Field(
+        0.05, gt=0, le=1, description="... making at least this share of the window's requests."
+    )
+    cost_mix_usual: float = Field(
+        0.01, gt=0, lt=1, description="A key's usual tail: the output-token buckets (powers of two) above which "
+        "at most this share of its completions fell (EWMA over its windows)."
+    )
+    mix_baseline_requests: int = Field(
+        50, ge=1, description="Requests a key's usual mix (output-token buckets, near-duplicate share) must be "
+        "learned from before the mix guards judge it (a busy key is ready within a window, whatever warmup_windows)."
+    )
+    extraction_mix_min_pairs: int = Field(
+        20, ge=2, description="Mix guard (warm key): near-duplicate prompt pairs in one window needed ..."
+    )
+    extraction_mix_share: float = Field(
+        0.15, gt=0, le=1, description="... making a share of the window's prompt pairs at least this much over the "
+        "key's usual share (EWMA), and at least three times it."
     )
     inversion_min_matches: int = Field(
         5, ge=1, description="Training-data probing prompts in one window from one caller that fire."
@@ -426,13 +471,11 @@ class DetectionConfig(BaseModel):
         description="Cloud API services that are AI services (inventory).",
     )
     approved_models: tuple[str, ...] = Field(
-        ("anthropic.claude-3-5-sonnet-*", "anthropic.claude-3-haiku-*", "meta.llama3-1-70b-instruct-*",
-         "mistral.mistral-large-*", "gpt-4o*", "claude-3-5-sonnet-*", "llama-3.1-70b-instruct",
-         "text-embedding-3-*", "reranker-prod", "embedder-prod", "intent-classifier-prod"),
+        (),
         description="Models (globs over model ids) approved for use (inventory).",
     )
     approved_model_users: tuple[str, ...] = Field(
-        (f"arn:aws:sts::{ACME_ACCOUNT}:assumed-role/*", "*@acme.example", "svc-*"),
+        (),
         description="Principals / gateway users approved to invoke models (inventory api_key sanctioned flag).",
     )
     inventory_max_list: int = Field(

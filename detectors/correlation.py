@@ -29,8 +29,11 @@ and the version only grows with new findings, so reprocessing is idempotent.
 findings span three or more distinct tactics.
 
 **Risk score (0..100).** ``base(severity) + 10 * public_exposure + 5 * ai_asset + 10 * max anomaly
-score + 5 * min(3, distinct tactics - 1)``, clamped to 100, where ``base`` is info 5, low 15,
-medium 35, high 55, critical 75 (of the alert's severity after the tactic bump).
+score + 5 * min(3, distinct tactics - 1) + 5 * min(2, distinct detectors - 1)``, clamped to 100, where
+``base`` is info 5, low 15, medium 35, high 55, critical 75 (of the alert's severity after the tactic
+bump). Risk follows the evidence and the asset: independent detectors confirming one attack raise it,
+and ``ai_asset`` is set by any finding about an AI workload (one the inventory knows as a training
+runtime or model server, whatever its node is called), not only by GPU names.
 
 **Maturity.** The most mature detector among the findings. Alerts whose findings all come from
 ``sandbox`` detectors must never trigger containment: that policy is the caller's (containment
@@ -66,13 +69,15 @@ def anchor(finding: Finding) -> str:
     return finding.entity_id
 
 
-def risk_score(severity: str, public_exposure: bool, ai_asset: bool, anomaly: float, tactics: int) -> float:
+def risk_score(severity: str, public_exposure: bool, ai_asset: bool, anomaly: float, tactics: int,
+               detectors: int = 1) -> float:
     """The documented 0..100 risk formula."""
     score = SEVERITY_BASE[severity]
     score += 10.0 if public_exposure else 0.0
     score += 5.0 if ai_asset else 0.0
     score += 10.0 * min(1.0, max(0.0, anomaly))
     score += 5.0 * min(3, max(0, tactics - 1))
+    score += 5.0 * min(2, max(0, detectors - 1))
     return round(min(100.0, score), 1)
 
 
@@ -156,7 +161,8 @@ class Correlator:
             first_seen=int(state["fs"]),
             last_seen=int(state["ls"]),
             severity=severity,
-            risk_score=risk_score(severity, bool(state["pub"]), bool(state["ai"]), float(state["am"]), len(tactics)),
+            risk_score=risk_score(severity, bool(state["pub"]), bool(state["ai"]), float(state["am"]), len(tactics),
+                                  len(state["det"])),
             detectors=list(state["det"]),
             atlas_techniques=list(state["atl"]),
             attack_techniques=list(state["att"]),

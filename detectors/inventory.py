@@ -181,6 +181,31 @@ class Inventory:
             return f"service:{event.namespace}/{name}"
         return ""
 
+    @staticmethod
+    def workload_of(event: Event) -> str:
+        """The workload asset id of a runtime event (``pod:ns/name``, else ``container:id``), or ''."""
+        if event.source not in RUNTIME_SOURCES:
+            return ""
+        if event.namespace and event.pod:
+            return ent.pod(event.namespace, event.pod)
+        return ent.container(event.container_id) if event.container_id else ""
+
+    @staticmethod
+    def context(asset_id: str, state: State) -> dict[str, str]:
+        """What the inventory knows about a workload, as ``Event.extra`` entries the detectors read
+        (``ai_asset`` = the asset id; ``ai_runtimes``, ``ai_models``, ``ai_gpu``, ``ai_exposed``,
+        ``ai_sanctioned``); empty when the asset is not a known AI workload."""
+        if state.get("k") != "workload":
+            return {}
+        return {
+            "ai_asset": asset_id,
+            "ai_runtimes": ",".join(str(r) for r in state.get("rt", ())),
+            "ai_models": ",".join(str(m) for m in state.get("md", ())),
+            "ai_gpu": "true" if state.get("gpu") else "false",
+            "ai_exposed": "true" if state.get("px") else "false",
+            "ai_sanctioned": "true" if state.get("sa") else "false",
+        }
+
     def assets(self, event: Event) -> list[str]:
         """Asset ids this event tells something about (empty for most events)."""
         out: list[str] = []

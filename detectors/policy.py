@@ -11,7 +11,8 @@ all day (images, hosts, process names, IPs) are cached.
 ''
 >>> policy.is_external("203.0.113.9"), policy.is_external("10.0.3.17")
 (True, False)
->>> policy.egress_sanctioned("ai-platform", "api.openai.com"), policy.egress_sanctioned("web", "api.openai.com")
+>>> estate = Policy.of(DetectionConfig(sanctioned_ai_egress={"ai-platform": ("api.openai.com",)}))
+>>> estate.egress_sanctioned("ai-platform", "api.openai.com"), estate.egress_sanctioned("web", "api.openai.com")
 (True, False)
 """
 
@@ -92,6 +93,12 @@ class Policy:
         self.miner_ports = frozenset(c.miner_ports)
         self.miner_domain = glob_matcher(c.miner_domains)
         self.miner_rules = frozenset(c.miner_falco_rules)
+        self._miner_strong = [re.compile(r, re.IGNORECASE) for r in c.miner_strong_flags]
+        self._miner_weak = [re.compile(r, re.IGNORECASE) for r in c.miner_weak_flags]
+        self.miner_weak_needed = c.miner_weak_flags_needed
+        self.scratch_dirs = tuple(c.scratch_dirs)
+        self.upload_tools = frozenset(c.upload_tools)
+        self.archive_tools = frozenset(c.archive_tools)
         self._internal = tuple(ipaddress.ip_network(n, strict=False) for n in c.internal_cidrs)
         self.training_buckets = frozenset(c.training_buckets)
         self.training_prefixes = tuple(c.training_prefixes)
@@ -160,6 +167,26 @@ class Policy:
         if ip.is_multicast or ip.is_unspecified:
             return False
         return not any(ip.version == net.version and ip in net for net in self._internal)
+
+    def miner_flags(self, cmdline: str, exe: str, cwd: str = "") -> str:
+        """Why a command line is a miner's by its flags ('' if it is not): one strong flag, or
+        ``miner_weak_flags_needed`` weak signals (a binary in a scratch directory counts as one)."""
+        if not cmdline:
+            return ""
+        cmd = cmdline[:1024]
+        for regex in self._miner_strong:
+            found = regex.search(cmd)
+            if found:
+                return f"miner flag {found.group(0).strip()[:40]!r}"
+        weak = [m.group(0).strip()[:40] for m in (r.search(cmd) for r in self._miner_weak) if m]
+        if not weak:
+            return ""
+        start = exe or cmd.split(" ", 1)[0]
+        if start.startswith(self.scratch_dirs) or (cwd and cwd.startswith(self.scratch_dirs) and "/" not in start):
+            weak.append(f"started from {start.rsplit('/', 1)[0] if '/' in start else cwd}")
+        if len(weak) >= self.miner_weak_needed:
+            return "miner flags " + ", ".join(repr(w) for w in weak)
+        return ""
 
     # --- allowlists -----------------------------------------------------------------------------
     def egress_sanctioned(self, namespace: str, host: str) -> bool:

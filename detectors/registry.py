@@ -21,6 +21,7 @@ from detectors.anomaly.cost_harvesting import CostHarvesting
 from detectors.anomaly.model_extraction import ModelExtraction
 from detectors.base import Detector
 from detectors.config import DetectionConfig
+from detectors.rules.agent_rule_hit import AgentRuleHit
 from detectors.rules.cryptominer import Cryptominer
 from detectors.rules.data_poisoning import DataPoisoning
 from detectors.rules.exposed_ai_workload import ExposedAIWorkload
@@ -49,6 +50,7 @@ DETECTORS: dict[str, type[Detector]] = {
     "cryptominer": Cryptominer,
     "stolen_api_key": StolenAPIKey,
     "logging_tampering": LoggingTampering,
+    "agent_rule_hit": AgentRuleHit,
 }
 
 

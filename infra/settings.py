@@ -1,18 +1,22 @@
 """One frozen settings object, built once from the environment and passed down.
 
 Every field reads ``AIWARDEN_<NAME>`` (nested: ``AIWARDEN_<GROUP>__<NAME>``). Nothing else in
-aiwarden reads ``os.environ``. Unset service addresses mean "start the local one".
+aiwarden reads ``os.environ``. Unset service addresses mean "start the local one". ``AIWARDEN_CONFIG``
+names an estate file (``infra.estate``) holding the detection and containment settings; environment
+variables override it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from detectors.config import DetectionConfig
+from infra.estate import CONFIG_ENV, EstateFileSource
 
 
 class _Group(BaseModel):
@@ -283,6 +287,20 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     oidc: OIDCSettings = OIDCSettings()
     client: ClientSettings = ClientSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the estate file named by ``AIWARDEN_CONFIG``."""
+        path = os.environ.get(CONFIG_ENV, "")
+        estate = (EstateFileSource(settings_cls, Path(path)),) if path else ()
+        return (init_settings, env_settings, *estate, dotenv_settings, file_secret_settings)
 
 
 def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:

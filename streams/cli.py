@@ -194,6 +194,8 @@ def simulate(
     start_ms: Annotated[int, typer.Option(help="Event time of the first record (epoch ms); 0 = now.")] = 0,
     paced: Annotated[bool, typer.Option(help="Hold --rate in wall-clock time; --no-paced publishes as fast as "
                                         "possible (event times still follow --rate).")] = True,
+    other_estate: Annotated[bool, typer.Option(help="Another organisation per seed (names, accounts, roles); its "
+                                               "estate file is written next to --labels (.estate.yaml).")] = False,
 ) -> None:
     """Publish a simulated organisation's traffic with labelled attacks, paced at --rate."""
     import time
@@ -215,7 +217,8 @@ def simulate(
     except PublishError as exc:
         raise _fail(str(exc)) from None
     config = SimConfig(
-        seed=seed, duration_s=duration, rate=rate, scenarios=chosen, start_ms=start_ms or int(time.time() * 1000)
+        seed=seed, duration_s=duration, rate=rate, scenarios=chosen, start_ms=start_ms or int(time.time() * 1000),
+        other_estate=other_estate,
     )
     total = round(duration * rate)
     columns = (
@@ -229,6 +232,14 @@ def simulate(
         )
     _print_summary(summary)
     console.print(f"achieved {achieved:.0f} events/s (target {rate:.0f}); labels in {labels}")
+    if other_estate:
+        import yaml
+
+        from streams.simulator import Simulator
+
+        estate_path = labels.with_suffix(".estate.yaml")
+        estate_path.write_text(yaml.safe_dump(Simulator(config).estate(), sort_keys=False))
+        console.print(f"this organisation's estate: AIWARDEN_CONFIG={estate_path}")
     if summary.failed:
         msg = f"{summary.failed} records were not delivered: {'; '.join(summary.errors)}"
         raise _fail(msg)
@@ -322,6 +333,7 @@ def main() -> None:
 def _mount_subcommands() -> None:
     from detectors.sigma.cli import sigma_app
     from streams.alerts_tail import alerts_app
+    from streams.config_check import config_app
     from streams.containment.receiver import receiver_app
     from streams.dlq import dlq_app
     from streams.hunt import hunt_app
@@ -343,6 +355,7 @@ def _mount_subcommands() -> None:
     app.add_typer(ingest_app, name="ingest", help="HTTP endpoints for audit webhooks, Falco, OTLP GenAI, LiteLLM.")
     app.add_typer(collect_app, name="collect", help="Pull sources: CloudTrail / Bedrock logs from S3 via SQS.")
     app.command("security-lake")(security_lake_command)
+    app.add_typer(config_app, name="config", help="Estate files (AIWARDEN_CONFIG): validate, show what they change.")
 
 
 _mount_subcommands()

@@ -23,6 +23,7 @@ from streams.publish import Publisher, check_broker
 from streams.setup import migrate
 from streams.simulate import publish_simulation
 from streams.simulator import AttackLabel, SimConfig, read_labels
+from streams.simulator import estate as simulator_estate
 from streams.worker_process import WorkerProcess
 
 WINDOW = "time_ms >= {start:Int64} AND time_ms < {end:Int64}"
@@ -37,9 +38,11 @@ BAD_RECORDS = (
 
 def run_demo(settings: Settings, *, keep: bool, duration: float, rate: float, console: Console,
              via_ingest: bool = False) -> int:
+    settings = simulator_estate.apply(settings)  # the demo judges the simulator's estate, from its own file
     local = services.local_services(settings)
     already = {s.name for s in local if s.status().running}
     console.rule("[bold]aiwarden demo")
+    console.print(f"  estate: {simulator_estate.ESTATE_FILE.relative_to(simulator_estate.ESTATE_FILE.parents[2])}")
     with console.status("starting local Apache Kafka and ClickHouse…"):
         resolved = services.up(settings)
     for st in services.status(settings):

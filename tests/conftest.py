@@ -17,6 +17,7 @@ import pytest
 
 from infra import services
 from infra.settings import Settings
+from streams.simulator import estate as simulator_estate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -76,7 +77,7 @@ def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
     from streams.setup import migrate
 
     state_dir = tmp_path_factory.mktemp("aiwarden-state")
-    base = Settings(state_dir=state_dir)
+    base = simulator_estate.apply(Settings(state_dir=state_dir))  # the tests' traffic is the simulator's estate
     mode = os.environ.get("AIWARDEN_TEST_SERVICES", "")
     if base.kafka.bootstrap_servers and base.clickhouse.url:
         print("integration services: external (from AIWARDEN_* settings)", file=sys.stderr)

@@ -69,6 +69,7 @@ class AnomalyModel:
         self.n = 0
         self._recent: deque[float] = deque(maxlen=calibration)
         self._sorted: list[float] = []
+        self._moments: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in features}  # n, mean, M2
 
     def _new_pipeline(self) -> compose.Pipeline:
         p = self._params
@@ -114,6 +115,27 @@ class AnomalyModel:
             bisect.insort(self._sorted, raw)
         self._pipeline.learn_one(vector)
         self.n += 1
+        for name, value in vector.items():
+            moment = self._moments[name]  # Welford's running mean and variance
+            moment[0] += 1
+            delta = value - moment[1]
+            moment[1] += delta / moment[0]
+            moment[2] += delta * (value - moment[1])
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        """Which features moved: ``(feature, z)`` with ``z`` the distance from the mean of the learned
+        windows in standard deviations (signed), largest first, those beyond 2 sigma (at most ``top``)."""
+        out: list[tuple[str, float]] = []
+        for name, value in self._vector(x).items():
+            count, mean, m2 = self._moments[name]
+            if count < 2:
+                continue
+            std = max((m2 / (count - 1)) ** 0.5, 1e-3)
+            z = (value - mean) / std
+            if abs(z) >= 2.0:
+                out.append((name, round(z, 1)))
+        out.sort(key=lambda item: -abs(item[1]))
+        return out[:top]
 
     # --- checkpointing ------------------------------------------------------------------------
     def dumps(self) -> bytes:
@@ -127,6 +149,7 @@ class AnomalyModel:
             "pipeline": self._pipeline,
             "n": self.n,
             "recent": list(self._recent),
+            "moments": self._moments,
         }
         return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -147,4 +170,6 @@ class AnomalyModel:
         self.n = int(payload["n"])
         self._recent = deque(payload["recent"], maxlen=self.calibration)
         self._sorted = sorted(self._recent)
+        moments = payload.get("moments") or {}  # absent in checkpoints written before explain()
+        self._moments = {name: list(moments.get(name, (0.0, 0.0, 0.0))) for name in self.features}
         return self

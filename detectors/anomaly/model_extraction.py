@@ -12,11 +12,16 @@ Guards (fire regardless of the model):
 * **sweep**: at least ``extraction_sweep_pairs`` consecutive prompt pairs in the window, of which
   ``extraction_sweep_fraction`` are near-duplicates, mean distance under ``extraction_max_distance``
   (no baseline needed: a key that asks the same templated question hundreds of times a minute);
+* **mix** (once the key's usual share was learned from ``mix_baseline_requests`` prompt pairs):
+  ``extraction_mix_min_pairs`` near-duplicate pairs or more whose
+  share of the window's pairs is ``extraction_mix_share`` over the key's usual share (EWMA over its
+  windows) and three times it: a sweep diluted in the key's ordinary traffic, which the mean distance
+  averages away;
 * **volume** (after the key's warm-up): requests over ``extraction_volume_factor`` x the key's EWMA
   with mean distance under ``extraction_max_distance``.
 
 State per key (bounded, ~1.1 KiB, < 2 KiB whatever the prompts): window counters, the last 3
-prompts' 64-char views, EWMA, an 8-id evidence ring and 5 entities.
+prompts' 64-char views, two EWMAs (requests, near-duplicate share), an 8-id evidence ring and 5 entities.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from detectors.text import bitmap_add, bitmap_estimate, nearest, template, view
 from schemas.envelope import Event
 
 RECENT_PROMPTS = 3
-FEATURES = ("rel_requests", "tokens_in", "tokens_out", "ratio", "distinct", "distance", "near_dup")
+FEATURES = ("rel_requests", "tokens_in", "tokens_out", "ratio", "distinct", "distance", "near_dup", "rel_near_dup")
 
 
 class ModelExtraction(WindowedAnomalyDetector):
@@ -96,7 +101,19 @@ class ModelExtraction(WindowedAnomalyDetector):
             "distinct": min(1.0, bitmap_estimate(int(state["tb"])) / prompts) if prompts else 1.0,
             "distance": float(state["ds"]) / pairs if pairs else 1.0,
             "near_dup": int(state["dd"]) / pairs if pairs else 0.0,
+            "rel_near_dup": (int(state["dd"]) / pairs if pairs else 0.0) - float(state.get("bd", 0.0))
+            if self.mix_ready(state) else 0.0,
         }
+
+    def update_baselines(self, state: State) -> None:
+        super().update_baselines(state)
+        pairs = int(state["pc"])
+        if pairs:
+            c, near = self.config, int(state["dd"])
+            usual = float(state.get("bd", 0.0))
+            suspicious = (self.mix_ready(state) and 2 * near >= c.extraction_mix_min_pairs
+                          and near / pairs >= usual + c.extraction_mix_share)
+            self.learn_mix(state, "bd", near / pairs, pairs, suspicious)
 
     def confirm(self, state: State) -> bool:
         """The model may fire on a big enough window that also leans towards extraction: similar
@@ -117,10 +134,19 @@ class ModelExtraction(WindowedAnomalyDetector):
         pairs = int(state["pc"])
         if pairs == 0:
             return None
+        near = int(state["dd"]) / pairs
+        if self.mix_ready(state) and int(state["dd"]) >= c.extraction_mix_min_pairs:
+            usual = float(state.get("bd", 0.0))
+            if near >= usual + c.extraction_mix_share and near >= 3 * usual:
+                return (
+                    f"{int(state['dd'])} near-identical prompt pairs, {near:.0%} of {pairs} (usually {usual:.0%}): "
+                    "a systematic sweep inside the key's usual traffic",
+                    self.severity,
+                    strength(near, usual + c.extraction_mix_share),
+                )
         mean = float(state["ds"]) / pairs
         if mean > c.extraction_max_distance:
             return None
-        near = int(state["dd"]) / pairs
         if pairs >= c.extraction_sweep_pairs and near >= c.extraction_sweep_fraction:
             return "systematic sweep of near-identical prompts", self.severity, max(0.5, 1.0 - mean)
         requests = int(state["r"])

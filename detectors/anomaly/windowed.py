@@ -8,7 +8,8 @@ window, the previous one is closed:
 
 1. its features (log-scaled) are **scored** by ``self.model`` (an ``AnomalyModel`` shared by every
    entity of this detector) and, if the model is warm and the window is big enough
-   (``confirm``), a score at or above ``anomaly_threshold`` is a finding;
+   (``confirm``), a score at or above ``anomaly_threshold`` is a finding that names the features
+   that moved (``moved``: more than 2 sd from the mean of the windows the model learned);
 2. the model then **learns** the window, unless the window fired (a detected attack is not taught
    to the model as normal);
 3. the entity's baseline is updated.
@@ -138,6 +139,27 @@ class WindowedAnomalyDetector(Detector):
         """The entity's own baseline is trusted (enough closed windows)."""
         return int(state.get("nw", 0)) >= self.warmup_windows
 
+    def mix_ready(self, state: State) -> bool:
+        """The entity's usual mix (``learn_mix``) was learned from enough requests."""
+        return int(state.get("bn", 0)) >= self.config.mix_baseline_requests
+
+    def learn_mix(self, state: State, slot: str, value: float | list[float], requests: int,
+                  suspicious: bool = False) -> None:
+        """EWMA of the window's mix ``value`` (a share, or a list of shares) into ``slot``, unless the window
+        fired or was half-way to firing (``suspicious``: an attack, or the start of one spilling over a
+        window boundary, does not become the entity's usual); counts the requests it was learned from."""
+        if state.get("fw") == state["w"] or suspicious or requests <= 0:
+            return
+        old = state.get(slot)
+        if isinstance(value, list):
+            if not isinstance(old, list) or len(old) != len(value):
+                state[slot] = [round(x, 4) for x in value]
+            else:
+                state[slot] = [round(o + self.alpha * (x - o), 4) for o, x in zip(old, value, strict=True)]
+        else:
+            state[slot] = round(value, 4) if old is None else round(float(old) + self.alpha * (value - float(old)), 4)
+        state["bn"] = min(MAX_WINDOWS, int(state.get("bn", 0)) + requests)
+
     def state_key(self, event: Event) -> str | None:
         if event.activity != "invoke_model" or event.source not in self.inference_sources:
             return None
@@ -200,8 +222,12 @@ class WindowedAnomalyDetector(Detector):
             if score >= self.threshold:
                 state["fw"] = state["w"]
                 fired = True
+                moved = self.model.explain(x)
                 reason = f"anomaly score {score:.3f} vs the population of windows"
-                found = self._finding(None, key, state, reason, self.severity, score)
+                if moved:
+                    reason += "; moved: " + ", ".join(f"{name} {z:+.1f} sd" for name, z in moved)
+                found = self._finding(None, key, state, reason, self.severity, score,
+                                      {"moved": ",".join(name for name, _ in moved)})
         if not fired:
             self.model.learn_one(x)
         self.update_baselines(state)
@@ -209,9 +235,11 @@ class WindowedAnomalyDetector(Detector):
         return found
 
     def _finding(
-        self, event: Event | None, key: str, state: State, reason: str, severity: str, score: float
+        self, event: Event | None, key: str, state: State, reason: str, severity: str, score: float,
+        extra: dict[str, str] | None = None,
     ) -> Finding:
         summary, phrase = self.describe(key, state, reason)
+        attributes = {"phrase": phrase, "reason": reason, "window_start_ms": str(state["w"] * self.window_ms)}
         return self.finding(
             event=event,
             entity_id=key,
@@ -222,7 +250,7 @@ class WindowedAnomalyDetector(Detector):
             severity=severity,
             anomaly_score=score,
             ai_asset=True,
-            attributes={"phrase": phrase, "reason": reason, "window_start_ms": str(state["w"] * self.window_ms)},
+            attributes=attributes | (extra or {}),
             time_ms=int(state.get("tl", 0)) if event is None else None,
         )
 

@@ -2,8 +2,9 @@
 
 Condition: a DNS query (or a connect that names its host) from a container / pod for a host in
 ``ai_api_hosts``, when ``sanctioned_ai_egress`` does not allow that host for the workload's
-namespace (key ``*`` applies to every namespace). Network connects carry only an IP, so the DNS
-query is what names the destination; the finding's entities include the resolved IPs.
+namespace (key ``*`` applies to every namespace). A connect is named by the agent itself (Falco's
+``fd.sip.name`` / ``fd.rip.name``, a native agent's ``network.dst_host``), so a stock Falco without DNS
+events is enough; a DNS query names it too, and the finding's entities include the resolved IPs.
 
 State per workload: the window of the last finding (rate limit), ~10 bytes.
 """

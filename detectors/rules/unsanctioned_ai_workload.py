@@ -10,6 +10,11 @@ sanctioned when the namespace is in ``approved_namespaces`` and the image starts
 Also reported at deploy time: a Kubernetes audit create / update of a workload object (Pod,
 Deployment, StatefulSet, ...) whose images carry an AI runtime, into a namespace that is not approved.
 
+With no ``approved_namespaces`` configured (a fresh estate) it stays silent: nothing is sanctioned yet,
+so every model server would be "unsanctioned" and the SOC would learn nothing from one alert per
+workload. The inventory still lists every AI workload (``aiwarden inventory``) for the operator to
+write the allowlist from.
+
 Fires once per workload (container; for deploys, once per object): the state is a seen flag. State
 keys: the event's ``entity_id`` for runtime events; ``k8s:<resource>`` for deploys (the caller
 repartitions those audit events, which are keyed by principal, by that key).
@@ -52,6 +57,8 @@ class UnsanctionedAIWorkload(Detector):
 
     def _find(self, event: Event) -> tuple[str, str]:
         policy = self.policy
+        if not policy.approved_namespaces:
+            return "", ""
         if event.source == "k8s_audit":
             if event.activity not in ("create", "update") or not event.resource.startswith(WORKLOAD_RESOURCES):
                 return "", ""

@@ -140,6 +140,10 @@ def correlate(state: dict[str, Any], correlation: Correlation, rule: Rule, event
     """Update a group's state with an event matching ``rule``; the finding when the correlation holds."""
     now, span = event.time_ms, correlation.timespan_ms
     items: list[list[Any]] = [i for i in state.get("i", []) if now - i[0] <= span]  # [time, key, event id]
+    # An event counts once: one seen again (redelivered, re-published) neither counts twice nor, once its
+    # group fired, starts a new group (``f``: the event ids of the last group that fired).
+    if event.event_id in state.get("f", ()) or any(i[2] == event.event_id for i in items):
+        return []
     kind = correlation.type
     if kind == "event_count":
         items.append([now, "", event.event_id])
@@ -160,6 +164,7 @@ def correlate(state: dict[str, Any], correlation: Correlation, rule: Rule, event
         state["i"] = items[-MAX_ITEMS:]
         return []
     state.clear()  # the group starts afresh
+    state["f"] = [i[2] for i in items][-MAX_ITEMS:]
     first = min(i[0] for i in items)
     evidence = [i[2] for i in items][-max_evidence:]
     values = dict(zip(correlation.group_by, group.split("\x1f"), strict=False)) if correlation.group_by else {}
@@ -167,6 +172,7 @@ def correlate(state: dict[str, Any], correlation: Correlation, rule: Rule, event
     return [correlation.finding(
         event,
         finding_id=stable_id(correlation.detector_id, group, str(first)),
+        time_ms=first,  # the group's first event: one finding id, one time, whichever event completed it
         summary=f"Sigma correlation: {correlation.title} ({shown}; {len(items)} events within "
         f"{correlation.timespan_ms // 1000} s; rule by {correlation.author or 'unknown author'})",
         evidence=evidence,

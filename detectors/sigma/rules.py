@@ -85,15 +85,16 @@ class Metadata:
         return f"sigma:{self.id}"
 
     def finding(self, event: Event, *, finding_id: str, summary: str, evidence: list[str],
-                attributes: dict[str, str]) -> Finding:
-        """A finding of this rule about ``event``'s entity (the author and file travel with it)."""
+                attributes: dict[str, str], time_ms: int | None = None) -> Finding:
+        """A finding of this rule about ``event``'s entity (the author and file travel with it), at
+        ``time_ms`` (default: the event's time)."""
         return Finding(
             finding_id=finding_id,
             detector=self.detector_id,
             title=self.title,
             maturity=self.maturity,
             severity=self.severity,
-            time_ms=event.time_ms,
+            time_ms=event.time_ms if time_ms is None else time_ms,
             entity_id=event.entity_id,
             entities=[e for e in dict.fromkeys([event.entity_id, *event.entities]) if e and not e.endswith(":")],
             summary=summary,

@@ -53,6 +53,20 @@ def convert(record: Any, model: type[T], source: str, *, strict: bool = True) ->
         raise fail(source, str(exc)) from None
 
 
+# Falco's rule priorities (used by Falco and by runtime agents reporting their own rule hits) -> OCSF severity_id.
+PRIORITY_SEVERITY = {
+    "emergency": 5,
+    "alert": 5,
+    "critical": 5,
+    "error": 4,
+    "warning": 3,
+    "notice": 2,
+    "informational": 1,
+    "info": 1,
+    "debug": 1,
+}
+
+
 # --- timestamps -----------------------------------------------------------------------------------
 
 

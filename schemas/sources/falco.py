@@ -9,8 +9,23 @@
 that Falco could not resolve are ``null`` (or ``"<NA>"`` in old versions) and are treated as absent.
 
 Mapping: the class comes from ``evt.type`` (execve/execveat → Process Activity, connect/sendto/accept
-→ Network Activity, open/openat/openat2 → File System Activity, anything else or none → Detection
-Finding); the severity from ``priority``; ``rule`` is the Falco rule name. ``container.id == "host"``
+→ Network Activity, open/openat/openat2/creat/rename*/unlink* → File System Activity, anything else or
+none → Detection Finding); the severity from ``priority``; ``rule`` is the Falco rule name.
+
+Fields that name a destination, file or identity (Falco's field reference):
+
+- destination: ``fd.sip`` / ``fd.rip`` → ``dst_ip``, ``fd.sport`` / ``fd.rport`` → ``dst_port``, the name
+  Falco resolved for the server ``fd.sip.name`` (else ``fd.rip.name``) → ``dst_host``; ``fd.cip`` /
+  ``fd.lip`` → ``src_ip``; ``fd.cip.name`` / ``fd.lip.name``, ``fd.cport`` / ``fd.lport``, ``fd.l4proto``,
+  ``fd.type`` → ``extra`` (``src_host``, ``src_port``, ``protocol``, ``fd_type``).
+- file: ``fd.name`` (a path), else ``fd.directory`` + ``fd.filename``, else the call argument naming it
+  (``evt.arg.name`` / ``path`` / ``pathname`` / ``filename`` / ``newpath``) → ``file_path``; every
+  ``evt.arg.*`` (first 8) → ``extra["arg.<name>"]``.
+- identity: ``user.name`` → ``principal``; ``user.uid``, ``user.loginuid``, ``user.loginname``,
+  ``group.name``, ``proc.pid``, ``proc.ppid``, ``proc.pcmdline``, ``proc.cwd``, ``proc.exepath`` /
+  ``proc.exe`` → ``extra``; the lineage ``proc.pname``, ``proc.aname[n]`` → ``extra["ancestors"]``
+  (parent first); ``k8s.pod.uid``, ``k8s.deployment.name``, ``container.image.digest``,
+  ``container.privileged`` → ``extra``. ``container.id == "host"``
 means a host process, not a container. The primary entity is the container, else the pod, else the host.
 Local Unix users (``user.name``) fill ``principal`` but are not entities (every host has a ``root``);
 Kubernetes users of k8s_audit-plugin alerts (``ka.user.name``) and GCP users (``gcp.user``) are.
@@ -36,6 +51,7 @@ from schemas.envelope import (
 from schemas.sources._common import (
     EXTRA_CHARS,
     MESSAGE_CHARS,
+    PRIORITY_SEVERITY,
     SlowPath,
     convert,
     fail,
@@ -45,6 +61,7 @@ from schemas.sources._common import (
     ip_of,
     key_str,
     primary,
+    put,
     split_host_port,
     text,
     to_time_ms,
@@ -53,17 +70,7 @@ from schemas.sources._common import (
 
 SOURCE = "falco"
 
-SEVERITY = {
-    "emergency": 5,
-    "alert": 5,
-    "critical": 5,
-    "error": 4,
-    "warning": 3,
-    "notice": 2,
-    "informational": 1,
-    "info": 1,
-    "debug": 1,
-}
+SEVERITY = PRIORITY_SEVERITY
 
 # evt.type -> (class_uid, activity)
 EVENT_TYPES: dict[str, tuple[int, str]] = {
@@ -76,6 +83,12 @@ EVENT_TYPES: dict[str, tuple[int, str]] = {
     "open": (FILE_ACTIVITY, "file_open"),
     "openat": (FILE_ACTIVITY, "file_open"),
     "openat2": (FILE_ACTIVITY, "file_open"),
+    "creat": (FILE_ACTIVITY, "file_create"),
+    "rename": (FILE_ACTIVITY, "file_rename"),
+    "renameat": (FILE_ACTIVITY, "file_rename"),
+    "renameat2": (FILE_ACTIVITY, "file_rename"),
+    "unlink": (FILE_ACTIVITY, "file_delete"),
+    "unlinkat": (FILE_ACTIVITY, "file_delete"),
 }
 FINDING = (DETECTION_FINDING, "alert")
 
@@ -95,7 +108,16 @@ class OutputFields(msgspec.Struct, kw_only=True):
     proc_cmdline: str | None = _f("proc.cmdline")
     proc_pname: str | None = _f("proc.pname")
     proc_exepath: str | None = _f("proc.exepath")
+    proc_exe: str | None = _f("proc.exe")
+    proc_pid: int | str | None = _f("proc.pid")
+    proc_ppid: int | str | None = _f("proc.ppid")
+    proc_pcmdline: str | None = _f("proc.pcmdline")
+    proc_cwd: str | None = _f("proc.cwd")
     user_name: str | None = _f("user.name")
+    user_uid: int | str | None = _f("user.uid")
+    user_loginuid: int | str | None = _f("user.loginuid")
+    user_loginname: str | None = _f("user.loginname")
+    group_name: str | None = _f("group.name")
     container_id: str | None = _f("container.id")
     container_name: str | None = _f("container.name")
     container_image: str | None = _f("container.image")
@@ -103,13 +125,27 @@ class OutputFields(msgspec.Struct, kw_only=True):
     image_tag: str | None = _f("container.image.tag")
     k8s_ns_name: str | None = _f("k8s.ns.name")
     k8s_pod_name: str | None = _f("k8s.pod.name")
+    k8s_pod_uid: str | None = _f("k8s.pod.uid")
+    k8s_deployment: str | None = _f("k8s.deployment.name")
+    container_image_digest: str | None = _f("container.image.digest")
+    container_privileged: bool | str | None = _f("container.privileged")
     fd_name: str | None = _f("fd.name")
+    fd_directory: str | None = _f("fd.directory")
+    fd_filename: str | None = _f("fd.filename")
     fd_sip: str | None = _f("fd.sip")
     fd_cip: str | None = _f("fd.cip")
     fd_rip: str | None = _f("fd.rip")
     fd_lip: str | None = _f("fd.lip")
+    fd_sip_name: str | None = _f("fd.sip.name")
+    fd_rip_name: str | None = _f("fd.rip.name")
+    fd_cip_name: str | None = _f("fd.cip.name")
+    fd_lip_name: str | None = _f("fd.lip.name")
     fd_sport: Port = _f("fd.sport")
     fd_rport: Port = _f("fd.rport")
+    fd_cport: Port = _f("fd.cport")
+    fd_lport: Port = _f("fd.lport")
+    fd_l4proto: str | None = _f("fd.l4proto")
+    fd_type: str | None = _f("fd.type")
     # k8s_audit plugin
     ka_user_name: str | None = _f("ka.user.name")
     ka_verb: str | None = _f("ka.verb")
@@ -159,6 +195,49 @@ def _v(value: str | None) -> str:
     return value if value and value != "<NA>" else ""
 
 
+def _host_name(value: str | None) -> str:
+    """A Falco ``fd.*ip.name`` as a lower-case host name ('' when Falco had no name for the address)."""
+    name = _v(value)
+    return name.rstrip(".").lower()[:EXTRA_CHARS] if name else ""
+
+
+# Call arguments that name a file (open/openat/creat: name; mkdir/chmod: path; unlink(at): name/path; rename:
+# newpath) when fd.name does not (the fd is not open yet, or the call failed).
+_PATH_ARGS = ("evt.arg.name", "evt.arg.path", "evt.arg.pathname", "evt.arg.filename", "evt.arg.newpath")
+MAX_ARGS = 8
+
+
+def _dynamic_fields(fields: dict[str, Any], extra: dict[str, str], parent: str) -> str:
+    """Fields whose names vary: ``evt.arg.*`` (into ``extra["arg.<name>"]``, at most ``MAX_ARGS``) and
+    the ``proc.aname[n]`` lineage (``extra["ancestors"]``: parent first, oldest last); the file path
+    an argument names ('' if none)."""
+    path = ""
+    ancestors: dict[int, str] = {}
+    args = 0
+    for key, value in fields.items():
+        if type(key) is not str:
+            continue
+        if key.startswith("evt.arg."):
+            text_value = _v(text(value))
+            if not text_value:
+                continue
+            if not path and key in _PATH_ARGS and text_value[:1] == "/":
+                path = text_value
+            if args < MAX_ARGS:
+                put(extra, "arg." + key[8:40], text_value)
+                args += 1
+        elif key.startswith("proc.aname[") and key.endswith("]"):
+            depth = key[11:-1]
+            name = _v(text(value))
+            if depth.isdigit() and name and int(depth) <= 32:
+                ancestors[int(depth)] = name
+    if ancestors:
+        if parent:
+            ancestors.setdefault(1, parent)
+        put(extra, "ancestors", ",".join(ancestors[d] for d in sorted(ancestors) if d >= 1))
+    return path
+
+
 def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
     alert = convert(record, FalcoAlert, SOURCE)
     severity = SEVERITY.get(alert.priority.lower())
@@ -206,8 +285,12 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
             dst_ip, dst_port = dst_ip or right_ip, dst_port or right_port
     elif fd_name[:1] == "/":
         file_path = fd_name
+    if not file_path and of.fd_directory and of.fd_filename:
+        file_path = f"{of.fd_directory.rstrip('/')}/{of.fd_filename}"
     if not src_ip and of.gcp_caller_ip:
         src_ip = ip_of(of.gcp_caller_ip)
+    # Falco names the server of a connection (fd.sip.name) from its own DNS cache: no DNS event needed.
+    dst_host = _host_name(of.fd_sip_name) or _host_name(of.fd_rip_name)
 
     user = _v(of.user_name)
     cloud_user = _v(of.ka_user_name) or _v(of.gcp_user)
@@ -216,11 +299,24 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
         extra["falco_source"] = alert.source[:EXTRA_CHARS]
     if evt_type:
         extra["evt_type"] = evt_type[:EXTRA_CHARS]
-    for key, value in (("exe", of.proc_exepath), ("container_name", of.container_name), ("user", user)):
-        if value and value != "<NA>":
-            extra[key] = value[:EXTRA_CHARS]
+    for key, value in (
+        ("exe", _v(of.proc_exepath) or _v(of.proc_exe)), ("container_name", of.container_name), ("user", user),
+        ("uid", of.user_uid), ("loginuid", of.user_loginuid), ("loginname", of.user_loginname),
+        ("group", of.group_name), ("pid", of.proc_pid), ("ppid", of.proc_ppid), ("parent_cmdline", of.proc_pcmdline),
+        ("cwd", of.proc_cwd), ("protocol", of.fd_l4proto), ("fd_type", of.fd_type),
+        ("src_host", _host_name(of.fd_cip_name) or _host_name(of.fd_lip_name)),
+        ("src_port", _port(of.fd_cport) or _port(of.fd_lport) or None), ("pod_uid", of.k8s_pod_uid),
+        ("deployment", of.k8s_deployment), ("image_digest", of.container_image_digest),
+        ("privileged", of.container_privileged),
+    ):
+        if value is not None and value != "<NA>":
+            put(extra, key, str(value).lower() if type(value) is bool else value)
     if of.ka_command:
         extra["command"] = of.ka_command[:EXTRA_CHARS]
+    raw_fields = record.get("output_fields")
+    if type(raw_fields) is dict:
+        arg_path = _dynamic_fields(raw_fields, extra, _v(of.proc_pname))
+        file_path = file_path or arg_path
 
     entities = unique(
         [
@@ -258,6 +354,7 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
         src_ip=src_ip,
         dst_ip=dst_ip,
         dst_port=dst_port,
+        dst_host=dst_host,
         entity_id=primary(entities, container, pod, host_id),
         entities=entities,
         rule=alert.rule,

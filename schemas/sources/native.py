@@ -12,12 +12,15 @@ One JSON object per event::
       "cluster": "prod-us-east", "namespace": "ml-prod", "pod": "vllm-0",   # optional workload
       "container_id": "3f2a9c1b7d4e…", "image": "vllm/vllm-openai:v0.6.3",  # optional workload
       "process": {"name": "bash", "cmdline": "bash -i", "parent_name": "python3",
-                  "exe": "/usr/bin/bash", "user": "root", "pid": 4242},
+                  "exe": "/usr/bin/bash", "user": "root", "pid": 4242,
+                  "uid": 0, "loginuid": 1000, "ancestors": ["python3", "containerd-shim"], "cwd": "/tmp"},
       "network": {"src_ip": "10.0.3.17", "dst_ip": "203.0.113.9", "dst_port": 443,
-                  "protocol": "tcp", "bytes_out": 18233},
+                  "protocol": "tcp", "bytes_out": 18233,
+                  "dst_host": "api.openai.com", "src_port": 51544},  # dst_host: SNI / the agent's DNS cache
       "dns": {"query": "huggingface.co", "answers": ["18.239.50.16"]},
       "file": {"path": "/models/llama/model.safetensors", "flags": "O_RDONLY", "bytes": 4096},
-      "gpu": true                                    # optional: the workload holds a GPU
+      "gpu": true,                                   # optional: the workload holds a GPU
+      "rule": "Drop and execute new binary", "priority": "critical"   # kind "alert": the agent's own rule hit
     }
 
 What each kind requires (other blocks are optional context, e.g. ``process`` on a connect):
@@ -28,6 +31,11 @@ What each kind requires (other blocks are optional context, e.g. ``process`` on 
   (``dst_ip`` is the bind address, if any; the listener is the endpoint that connections go *to*).
 - ``dns_query`` → DNS Activity: ``dns.query`` (becomes ``dst_host``); answers that are IPs are entities.
 - ``file_open`` → File System Activity: ``file.path``.
+- ``alert`` → Detection Finding: ``rule`` (the agent's own rule that fired) and ``priority`` (Falco's
+  priority names: emergency … debug); the other blocks say what it fired on.
+
+``network.dst_host`` (the server name from TLS SNI or the agent's DNS cache) fills ``dst_host`` on a
+connect; the process's ``uid``, ``loginuid``, ``cwd`` and ``ancestors`` (parent first) go to ``extra``.
 
 The activity is the ``kind``. The primary entity is the container, else the pod, else the host.
 The event id comes from ``id`` when the agent sets it, else from the canonical record bytes.
@@ -40,8 +48,17 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from schemas import entities as ent
-from schemas.envelope import DNS_ACTIVITY, FILE_ACTIVITY, NETWORK_ACTIVITY, PROCESS_ACTIVITY, Event, unique
+from schemas.envelope import (
+    DETECTION_FINDING,
+    DNS_ACTIVITY,
+    FILE_ACTIVITY,
+    NETWORK_ACTIVITY,
+    PROCESS_ACTIVITY,
+    Event,
+    unique,
+)
 from schemas.sources._common import (
+    PRIORITY_SEVERITY,
     SlowPath,
     convert,
     fail,
@@ -59,13 +76,14 @@ from schemas.sources._common import (
 SOURCE = "native"
 SCHEMA = "aiwarden.runtime/v1"
 
-Kind = Literal["process_exec", "network_connect", "network_listen", "dns_query", "file_open"]
+Kind = Literal["process_exec", "network_connect", "network_listen", "dns_query", "file_open", "alert"]
 CLASSES: dict[str, int] = {
     "process_exec": PROCESS_ACTIVITY,
     "network_connect": NETWORK_ACTIVITY,
     "network_listen": NETWORK_ACTIVITY,
     "dns_query": DNS_ACTIVITY,
     "file_open": FILE_ACTIVITY,
+    "alert": DETECTION_FINDING,
 }
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -78,6 +96,10 @@ class Process(msgspec.Struct, kw_only=True):
     exe: str = ""
     user: str = ""
     pid: Count | None = None
+    uid: int | None = None
+    loginuid: int | None = None
+    cwd: str = ""
+    ancestors: list[str] = []
 
 
 class Network(msgspec.Struct, kw_only=True):
@@ -86,6 +108,8 @@ class Network(msgspec.Struct, kw_only=True):
     dst_port: Port = 0
     protocol: str = ""
     bytes_out: Count = 0
+    dst_host: str = ""
+    src_port: Port = 0
 
 
 class Dns(msgspec.Struct, kw_only=True):
@@ -115,6 +139,8 @@ class RuntimeEvent(msgspec.Struct, kw_only=True):
     dns: Dns | None = None
     file: File | None = None
     gpu: bool = False
+    rule: str = ""
+    priority: str = ""
 
 
 def _workload(container_id: str, ns: str, pod_name: str, host: str) -> tuple[str, str, str]:
@@ -144,6 +170,15 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
         raise fail(SOURCE, "dns_query needs `dns.query`")
     if kind == "file_open" and (file is None or not file.path):
         raise fail(SOURCE, "file_open needs `file.path`")
+    severity = 1
+    if kind == "alert":
+        if not ev.rule:
+            raise fail(SOURCE, "alert needs `rule`")
+        found = PRIORITY_SEVERITY.get(ev.priority.lower())
+        if found is None:
+            known = ", ".join(PRIORITY_SEVERITY)
+            raise fail(SOURCE, f"alert needs a `priority` among {known}, got {ev.priority[:32]!r}")
+        severity = found
 
     src_ip = dst_ip = ""
     dst_port = bytes_out = 0
@@ -156,7 +191,11 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
                 raise fail(SOURCE, f"`network.{name}` is not an IP address: {given[:64]!r}")
         dst_port, bytes_out = network.dst_port, network.bytes_out
         put(extra, "protocol", network.protocol)
+        if network.src_port:
+            extra["src_port"] = str(network.src_port)
+    dst_host = network.dst_host.rstrip(".").lower() if network is not None else ""
     if dns is not None:
+        dst_host = dns.query
         answers = [ip_of(a) for a in dns.answers]
         ips.extend([ip_entity(a) for a in answers])
         put(extra, "dns_answers", join_texts(dns.answers))
@@ -167,8 +206,12 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
     if process is not None:
         put(extra, "exe", process.exe)
         put(extra, "user", process.user)
-        if process.pid is not None:
-            extra["pid"] = str(process.pid)
+        for key, number in (("pid", process.pid), ("uid", process.uid), ("loginuid", process.loginuid)):
+            if number is not None:
+                extra[key] = str(number)
+        put(extra, "cwd", process.cwd)
+        if process.ancestors:
+            put(extra, "ancestors", join_texts(process.ancestors))
     if ev.gpu:
         extra["gpu"] = "true"
 
@@ -192,6 +235,7 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
         source=SOURCE,
         class_uid=CLASSES[kind],
         activity=kind,
+        severity_id=severity,
         principal=process.user if process is not None else "",
         cluster=ev.cluster,
         namespace=ev.namespace,
@@ -206,10 +250,11 @@ def normalize(record: dict[str, Any], *, prompt_chars: int = 2048) -> Event:
         src_ip=src_ip,
         dst_ip=dst_ip,
         dst_port=dst_port,
-        dst_host=dns.query if dns is not None else "",
+        dst_host=dst_host,
         bytes_out=bytes_out,
         entity_id=primary(entities, container, pod, host_id),
         entities=entities,
+        rule=ev.rule,
         extra=extra,
         raw=raw,
     )

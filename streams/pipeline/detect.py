@@ -145,6 +145,11 @@ class Detection:
             changes = self.assets.apply(asset_id, partition, _observe_all, self.inventory, event, asset_id)
             for change in changes:
                 self.out.send(topics.INVENTORY, asset_id.encode(), encode(inventory_row(change)))
+        workload = self.inventory.workload_of(event)
+        if workload:  # what the inventory knows of the workload travels with the event to the detectors
+            known = self.assets.get(workload, partition)
+            if known:
+                event.extra.update(self.inventory.context(workload, known))
         for detector in self.dispatch.get(event.class_uid, ()):
             if detector.sources is not None and event.source not in detector.sources:
                 continue

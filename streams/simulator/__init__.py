@@ -33,13 +33,15 @@ import calendar
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from infra.estate import load
 from streams.simulator import formats as F
+from streams.simulator.rename import Renaming
 from streams.simulator.scenarios import ALL_SCENARIOS, SCENARIOS, Build, Ctx, Plan
 from streams.simulator.world import SANCTIONED, SOURCE_SHARES, Benign, World
 
@@ -58,6 +60,7 @@ class SimConfig:
     start_ms: int = DEFAULT_START_MS  # event time of the first record, epoch ms
     world_size: int = 200  # workloads; principals ~ world_size / 2, API keys ~ 1.5 * world_size
     instances: int = 0  # attack instances per scenario; 0 = 1, plus one per 10 minutes (max 3)
+    other_estate: bool = False  # rename the estate per seed (streams.simulator.rename): another organisation
 
     def __post_init__(self) -> None:
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
@@ -110,6 +113,7 @@ class Simulator:
         self._slots: list[tuple[int, str, Build, str]] = []
         self._labels: list[AttackLabel] = []
         self._plan(F.RunRandom(seed * 1_000_003 + 1, F.id_salt(config.start_ms)))
+        self.renaming = Renaming.for_seed(seed) if config.other_estate else None
 
     # --- planning
     def _instances(self) -> int:
@@ -119,7 +123,7 @@ class Simulator:
 
     def _plan(self, rng: random.Random) -> None:
         cfg = self.config
-        ctx = Ctx(self.world, rng, cfg.start_ms, self.duration_ms, self.total, cfg.rate)
+        ctx = Ctx(self.world, rng, cfg.start_ms, self.duration_ms, self.total, cfg.rate, vary=cfg.other_estate)
         plans: list[tuple[Plan, str]] = []
         for name in cfg.scenarios:
             for n in range(self._instances()):
@@ -166,13 +170,25 @@ class Simulator:
 
     # --- output
     def labels(self) -> list[AttackLabel]:
-        return list(self._labels)
+        if self.renaming is None:
+            return list(self._labels)
+        rename = self.renaming.apply
+        return [replace(label, entities=rename(label.entities), description=rename(label.description))
+                for label in self._labels]
+
+    def estate(self) -> dict[str, Any]:
+        """The estate file (``detection`` section) describing this run's organisation."""
+        from streams.simulator.estate import ESTATE_FILE
+
+        data = {"detection": load(ESTATE_FILE).get("detection", {})}
+        return data if self.renaming is None else self.renaming.apply(data)
 
     def records(self) -> Iterator[SimRecord]:
         rng = F.RunRandom(self._stream_seed, F.id_salt(self.config.start_ms))
         benign = Benign(self.world, rng).next
         n, start, span = self.total, self.config.start_ms, self.duration_ms
         slots = self._slots
+        rename = self.renaming.apply if self.renaming is not None else None
         j = 0
         nxt = slots[0][0] if slots else -1
         for i in range(n):
@@ -181,10 +197,11 @@ class Simulator:
                 _, source, build, scenario = slots[j]
                 j += 1
                 nxt = slots[j][0] if j < len(slots) else -1
-                yield SimRecord(t, source, build(rng, t), scenario)
+                record = build(rng, t)
+                yield SimRecord(t, source, record if rename is None else rename(record), scenario)
             else:
                 source, record = benign(t)
-                yield SimRecord(t, source, record, None)
+                yield SimRecord(t, source, record if rename is None else rename(record), None)
 
 
 def write_labels(labels: list[AttackLabel], path: str | Path) -> None:

@@ -72,6 +72,7 @@ class Ctx:
     total: int  # records in the whole run
     rate: float  # records per second, all sources
     used: set[str] = field(default_factory=set)
+    vary: bool = False  # other organisations: attacks may be diluted in a busy key's usual traffic
 
     # --- rates and time
     def key_rate(self, key: ApiKey) -> float:
@@ -175,8 +176,9 @@ _EXTRACTION = (
 
 def model_extraction(ctx: Ctx) -> Plan:
     rng = ctx.rng
-    k = ctx.take_key(top=0.25)
-    mult = rng.uniform(20, 50)
+    diluted = ctx.vary and rng.random() < 0.5  # a busy key keeps its traffic; the sweep runs at about its rate
+    k = ctx.take_key(top=0.1 if diluted else 0.25)
+    mult = rng.uniform(0.5, 1.5) if diluted else rng.uniform(20, 50)
     times = ctx.burst(ctx.key_rate(k) * mult, lo=40, cap=0.02)
     tpl = rng.choice(_EXTRACTION)
     first = rng.randrange(0, 5000)
@@ -191,7 +193,8 @@ def model_extraction(ctx: Ctx) -> Plan:
     return Plan(
         "model_extraction",
         f"API key {k.key_id} ({k.user}) swept {len(times)} templated prompts ({tpl.format(n=first)!r}, "
-        f"one token varied) against {k.model} at ~{mult:.0f}x its normal rate with one-word completions",
+        f"one token varied) against {k.model} at ~{mult:.1f}x its normal rate with one-word completions"
+        + (", diluted in the key's usual traffic" if diluted else ""),
         ["AML.T0024.002", "AML.T0040"],
         ["T1213"],
         uniq(key_entities(k)),
@@ -1217,8 +1220,10 @@ _FILLER = (
 
 def cost_harvesting(ctx: Ctx) -> Plan:
     rng = ctx.rng
-    k = ctx.take_key(top=0.5)
-    mult = rng.uniform(2, 5)
+    # diluted: a busy key keeps its traffic and adds long completions under every per-request guard
+    diluted = ctx.vary and rng.random() < 0.5
+    k = ctx.take_key(top=0.1 if diluted else 0.5)
+    mult = rng.uniform(0.3, 1.0) if diluted else rng.uniform(2, 5)
     times = ctx.burst(ctx.key_rate(k) * mult, lo=20, cap=0.01)
     topic = rng.choice(
         ("distributed databases", "the history of computing", "tax law in the EU", "GPU kernels")
@@ -1227,7 +1232,11 @@ def cost_harvesting(ctx: Ctx) -> Plan:
     spend = 0
     for t in times:
         prompt = (rng.choice(_COST_PROMPTS).format(topic=topic) + _FILLER * rng.randint(4, 12))[:1500]
-        pt, ct = rng.randint(4000, 8000), rng.randint(2000, 4000)
+        if diluted:
+            pt = rng.randint(200, 900)
+            ct = rng.randint(1500, 3900 - pt)
+        else:
+            pt, ct = rng.randint(4000, 8000), rng.randint(2000, 4000)
         spend += pt + ct
         steps.append(
             (
@@ -1238,8 +1247,9 @@ def cost_harvesting(ctx: Ctx) -> Plan:
         )
     return Plan(
         "cost_harvesting",
-        f"API key {k.key_id} ({k.user}) drove {spend:,} tokens in {len(times)} max-length {k.model} requests "
-        f"(prompts 4k-8k, completions 2k-4k tokens)",
+        f"API key {k.key_id} ({k.user}) drove {spend:,} tokens in {len(times)} "
+        + (f"long {k.model} completions (1.5k-3.7k tokens) diluted in its usual traffic" if diluted else
+           f"max-length {k.model} requests (prompts 4k-8k, completions 2k-4k tokens)"),
         ["AML.T0034"],
         ["T1496"],
         uniq(key_entities(k)),

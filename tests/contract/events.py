@@ -383,6 +383,8 @@ def mixed_stream(seed: int, n: int = 3000, start: int = T0) -> list[Event]:
             out.append(runtime("dns_query", dst_host=host_q, **common))
         elif r < 0.48:
             rule = rng.choice(("Terminal shell in container", "Detect crypto miners using the Stratum protocol"))
+            if i % 3 == 0:  # a rule no detector knows by name (agent_rule_hit), same random draws as before
+                rule = "Drop and execute new binary in container"
             out.append(falco(rule, t=t, ns=ns, pod=pod, container=cid, image=image, host=host, seq=i))
         elif r < 0.75:
             key = rng.choice(keys)

@@ -32,6 +32,7 @@ from streams import topics
 from streams.pipeline.build import pipeline_groups
 from streams.publish import Publisher
 from streams.simulator import SimConfig, SimRecord, Simulator
+from streams.simulator.world import SOURCE_SHARES
 from streams.worker_process import WorkerProcess, start_groups_at_end
 from tests.integration.signin import make_accounts
 
@@ -45,6 +46,8 @@ RATE = 60  # records per second of event time: 7,200 records
 TABLES = ("detector-state", "inventory-state", "model-checkpoints", "correlation-state")
 # Which consumer group reads which topic (the pipeline engine: <app id>-pipeline; the sink: <app id>-sink).
 SINK_TOPICS = (topics.EVENTS, topics.FINDINGS, topics.ALERTS, topics.INVENTORY, topics.DLQ)
+
+SIMULATED_SOURCES = {source for source, _ in SOURCE_SHARES}  # every source the simulator emits
 
 
 def wait_for(predicate: Callable[[], T], timeout_s: float, worker: WorkerProcess, poll_s: float = 1.0) -> T:
@@ -164,7 +167,7 @@ def test_killed_worker_restarts_with_its_tables_and_models(
     start_ms = (int(time.time() * 1000) - 3 * 86_400_000 + uuid.uuid4().int % 86_400_000) // window_ms * window_ms
     end_ms = start_ms + DURATION_S * 1000
     records = list(Simulator(SimConfig(seed=23, duration_s=DURATION_S, rate=RATE, start_ms=start_ms)).records())
-    assert {r.source for r in records} == set(SOURCES)
+    assert {r.source for r in records} == SIMULATED_SOURCES
     event_ids = [SOURCES[r.source].normalize(r.record).event_id for r in records]
     overrides = {
         "AIWARDEN_WORKER__APP_ID": app_id,

@@ -71,3 +71,32 @@ def test_memory_entity_kinds_follow_the_simulator_shares() -> None:
     from bench.memory_scale import kind_of
 
     assert Counter(kind_of(n) for n in range(1000)) == {"container": 450, "principal": 320, "apikey": 230}
+
+
+def _quality_run(seed: int, recall: float, alerts: int, false: int) -> dict:  # type: ignore[type-arg]
+    classes = {
+        "cost_harvesting": {"class": "cost_harvesting", "attacks": 3, "detected": round(3 * recall), "recall": recall,
+                            "alerts": alerts, "detect_s_p50": 2.0, "detect_s_max": 5.0},
+        "cryptominer": {"class": "cryptominer", "attacks": 3, "detected": 3, "recall": 1.0, "alerts": 3,
+                        "detect_s_p50": 0.0, "detect_s_max": 1.0},
+    }
+    return {"seed": seed, "events": 100_000, "attacks": 6, "benign_events": 99_000, "alerts": alerts + 3 + false,
+            "false_alerts": false, "false_per_100k": round(false * 100_000 / 99_000, 2), "precision": 0.9,
+            "false_alert_examples": [f"false {seed}"] * false, "classes": classes}
+
+
+def test_quality_over_seeds_reports_the_worst_seed_not_the_mean() -> None:
+    from bench.quality import summarize_seeds
+
+    runs = [_quality_run(7, 1.0, 3, 0), _quality_run(8, 0.67, 5, 0), _quality_run(9, 1.0, 4, 2)]
+    summary = summarize_seeds(runs)
+    cost = summary["classes"]["cost_harvesting"]
+    assert (cost["recall"], cost["recall_worst_seed"]) == (0.67, 8)
+    assert (cost["alerts_per_attack"], cost["alerts_per_attack_worst_seed"]) == (1.67, 8)
+    assert cost["attacks"] == 9 and cost["detected"] == 8
+    assert (summary["false_alerts"], summary["false_worst_seed"]) == (2, 9)
+    assert summary["worst_seed"] == 8 and [row["seed"] for row in summary["per_seed"]] == [7, 8, 9]
+    table = goals({"quality": summary})
+    assert "| 8 (worst) |" in table and "0.67 (seed 8)" in table and "| 1.67 |" in table
+    with pytest.raises(ValueError, match="no runs"):
+        summarize_seeds([])

@@ -12,11 +12,12 @@ from detectors.correlation import Correlator, anchor, risk_score
 from detectors.registry import build_all, by_class, detect_all
 from schemas import entities as ent
 from schemas.findings import Alert, Finding, stable_id
+from streams.simulator.estate import detection_config
 from tests.contract.events import T0, cloudtrail, gateway, runtime
 
 pytestmark = pytest.mark.unit
 
-CONFIG = DetectionConfig()
+CONFIG = detection_config()  # the simulator's estate: these tests use its names
 POD = ent.pod("ml-prod", "vllm-0")
 CONTAINER = ent.container("3f2a9c1b7d4e")
 
@@ -85,7 +86,8 @@ def test_attack_path_becomes_one_alert() -> None:
     )
     assert ent.ip("203.0.113.9") in second.entities and CONTAINER in second.entities
     assert second.evidence_event_ids == shell.evidence_event_ids + weights.evidence_event_ids
-    assert second.risk_score == risk_score("critical", False, True, 0.8, 3) == 75 + 5 + 8 + 10
+    # two detectors confirm one attack path: +5 (clamped at 100)
+    assert second.risk_score == risk_score("critical", False, True, 0.8, 3, 2) == min(100, 75 + 5 + 8 + 10 + 5)
     assert len(states) == 1
 
 
@@ -201,3 +203,12 @@ def test_findings_from_detectors_correlate_into_attack_paths() -> None:
     assert pod_alert.summary.startswith("Model server pod ml-prod/vllm-0 spawned a shell, then spawned a reverse shell")
     assert "820 MB to 203.0.113.9" in pod_alert.summary
     assert {a.primary_entity for a in final.values()} == {POD, ent.apikey("key-1"), ent.apikey("ASIAKBBS0GOIHJQIQZXD")}
+
+
+def test_risk_follows_the_asset_and_corroboration() -> None:
+    """A miner (high) in a workload known as an AI workload, confirmed by a second detector, reaches the
+    default containment bar (min_risk 60) whatever its node is called."""
+    assert risk_score("high", False, False, 0.0, 1) == 55.0  # the miner on a node named like nothing
+    assert risk_score("high", False, True, 0.0, 1) == 60.0  # ... in a known AI workload
+    assert risk_score("high", False, True, 0.0, 1, 2) == 65.0  # ... confirmed by a second detector
+    assert risk_score("high", False, True, 0.0, 1, 9) == 70.0  # corroboration counts twice at most

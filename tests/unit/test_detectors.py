@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import random
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.anomaly.windowed import synthetic_prompt
 from detectors.base import Detector, lru_add
 from detectors.config import DetectionConfig, PhrasePattern
 from detectors.registry import DETECTORS, ConfigurationError, build_all, by_class, detect_all
@@ -30,11 +33,14 @@ from detectors.text import (
 from schemas import entities as ent
 from schemas.envelope import Event
 from schemas.findings import Finding
+from schemas.sources import falco as falco_source
+from streams.simulator.estate import detection_config
 from tests.contract.events import T0, bedrock, cloudtrail, falco, gateway, k8s, mixed_stream, role_session, runtime
 
 pytestmark = pytest.mark.unit
 
-CONFIG = DetectionConfig()
+CONFIG = detection_config()  # the simulator's estate: these tests use its names
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 MIN = 60_000
 
 
@@ -89,7 +95,7 @@ def test_config_is_frozen_documented_and_round_trips() -> None:
 def test_docstring_examples_run() -> None:
     modules = [
         "detectors.config", "detectors.policy", "detectors.text", "detectors.registry", "detectors.inventory",
-        "detectors.anomaly.model",
+        "detectors.anomaly.model", "streams.simulator.estate", "streams.simulator.rename",
     ]
     for name in modules:
         result = doctest.testmod(importlib.import_module(name))
@@ -146,6 +152,17 @@ def test_shadow_ai_egress_near_misses_and_allowlist() -> None:
     assert len(feed("shadow_ai_egress", [web])) == 1
     tuned = with_config(sanctioned_ai_egress={**CONFIG.sanctioned_ai_egress, "web": ("api.openai.com",)})
     assert feed("shadow_ai_egress", [web], tuned) == []
+
+
+def test_shadow_ai_egress_from_a_falco_named_destination() -> None:
+    """A stock Falco sends no DNS events: the connect's fd.sip.name names the AI API."""
+    line = (FIXTURES / "falco" / "aiwarden_field_reference.jsonl").read_bytes().splitlines()[0]
+    connect = falco_source.normalize(orjson.loads(line))
+    found = feed("shadow_ai_egress", [connect])
+    assert len(found) == 1 and found[0].attributes["ai_host"] == "api.openai.com"
+    assert "analytics/summarizer-5f7d8c9b6-q2w9x" in found[0].summary and ent.ip("162.159.140.245") in found[0].entities
+    tuned = with_config(sanctioned_ai_egress={"analytics": ("api.openai.com",)})
+    assert feed("shadow_ai_egress", [connect], tuned) == []
 
 
 def test_shadow_ai_egress_rate_limited_per_window() -> None:
@@ -322,7 +339,8 @@ def test_model_extraction_volume_guard_after_warm_up() -> None:
 
 def test_model_extraction_model_fires_on_a_closed_window() -> None:
     config = with_config(hst_window=32, warmup_observations=64, anomaly_min_requests=5,
-                         extraction_sweep_pairs=10_000, extraction_volume_factor=1000.0, anomaly_threshold=0.99)
+                         extraction_sweep_pairs=10_000, extraction_volume_factor=1000.0, anomaly_threshold=0.99,
+                         extraction_mix_min_pairs=10**6)
     detector = DETECTORS["model_extraction"](config)
     events: list[Event] = []
     for w in range(8):
@@ -335,6 +353,79 @@ def test_model_extraction_model_fires_on_a_closed_window() -> None:
     assert detector.model.ready
     assert [f.entity_id for f in found] == [ent.apikey("key-3")]
     assert found[0].anomaly_score >= 0.99 and "anomaly score" in found[0].attributes["reason"]
+    moved = found[0].attributes["moved"].split(",")  # the finding says which features moved
+    assert set(moved) <= set(detector.features) and {"tokens_out", "near_dup", "distance"} & set(moved), moved
+    assert "moved: " in found[0].attributes["reason"]
+
+
+def busy_window(key: str, w: int, rng: random.Random, n: int = 150,
+                extra: list[tuple[str, int, int]] | None = None) -> list[Event]:
+    """One minute of a busy key's ordinary traffic (varied prompts, 50..700 output tokens), with ``extra``
+    requests ``(prompt, tokens_in, tokens_out)`` spread through it."""
+    spec = [(synthetic_prompt(rng), rng.randint(200, 900), rng.randint(50, 700)) for _ in range(n)]
+    for i, item in enumerate(extra or ()):  # interleaved, never in one block
+        spec.insert((i * 7919) % (len(spec) + 1), item)
+    step = MIN // (len(spec) + 1)
+    return [gateway(key=key, t=T0 + w * MIN + (i + 1) * step, prompt=p, tokens_in=ti, tokens_out=to, seq=w * 10_000 + i)
+            for i, (p, ti, to) in enumerate(spec)]
+
+
+MIX_OFF = {"cost_mix_min_long": 10**9, "extraction_mix_min_pairs": 10**9}  # the detectors as they were
+
+
+def test_model_extraction_sweep_diluted_in_a_busy_keys_traffic() -> None:
+    rng = random.Random(7)
+    events: list[Event] = []
+    for w in range(6):
+        events += busy_window("key-busy", w, rng)
+    sweep_prompts = [(f"Label the intent of support ticket {20_000 + i:05d}. One word.", 25, 2) for i in range(80)]
+    events += busy_window("key-busy", 6, rng, extra=sweep_prompts)
+    events += busy_window("key-busy", 7, rng, n=3)  # closes the sweep window
+    assert feed("model_extraction", events, with_config(**MIX_OFF)) == []  # mean distance and volume hide it
+    found = feed("model_extraction", events)
+    assert len(found) == 1
+    assert "inside the key's usual traffic" in found[0].attributes["reason"]
+    assert found[0].attributes["window_start_ms"] == str(T0 // MIN * MIN + 6 * MIN)
+
+
+def test_model_extraction_mix_guard_quiet_on_benign_keys() -> None:
+    rng = random.Random(8)
+    busy = [e for w in range(12) for e in busy_window("key-busy", w, rng)]
+    assert feed("model_extraction", busy) == []
+    # a key that always sends templated prompts: near-duplicates are its usual mix
+    templated: list[Event] = []
+    for w in range(10):
+        extra = [(f"Classify ticket {w * 1000 + i}: {synthetic_prompt(rng)[:20]}", 40, 3) for i in range(40)]
+        templated += busy_window("key-pipeline", w, rng, n=20, extra=extra)
+    assert feed("model_extraction", templated, with_config(extraction_sweep_pairs=10**6)) == []
+
+
+def test_cost_harvesting_long_completions_diluted_in_a_busy_keys_traffic() -> None:
+    rng = random.Random(9)
+    events: list[Event] = []
+    for w in range(6):
+        events += busy_window("key-busy", w, rng)
+    burst = [(synthetic_prompt(rng), 300, rng.randint(2500, 3500)) for _ in range(20)]  # each well under the guards
+    assert all(ti + to < CONFIG.cost_heavy_request_tokens and to < CONFIG.cost_huge_completion for _, ti, to in burst)
+    events += busy_window("key-busy", 6, rng, extra=burst)
+    events += busy_window("key-busy", 7, rng, n=3)
+    assert feed("cost_harvesting", events, with_config(**MIX_OFF)) == []  # totals barely move
+    found = feed("cost_harvesting", events)
+    assert len(found) == 1
+    reason = found[0].attributes["reason"]
+    assert reason.startswith("10 completions of 1,024+ output tokens") and "mix moved" in reason  # fires as it fills
+
+
+def test_cost_harvesting_mix_guard_quiet_on_benign_keys() -> None:
+    rng = random.Random(10)
+    events: list[Event] = []
+    for w in range(12):  # a busy key with the odd long answer
+        extra = [(synthetic_prompt(rng), 300, 3000)] if w % 3 == 0 else []
+        events += busy_window("key-busy", w, rng, extra=extra)
+    for w in range(12):  # a summarizer whose completions are always long
+        extra = [(synthetic_prompt(rng), 1000, rng.randint(1500, 2900)) for _ in range(30)]
+        events += busy_window("key-summaries", w, rng, n=10, extra=extra)
+    assert feed("cost_harvesting", events) == []
 
 
 # --- 5. model_inversion --------------------------------------------------------------------------------
@@ -424,7 +515,7 @@ def test_cost_harvesting_huge_completion_and_near_misses() -> None:
 
 
 def test_cost_harvesting_spend_over_baseline() -> None:
-    config = with_config(warmup_windows=3, cost_min_tokens=50_000, cost_heavy_requests=10_000)
+    config = with_config(warmup_windows=3, cost_min_tokens=50_000, cost_heavy_requests=10_000, **MIX_OFF)
     events: list[Event] = []
     for w in range(5):
         events += [gateway(key="key-c", t=T0 + w * MIN + i * 3000, tokens_in=500, tokens_out=300, seq=i)
@@ -737,14 +828,22 @@ def simulated_events(duration_s: float, rate: float, seed: int = 7) -> list[Even
     return [SOURCES[r.source].normalize(r.record) for r in sim.records()]
 
 
-def test_simulator_every_attack_detected_no_benign_findings() -> None:
+@pytest.mark.parametrize(("seed", "other_estate"), [(7, False), (11, True), (42, True)])
+def test_simulator_every_attack_detected_no_benign_findings(seed: int, other_estate: bool) -> None:
+    """The simulator's own estate, and other organisations (renamed per seed, extraction and cost harvesting
+    maybe diluted in a busy key's traffic: seed 11 dilutes both) judged with their own estate file; those
+    run 5 minutes so a key's usual mix is learned before the attack."""
     pytest.importorskip("streams.simulator")
     from schemas.sources import SOURCES
     from streams.simulator import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(seed=7, duration_s=60, rate=1000))
+    duration, rate = (300, 300) if other_estate else (60, 1000)
+    sim = Simulator(SimConfig(seed=seed, duration_s=duration, rate=rate, other_estate=other_estate))
     labels = sim.labels()
-    dispatch = by_class(build_all(CONFIG))
+    if seed == 11:
+        assert sorted(lab.scenario for lab in labels if "diluted" in lab.description) == [
+            "cost_harvesting", "model_extraction"]
+    dispatch = by_class(build_all(detection_config(sim.estate())))
     states: dict[tuple[str, str], dict[str, Any]] = {}
     findings: list[Finding] = []
     for record in sim.records():
@@ -830,3 +929,70 @@ def test_lru_add_equals_remove_and_append(items: list[int], cap: int) -> None:
         del slow[: max(0, len(slow) - cap)]
         assert lru_add(fast, item, cap) == new
         assert fast == slow
+
+
+# --- agent_rule_hit --------------------------------------------------------------------------------
+
+
+def test_agent_rule_hit_priority_asset_and_near_misses() -> None:
+    drop = falco("Drop and execute new binary in container", process="kworkerd", cmdline="kworkerd -o x:443")
+    drop = Event(**{**drop.to_dict(), "severity_id": 5, "tags": ["T1204", "mitre_persistence", "container"]})
+    found = feed("agent_rule_hit", [drop])
+    assert len(found) == 1 and found[0].severity == "critical" and found[0].ai_asset
+    assert found[0].attributes["why_ai"] == "runtime vllm" and found[0].attributes["mitre"] == "T1204,mitre_persistence"
+    warning = Event(**{**drop.to_dict(), "severity_id": 3, "event_id": "w"})
+    gpu = Event(**{**warning.to_dict(), "extra": {"ai_asset": "pod:ml-prod/vllm-0", "ai_gpu": "true"}})
+    assert feed("agent_rule_hit", [warning])[0].severity == "medium"
+    assert feed("agent_rule_hit", [gpu])[0].severity == "high"  # the asset raises it
+    notice = Event(**{**drop.to_dict(), "severity_id": 2})
+    web = falco("Drop and execute new binary in container", ns="web", pod="w", image="nginx:1.27", process="x",
+                cmdline="x")
+    shell = falco("Terminal shell in container")  # model_server_shell reports it
+    audit = Event(**{**drop.to_dict(), "extra": {"falco_source": "k8s_audit"}})
+    assert feed("agent_rule_hit", [notice, web, shell, audit]) == []
+    assert len(feed("agent_rule_hit", [notice], with_config(agent_rule_min_priority="notice"))) == 1
+    assert feed("agent_rule_hit", [drop], with_config(agent_rule_ignore=(drop.rule,))) == []
+    repeats = [Event(**{**drop.to_dict(), "event_id": f"e{i}", "time_ms": T0 + i * 1000}) for i in range(90)]
+    assert len(feed("agent_rule_hit", repeats)) == 2  # one per rule per window
+
+
+def test_cryptominer_renamed_by_its_flags_and_ai_asset_without_gpu_names() -> None:
+    line = (FIXTURES / "falco" / "aiwarden_field_reference.jsonl").read_bytes().splitlines()[3]
+    renamed = falco_source.normalize(orjson.loads(line))  # "kworkerd", no stratum URL, node ip-10-8-3-21
+    quiet = Event(**{**renamed.to_dict(), "rule": "Some site rule"})  # Falco's own rule aside: the flags alone
+    found = feed("cryptominer", [quiet])
+    assert len(found) == 1 and "--donate-level" in found[0].attributes["signal"]
+    assert found[0].severity == "high" and not found[0].ai_asset  # nothing says AI yet
+    known = Event(**{**quiet.to_dict(), "extra": {**quiet.extra, "ai_asset": "pod:research/train-llama-0"}})
+    assert feed("cryptominer", [known])[0].ai_asset  # the inventory knows the pod as an AI workload
+    weak = runtime("process_exec", ns="web", pod="w", image="nginx", process="sysupd",
+                   cmdline="/dev/shm/sysupd -o 198.51.100.23:443 -u 4AbcWalletxyz")
+    assert "started from /dev/shm" in feed("cryptominer", [weak])[0].attributes["signal"]
+    benign = [runtime("process_exec", process=p, cmdline=c, seq=i) for i, (p, c) in enumerate([
+        ("ssh", "ssh -o StrictHostKeyChecking=no -p 2222 deploy@10.0.0.5"),
+        ("curl", "curl -o /tmp/x.tgz -u user:pass https://example.com:443/x"),
+        ("python3", "python3 train.py -a resnet50 --epochs 3 --cuda"),
+        ("gcc", "/tmp/build/gcc -o out main.c"),
+    ])]
+    assert feed("cryptominer", benign) == []
+    pool = runtime("network_connect", ns="web", pod="w", image="nginx", process="x", dst_ip="198.51.100.23",
+                   dst_port=443, dst_host="xmr.pool.example.net")
+    assert "mining pool xmr.pool.example.net" in feed("cryptominer", [pool])[0].attributes["signal"]
+
+
+def test_weights_exfiltration_as_a_sequence_without_bytes() -> None:
+    read = runtime("file_open", file_path=SHARD, process="tar", cmdline="tar czf /tmp/w.tgz /models", t=T0)
+    upload = runtime("network_connect", process="curl", dst_ip="203.0.113.9", dst_port=443, t=T0 + 120_000)
+    found = feed("weights_exfiltration", [read, upload])
+    assert len(found) == 1 and found[0].attributes["bytes"] == "unknown" and found[0].attributes["uploader"] == "curl"
+    assert "no byte count" in found[0].summary and len(found[0].evidence_event_ids) == 2
+    python_read = runtime("file_open", file_path=SHARD, process="python3", cmdline="python3 eval.py", t=T0)
+    python_connect = runtime("network_connect", process="python3", dst_ip="203.0.113.9", dst_port=443, t=T0 + 1000)
+    assert feed("weights_exfiltration", [python_read, python_connect]) == []  # neither archiver nor upload tool
+    assert len(feed("weights_exfiltration", [python_read, upload])) == 1  # an upload tool after any non-serving read
+    archived_then_python = feed("weights_exfiltration", [read, python_connect])
+    assert len(archived_then_python) == 1 and archived_then_python[0].attributes["reader"] == "tar"
+    seen = runtime("network_connect", process="curl", dst_ip="203.0.113.9", dst_port=443, t=T0 - 1000)
+    assert feed("weights_exfiltration", [seen, read, upload]) == []  # not a new destination
+    late = runtime("network_connect", process="curl", dst_ip="203.0.113.9", dst_port=443, t=T0 + 3_600_000)
+    assert feed("weights_exfiltration", [read, late]) == []

@@ -8,15 +8,15 @@ import orjson
 import pytest
 
 from detectors.base import STATE_BOUND_BYTES
-from detectors.config import DetectionConfig
 from detectors.inventory import Inventory, InventoryChange, InventoryItem, model_name_from_path
 from schemas import entities as ent
 from schemas.envelope import Event
+from streams.simulator.estate import detection_config
 from tests.contract.events import T0, bedrock, cloudtrail, gateway, k8s, runtime
 
 pytestmark = pytest.mark.unit
 
-CONFIG = DetectionConfig()
+CONFIG = detection_config()  # the simulator's estate: these tests use its names
 SHARD = "/models/meta-llama/Llama-3.1-8B-Instruct/model-00001-of-00004.safetensors"
 
 
@@ -61,7 +61,7 @@ def test_unsanctioned_workload_and_sanctioned_changes() -> None:
     changes, _ = observe_all([runtime("process_exec", ns="marketing", pod="ollama-x", image="ollama/ollama:0.3.14",
                                       process="ollama", cmdline="ollama serve")])
     assert [c.change for c in changes] == ["discovered"] and not changes[0].item.sanctioned
-    approved = DetectionConfig(approved_namespaces=(*CONFIG.approved_namespaces, "marketing"))
+    approved = detection_config(approved_namespaces=(*CONFIG.approved_namespaces, "marketing"))
     changes, _ = observe_all([runtime("process_exec", ns="marketing", pod="ollama-x", image="ollama/ollama:0.3.14",
                                       process="ollama")], Inventory(approved))
     assert changes[0].item.sanctioned

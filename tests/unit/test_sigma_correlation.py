@@ -111,3 +111,16 @@ def test_correlation_sql_groups_and_filters_by_the_condition() -> None:
     assert "GROUP BY `Pod`, window" in sql["event_count"] and "INTERVAL 60 SECOND" in sql["event_count"]
     assert "uniqExact(dst_port) AS distinct_values" in sql["value_count"]
     assert "rules_seen = 2" in sql["temporal"] and "minIf(time" in sql["temporal_ordered"]
+
+
+def test_an_event_counts_once_and_a_group_fires_once_for_the_same_events(tmp_path: Path) -> None:
+    detect, out, _ = stage(tmp_path)
+    events = [connect(i, "s", 443, T0 + i * 1000) for i in range(5)]
+    first = by_title(run(detect, out, events))["many connections from one pod"]
+    assert len(first) == 1 and first[0]["time_ms"] == T0  # the group's first event, not the one completing it
+    # The same events published again (new offsets, same event ids), in another order: nothing new.
+    again = by_title(run(detect, out, [events[0], events[4], events[1], events[3], events[2]]))
+    assert "many connections from one pod" not in again
+    later = [connect(10 + i, "s", 443, T0 + 10_000 + i * 1000) for i in range(3)]
+    fresh = by_title(run(detect, out, later))["many connections from one pod"]
+    assert len(fresh) == 1 and fresh[0]["finding_id"] != first[0]["finding_id"]

@@ -329,3 +329,23 @@ def test_runs_of_one_seed_at_different_times_share_no_event_id() -> None:
     first, again, later = ids(1_790_000_000_000), ids(1_790_000_000_000), ids(1_790_000_360_000)
     assert first == again  # deterministic for one seed and start
     assert not first & later
+
+
+def test_other_estate_renames_every_name_consistently() -> None:
+    """``other_estate``: no Acme name survives in records, labels or the estate, and the same seed renames the same."""
+    from streams.simulator.world import ACCOUNT_ID
+
+    config = SimConfig(seed=5, duration_s=20, rate=500, other_estate=True)
+    sim = Simulator(config)
+    text = b"\n".join(orjson.dumps(r.record) for r in sim.records()).decode()
+    labels = orjson.dumps(sim.labels()).decode()
+    estate = orjson.dumps(sim.estate()).decode()
+    for name in (ACCOUNT_ID, "acme", "ml-prod", "ai-platform", "priya.raman", "a41f09c3d7e2b858"):
+        assert name not in text and name not in labels and name not in estate, name
+    assert "text-generation-inference" in text  # vendor names are not estate names
+    namespaces = set(orjson.loads(estate)["detection"]["approved_namespaces"])
+    assert namespaces and namespaces <= {r.record.get("namespace") for r in sim.records()} | namespaces
+    assert sim.estate() == Simulator(config).estate()
+    assert Simulator(SimConfig(seed=6, duration_s=20, rate=500, other_estate=True)).estate() != sim.estate()
+    plain = Simulator(SimConfig(seed=5, duration_s=20, rate=500))
+    assert [r.time_ms for r in plain.records()] == [r.time_ms for r in sim.records()]  # same traffic, renamed

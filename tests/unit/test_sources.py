@@ -257,6 +257,55 @@ def test_falco_bad_records() -> None:
         norm("falco", bad_type)
 
 
+def test_falco_destination_named_by_falco() -> None:
+    """fd.sip.name (the server's name from Falco's DNS cache) is the destination host: no DNS event needed."""
+    ev = norm("falco", record("falco", "aiwarden_field_reference.jsonl", 1))
+    assert (ev.class_uid, ev.activity) == (NETWORK_ACTIVITY, "network_connect")
+    assert (ev.src_ip, ev.dst_ip, ev.dst_port, ev.dst_host) == ("10.8.3.40", "162.159.140.245", 443, "api.openai.com")
+    assert ev.principal == "app"
+    assert {k: ev.extra[k] for k in ("uid", "loginuid", "group", "pid", "ppid", "parent_cmdline", "cwd")} == {
+        "uid": "1000", "loginuid": "-1", "group": "app", "pid": "48211", "ppid": "48190",
+        "parent_cmdline": "sh -c python3 summarize.py", "cwd": "/app/",
+    }
+    assert (ev.extra["protocol"], ev.extra["fd_type"], ev.extra["src_port"]) == ("tcp", "ipv4", "40212")
+    assert "src_host" not in ev.extra  # fd.cip.name null: Falco had no name
+    assert ev.extra["pod_uid"] == "0a6f5c4e-3d2b-4a19-8e7f-6c5d4b3a2f10"
+    assert ev.extra["image_digest"].startswith("sha256:4b1e9d0c")
+    assert ev.image == "registry.example.net/analytics/summarizer:2.4.1"
+    # only the remote side named (fd.rip.name), and an unresolved name, as Falco writes them
+    fields = record("falco", "aiwarden_field_reference.jsonl", 1)
+    only_rip = copy.deepcopy(fields)
+    del only_rip["output_fields"]["fd.sip.name"]
+    assert norm("falco", only_rip).dst_host == "api.openai.com"
+    only_rip["output_fields"]["fd.rip.name"] = "<NA>"
+    assert norm("falco", only_rip).dst_host == ""
+    trailing_dot = copy.deepcopy(fields)
+    trailing_dot["output_fields"]["fd.sip.name"] = "API.OpenAI.com."
+    assert norm("falco", trailing_dot).dst_host == "api.openai.com"
+
+
+def test_falco_file_fields_and_lineage() -> None:
+    opened = norm("falco", record("falco", "aiwarden_field_reference.jsonl", 2))
+    assert opened.class_uid == FILE_ACTIVITY  # fd.name absent: fd.directory + fd.filename
+    assert opened.file_path == "/mnt/models/llama-3.1-8b/model-00002-of-00004.safetensors"
+    assert opened.extra["arg.flags"] == "O_RDONLY|O_CLOEXEC"
+    assert opened.extra["ancestors"] == "bash,python3,containerd-shim"  # parent first, from proc.aname[n]
+    deleted = norm("falco", record("falco", "aiwarden_field_reference.jsonl", 3))
+    assert (deleted.class_uid, deleted.activity) == (FILE_ACTIVITY, "file_delete")
+    assert deleted.file_path == "/etc/ld.so.preload"  # only evt.arg.name names it
+    host = norm("falco", record("falco", "falcosecurity_events.jsonl", 17))  # real sample, proc.aname[2..4]
+    assert host.extra["ancestors"] == "sudo,sudo,zsh,kitty"
+    assert (host.extra["uid"], host.extra["loginuid"]) == ("0", "1000")
+
+
+def test_falco_rule_hit_keeps_process_identity() -> None:
+    ev = norm("falco", record("falco", "aiwarden_field_reference.jsonl", 4))
+    assert (ev.class_uid, ev.severity_id, ev.rule) == (PROCESS_ACTIVITY, 5, "Drop and execute new binary in container")
+    assert ev.process_cmdline.startswith("kworkerd -o 198.51.100.23:443")
+    assert (ev.extra["exe"], ev.extra["cwd"]) == ("/tmp/.cache/kworkerd", "/tmp/.cache/")
+    assert ev.extra["arg.flags"] == "EXE_WRITABLE|EXE_UPPER_LAYER"
+
+
 # --- native ---------------------------------------------------------------------------------------
 
 
@@ -284,6 +333,24 @@ def test_native_kinds() -> None:
     assert file.file_path == "/models/llama-3-8b/model.safetensors"
     assert file.entity_id == "host:gpu-node-7" and file.time_ms == 1748961900000  # naive time is UTC
     assert exec_.event_id == event_id("native", "0c5e7b9a-6f51-4c11-9a43-5a1d2f0e7c01")
+
+
+def test_native_destination_identity_and_own_rule_hits() -> None:
+    rec = record("native", "aiwarden_handwritten.jsonl", 2)
+    named = {**rec, "network": {**rec["network"], "dst_host": "API.Anthropic.com.", "src_port": 40100},
+             "process": {"name": "curl", "uid": 1000, "loginuid": -1, "cwd": "/tmp", "ancestors": ["sh", "python3"]}}
+    ev = norm("native", named)
+    assert ev.dst_host == "api.anthropic.com"
+    assert {k: ev.extra[k] for k in ("src_port", "uid", "loginuid", "cwd", "ancestors")} == {
+        "src_port": "40100", "uid": "1000", "loginuid": "-1", "cwd": "/tmp", "ancestors": "sh,python3"}
+    hit = norm("native", {**rec, "kind": "alert", "rule": "Drop and execute new binary", "priority": "Critical"})
+    assert (hit.class_uid, hit.activity, hit.severity_id, hit.rule) == (
+        DETECTION_FINDING, "alert", 5, "Drop and execute new binary")
+    assert hit.dst_ip == "203.0.113.50"  # what it fired on is kept
+    with pytest.raises(RecordError, match="native: alert needs `rule`"):
+        norm("native", {**rec, "kind": "alert", "priority": "critical"})
+    with pytest.raises(RecordError, match="native: alert needs a `priority`"):
+        norm("native", {**rec, "kind": "alert", "rule": "x", "priority": "urgent"})
 
 
 def test_native_requirements() -> None:

@@ -206,3 +206,31 @@ def test_replayed_findings_do_not_duplicate_alerts(settings: Settings) -> None:
     correlation.findings_batch([Message(b"{}", b"k", topic=topics.FINDINGS)])
     letters = alerts.on(topics.DLQ)
     assert len(letters) == 1 and orjson.loads(letters[0]["value"])["stage"] == "correlate"
+
+
+# --- the inventory's context reaches the detectors --------------------------------------------------
+
+
+def test_falco_rule_hit_in_a_workload_the_inventory_knows_as_ai(settings: Settings) -> None:
+    """Falco's own critical rule in a training pod named like nothing AI: the inventory learned from an
+    earlier torchrun exec that the pod is an AI workload, so the rule hit becomes an AI finding."""
+    from schemas.sources import falco as falco_source  # noqa: PLC0415
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "sources" / "falco" / "aiwarden_field_reference.jsonl"
+    hit = falco_source.normalize(orjson.loads(fixture.read_bytes().splitlines()[3]))
+    trainer = dict(ns="research", pod="train-llama-0", container=hit.container_id, image=hit.image, host=hit.host)
+    torchrun = runtime("process_exec", t=hit.time_ms - 60_000, process="torchrun",
+                       cmdline="torchrun --nproc-per-node 8 train.py", parent="bash", **trainer)
+    stage, out, _ = detection(settings)
+    stage.events_batch([event_message(hit, offset=0)])
+    assert not [s for s in out.on(topics.FINDINGS) if orjson.loads(s["value"])["detector"] == "agent_rule_hit"]
+    stage, out, _ = detection(settings)
+    stage.events_batch([event_message(torchrun, offset=0), event_message(hit, offset=1)])
+    findings = [orjson.loads(s["value"]) for s in out.on(topics.FINDINGS)]
+    hits = [f for f in findings if f["detector"] == "agent_rule_hit"]
+    assert len(hits) == 1
+    finding = hits[0]
+    assert finding["severity"] == "critical" and finding["ai_asset"]
+    assert finding["attributes"]["ai_asset"] == "pod:research/train-llama-0"
+    assert finding["attributes"]["ai_runtimes"] == "torchrun"
+    assert "Drop and execute new binary in container" in finding["summary"]
