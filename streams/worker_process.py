@@ -135,13 +135,16 @@ def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0
 
 def _high(consumer: Any, topic: str, partition: int, timeout_s: float) -> int:
     """The high watermark, waiting out a topic created a moment ago whose leader is still being elected."""
-    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+    # librdkafka does not flag these retriable here, yet they only mean "leader not elected yet"
+    electing = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1])
         except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() > deadline:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in electing) or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
