@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -143,6 +144,7 @@ class Engine(ConsumerThread):
         self._consumers: dict[str, Any] = {}  # hop -> consumer
         self._by_topic: dict[str, Any] = {}  # input topic -> its hop's consumer
         self._producer: Any = None
+        self._abandoned: list[Any] = []  # producers stuck in a librdkafka call: kept alive, never used again
         self.limits: TopicLimits | None = None  # what each topic takes, read at every start of the clients
         self._restorer: Any = None
         self._fatal = False
@@ -395,7 +397,7 @@ class Engine(ConsumerThread):
         moved = self._moved_positions()
         try:
             for consumer, offsets in moved:
-                self._producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), TIMEOUT_S)
+                self._send_offsets(offsets, consumer.consumer_group_metadata())
             self._commit_transaction()
         except KafkaException as exc:
             error = exc.args[0]
@@ -426,6 +428,33 @@ class Engine(ConsumerThread):
             if offsets:
                 moved.append((consumer, offsets))
         return moved
+
+    def _send_offsets(self, offsets: list[TopicPartition], metadata: Any) -> None:
+        """``send_offsets_to_transaction``, bounded: librdkafka 2.16 was seen blocking in it for minutes past
+        its timeout after the group coordinator moved (a broker restart). The call runs in a helper thread;
+        if it does not return in time, the producer is abandoned (kept referenced, never used again: the
+        next one's ``init_transactions`` fences it) and the engine restarts with new clients."""
+        producer = self._producer
+        outcome: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                producer.send_offsets_to_transaction(offsets, metadata, TIMEOUT_S)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the engine thread
+                outcome.append(exc)
+
+        helper = threading.Thread(target=call, name="aiwarden-send-offsets", daemon=True)
+        helper.start()
+        helper.join(TIMEOUT_S + 5)
+        if helper.is_alive():
+            self._abandoned.append(producer)
+            self._producer = None
+            self._fatal = True
+            msg = f"send_offsets_to_transaction blocked for more than {TIMEOUT_S + 5:.0f}s (librdkafka)"
+            raise Restart(msg)
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def _commit_transaction(self) -> None:
         for attempt in range(10):
