@@ -16,18 +16,20 @@ from typing import Any
 OCSF_CLASSES: dict[int, tuple[str, str]] = {
     1001: ("File System Activity", "System Activity"),
     1007: ("Process Activity", "System Activity"),
+    2002: ("Vulnerability Finding", "Findings"),
     2004: ("Detection Finding", "Findings"),
     4001: ("Network Activity", "Network Activity"),
     4003: ("DNS Activity", "Network Activity"),
     6003: ("API Activity", "Application Activity"),
 }
-FILE_ACTIVITY, PROCESS_ACTIVITY, DETECTION_FINDING = 1001, 1007, 2004
+FILE_ACTIVITY, PROCESS_ACTIVITY, VULNERABILITY_FINDING, DETECTION_FINDING = 1001, 1007, 2002, 2004
 NETWORK_ACTIVITY, DNS_ACTIVITY, API_ACTIVITY = 4001, 4003, 6003
 
 # OCSF severity_id
 SEVERITY_NAMES = ("unknown", "informational", "low", "medium", "high", "critical", "fatal")
 
-SOURCES = ("falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "otel_genai")
+SOURCES = ("falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "otel_genai",
+           "trivy", "trivy_operator", "grype", "cyclonedx")
 
 
 @dataclass(slots=True)
