@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.settings import Settings
 from schemas.findings import Alert, stable_id
 from streams.containment.policy import ACTIONS, Action, Policy, PolicyError, load_policy, parse_policy
 
@@ -88,6 +89,25 @@ def test_example_and_default_policy_parse(example: Policy) -> None:
     assert shipped.rules[0].name == "quarantine-compromised-model-servers"
     for rule in shipped.rules:
         assert set(rule.actions) <= set(ACTIONS)
+
+
+def test_default_policy_quarantines_ai_assets_wherever_they_run() -> None:
+    """The shipped default names no namespace: it goes by what the inventory knows (``ai_asset``)."""
+    shipped = load_policy(DEFAULT_POLICY)
+    assert all(not rule.when.namespaces for rule in shipped.rules)
+    pod = "pod:payments-7/llm-sidecar-0"
+    ai = make_alert(entities=[pod], primary_entity=pod, ai_asset=True)
+    assert ("quarantine_workload", pod) in {(a.action, a.target) for a in shipped.decide(ai, {})}
+    plain = make_alert(alert_id="alert-2", entities=[pod], primary_entity=pod, ai_asset=False)
+    assert "quarantine_workload" not in {a.action for a in shipped.decide(plain, {})}
+
+
+def test_simulator_policy_keeps_its_namespaces() -> None:
+    from streams.simulator import estate
+
+    policy = load_policy(estate.apply(Settings()).containment.policy_path)
+    assert policy.rules[0].when.namespaces == ("ml-*", "inference", "ai-platform")
+    assert [a.action for a in policy.decide(make_alert(), {})][:1] == ["quarantine_workload"]
 
 
 def test_empty_policy_is_valid_and_does_nothing() -> None:
