@@ -30,6 +30,7 @@ from infra.estate import EstateWatcher
 from infra.settings import Settings, estate_settings
 from schemas.codec import encode
 from schemas.envelope import Event
+from schemas.findings import Finding
 from streams import topics
 from streams.metrics import ESTATE_RELOADS, FINDINGS
 from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DETECTOR_HEADER = "aiwarden-detector"
 SIGMA_RULE_HEADER = "aiwarden-sigma-rule"  # the rule a re-keyed event matched, for Sigma correlations
+LEARNING = "learning"  # the exception id of findings held back by learning mode
 
 
 def rekey_topic(settings: Settings) -> str:
@@ -154,6 +156,16 @@ class Detection:
         self.detectors, self.dispatch = detectors, by_class(detectors)
         self.by_id = {d.id: d for d in detectors}
         self.inventory = Inventory(config)
+        self.learning_until_ms, self.learning = config.learning_until_ms, frozenset(config.learning_detectors)
+
+    def emit(self, finding: Finding) -> None:
+        """A finding to correlation; in learning mode an allowlist rule's is only recorded (no alert)."""
+        if finding.time_ms < self.learning_until_ms and finding.detector in self.learning:
+            row = {"finding_id": finding.finding_id, "exception_id": LEARNING, "detector": finding.detector,
+                   "entity_id": finding.entity_id, "time_ms": finding.time_ms}
+            self.out.send(topics.SUPPRESSED, finding.finding_id.encode(), orjson.dumps(row))
+            return
+        self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
 
     def maybe_reload_estate(self) -> None:
         """Between batches, on the engine thread: a changed, valid estate file rebuilds the detectors."""
@@ -164,7 +176,7 @@ class Detection:
                      found: Counter[str]) -> None:
         results = states.apply(f"{detector.id}|{key}", partition, _detect_all, detector, event)
         for finding in results:
-            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+            self.emit(finding)
         found[detector.id] += len(results)
 
     def process(self, event: Event, raw: bytes, partition: int, found: Counter[str]) -> None:
