@@ -11,18 +11,21 @@ from pydantic import ValidationError
 from detectors.config import DetectionConfig
 from infra.estate import EstateFileError, differences, load
 from infra.settings import ContainmentSettings
+from streams.containment.policy import PolicyError, load_policy
 
 config_app = typer.Typer(no_args_is_help=True)
 
 
 @config_app.command("check")
 def check(path: Annotated[Path, typer.Argument(help="The estate file (YAML: detection, containment).")]) -> None:
-    """Validate an estate file; print each setting it changes (env var, default -> value). Exit 1 if invalid."""
+    """Validate an estate file and the containment policy it names; print each setting it changes (env var,
+    default -> value). Exit 1 if invalid."""
     try:
         data = load(path)
         detection = DetectionConfig.model_validate(data.get("detection", {}))
         containment = ContainmentSettings.model_validate(data.get("containment", {}))
-    except EstateFileError as exc:
+        load_policy(containment.policy_path)
+    except (EstateFileError, PolicyError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     except ValidationError as exc:

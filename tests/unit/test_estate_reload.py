@@ -215,3 +215,15 @@ def test_the_containment_policy_follows_the_estate_file(estate: Path, tmp_path: 
     edit(estate, "containment: {policy_path: nowhere.yaml}\n")  # cannot load: the policy in force stays
     (action,) = in_force.now().decide(alert("ml"), {})
     assert action.status == "skipped" and in_force.policy.dry_run
+
+
+def test_config_check_refuses_a_policy_that_does_not_load(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    path = tmp_path / "estate.yaml"
+    (tmp_path / "policy.yaml").write_text("rules: [{name: x, actions: [quarantine]}]\n")
+    path.write_text("containment: {policy_path: policy.yaml}\n")
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 1 and "policy.yaml:1: rules[0].actions[0]: unknown action" in result.output
