@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -114,39 +114,52 @@ def section_changes(old: BaseModel, new: BaseModel, prefix: str) -> list[str]:
 
 
 class EstateWatcher(Generic[Section]):
-    """Re-reads an estate file when it changes, on the caller's thread, between batches.
+    """Re-reads an estate file when it (or a file it names, ``also``: the containment policy) changes, on
+    the caller's thread, between batches.
 
-    ``poll()`` is cheap (a clock read; a ``stat`` every ``interval_s``); the file is read and hashed only
-    when its mtime or size moved, and rebuilt with ``build(path)`` only when its content did. A valid
-    file replaces ``current`` (what changed is logged); a file that cannot be read or validated is
+    ``poll()`` is cheap (a clock read; a ``stat`` per file every ``interval_s``); the files are read and
+    hashed only when an mtime or size moved, and rebuilt with ``build(path)`` only when a content did. A
+    valid result replaces ``current`` (what changed is logged); files that cannot be read or validated are
     logged once per content with the file and the problem, and ``current`` stays. ``on_result`` hears
     ``reloaded`` / ``invalid`` (a metric).
     """
 
     def __init__(self, path: Path, build: Callable[[Path], Section], current: Section, interval_s: float, *,
-                 name: str, prefix: str, on_result: Callable[[str], None] | None = None) -> None:
-        self.path, self.build, self.current = path, build, current
+                 name: str, prefix: str, also: Callable[[Section], Sequence[Path]] = lambda _section: (),
+                 on_result: Callable[[str], None] | None = None) -> None:
+        self.path, self.build, self.current, self.also = path, build, current, also
         self.interval_s, self.name, self.prefix = interval_s, name, prefix
         self.on_result = on_result or (lambda _outcome: None)
         self.checked = time.monotonic()
         self.signature = self._signature()
-        self.digest = self._digest()  # the content ``current`` was built from (or last refused)
+        self.digests = self._digests()  # the contents ``current`` was built from (or last refused)
+        log.info("%s: estate file watched by %s every %gs", path, name, interval_s)
 
-    def _signature(self) -> tuple[int, int] | None:
-        try:
-            stat = self.path.stat()
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
+    def files(self) -> list[Path]:
+        return [self.path, *self.also(self.current)]
 
-    def _digest(self) -> str | None:
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except OSError:
-            return None
+    def _signature(self) -> list[tuple[int, int] | None]:
+        out: list[tuple[int, int] | None] = []
+        for path in self.files():
+            try:
+                stat = path.stat()
+            except OSError:
+                out.append(None)
+                continue
+            out.append((stat.st_mtime_ns, stat.st_size))
+        return out
+
+    def _digests(self) -> dict[Path, str | None]:
+        out: dict[Path, str | None] = {}
+        for path in self.files():
+            try:
+                out[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                out[path] = None
+        return out
 
     def poll(self, now: float | None = None) -> Section | None:
-        """Every ``interval_s``: the new settings if the file changed and is valid, else ``None``."""
+        """Every ``interval_s``: the new settings if a file changed and the result is valid, else ``None``."""
         now = time.monotonic() if now is None else now
         if now - self.checked < self.interval_s:
             return None
@@ -155,20 +168,22 @@ class EstateWatcher(Generic[Section]):
         if signature == self.signature:
             return None
         self.signature = signature
-        digest = self._digest()
-        if digest == self.digest:  # touched, or saved with the same content
+        digests = self._digests()
+        changed = [str(path) for path, digest in digests.items() if self.digests.get(path) != digest]
+        self.digests = digests
+        if not changed:  # touched, or saved with the same content
             return None
-        self.digest = digest
         try:
             fresh = self.build(self.path)
         except Exception as exc:  # noqa: BLE001 - a bad edit must never stop the worker
-            log.error("%s: estate file changed but is not valid; %s keeps the settings in use: %s",  # noqa: TRY400
-                      self.path, self.name, str(exc).replace("\n", " | "))
+            log.error("%s: estate changed (%s) but is not valid; %s keeps the settings in use: %s",  # noqa: TRY400
+                      self.path, ", ".join(changed), self.name, str(exc).replace("\n", " | "))
             self.on_result("invalid")
             return None
         changes = section_changes(self.current, fresh, self.prefix)
         self.current = fresh
+        self.signature, self.digests = self._signature(), self._digests()  # the files it names now
         self.on_result("reloaded")
-        log.info("%s: estate file reloaded by %s, %d setting(s) changed%s", self.path, self.name, len(changes),
-                 "".join(f"\n  {c}" for c in changes))
+        log.info("%s: estate file reloaded by %s (%s changed), %d setting(s) changed%s", self.path, self.name,
+                 ", ".join(changed), len(changes), "".join(f"\n  {c}" for c in changes))
         return fresh

@@ -85,14 +85,14 @@ def _estate_containment(path: Any) -> ContainmentSettings:
 
 
 class PolicyInForce:
-    """The containment policy, replaced from the estate file (``AIWARDEN_CONFIG``) when it changes:
-    ``now()`` on the agent's own loop before each decision (a poll every reload interval)."""
+    """The containment policy, replaced when the estate file (``AIWARDEN_CONFIG``) or the policy file it
+    names changes: ``now()`` on the agent's own loop before each decision (a poll every reload interval)."""
 
     def __init__(self, settings: Settings) -> None:
         self.policy = containment_policy(settings.containment)  # invalid: the worker stops, naming file and line
         self.watcher = None if settings.config is None else EstateWatcher(
             settings.config, _estate_containment, settings.containment, settings.worker.estate_reload_interval_s,
-            name="containment", prefix="AIWARDEN_CONTAINMENT__",
+            name="containment", prefix="AIWARDEN_CONTAINMENT__", also=lambda conf: (conf.policy_path,),
             on_result=lambda outcome: ESTATE_RELOADS.labels("containment", outcome).inc(),
         )
 

@@ -212,9 +212,14 @@ def test_the_containment_policy_follows_the_estate_file(estate: Path, tmp_path: 
     (action,) = in_force.now().decide(alert("ml"), {})
     assert action.status == "skipped" and "allowlisted" in action.reason
 
-    edit(estate, "containment: {policy_path: nowhere.yaml}\n")  # cannot load: the policy in force stays
+    edit(allowlisted, policy.read_text())  # the policy file alone changes: followed too
     (action,) = in_force.now().decide(alert("ml"), {})
-    assert action.status == "skipped" and in_force.policy.dry_run
+    assert action.status == "dry_run"
+
+    in_force_before = in_force.policy
+    edit(estate, "containment: {policy_path: nowhere.yaml}\n")  # cannot load: the policy in force stays
+    assert in_force.now() is in_force_before and in_force.watcher is not None
+    assert in_force.watcher.current.policy_path == allowlisted
 
 
 def test_config_check_refuses_a_policy_that_does_not_load(tmp_path: Path) -> None:
