@@ -16,6 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -51,12 +52,19 @@ def rekey_topic_of(app_id: str) -> str:
     return f"{app_id}-detect-rekey"
 
 
+def _detection_of(path: Path) -> DetectionConfig:
+    """An estate file's detection settings, refused (``ConfigurationError``) if a detector cannot be built."""
+    config = estate_settings(path).detection
+    build_all(config)
+    return config
+
+
 def estate_watcher(settings: Settings) -> EstateWatcher[DetectionConfig] | None:
     """Watches the estate file (``AIWARDEN_CONFIG``) for the detect stage; ``None`` without one."""
     if settings.config is None:
         return None
     return EstateWatcher(
-        settings.config, lambda path: estate_settings(path).detection, settings.detection,
+        settings.config, _detection_of, settings.detection,
         settings.worker.estate_reload_interval_s, name="detect", prefix="AIWARDEN_DETECTION__",
         on_result=lambda outcome: ESTATE_RELOADS.labels("detect", outcome).inc(),
     )
@@ -157,6 +165,10 @@ class Detection:
         self.by_id = {d.id: d for d in detectors}
         self.inventory = Inventory(config)
         self.learning_until_ms, self.learning = config.learning_until_ms, frozenset(config.learning_detectors)
+        unknown = sorted(self.learning - set(self.by_id))
+        if unknown:
+            log.warning("learning_detectors names no such detector: %s (known: %s)", ", ".join(unknown),
+                        ", ".join(self.by_id))
 
     def emit(self, finding: Finding) -> None:
         """A finding to correlation; in learning mode an allowlist rule's is only recorded (no alert)."""

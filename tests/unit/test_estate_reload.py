@@ -174,14 +174,18 @@ def test_the_detect_stage_uses_a_reloaded_allowlist_from_the_next_batch(estate: 
     assert stores["states"].get(key, 0) == state_before  # per-entity state kept
 
 
-def test_the_detect_stage_keeps_its_detectors_on_an_invalid_edit(estate: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", [
+    "detection: {approved_namespaces: 3}\n",
+    "detection: {injection_patterns: [{pattern: '(unclosed', keywords: [x]}]}\n",  # valid settings, no detector
+])
+def test_the_detect_stage_keeps_its_detectors_on_an_invalid_edit(estate: Path, tmp_path: Path, text: str) -> None:
     settings = Settings(state_dir=tmp_path, config=estate, sigma={"pack": False},
                         worker={"estate_reload_interval_s": 1e-9})
     out = Out()
     detect = Detection(settings, out, **{name: memory_store(name) for name in ("states", "rekeyed", "assets",
                                                                                  "models")})
     detectors = detect.detectors
-    edit(estate, "detection: {approved_namespaces: 3}\n")
+    edit(estate, text)
     detect.events_batch([ollama(1, "research")])
     assert detect.detectors is detectors
     assert detectors_found(out) == ["unsanctioned_ai_workload"]
@@ -232,3 +236,14 @@ def test_config_check_refuses_a_policy_that_does_not_load(tmp_path: Path) -> Non
     path.write_text("containment: {policy_path: policy.yaml}\n")
     result = CliRunner().invoke(app, ["config", "check", str(path)])
     assert result.exit_code == 1 and "policy.yaml:1: rules[0].actions[0]: unknown action" in result.output
+
+
+def test_config_check_refuses_settings_no_detector_can_be_built_from(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    path = tmp_path / "estate.yaml"
+    path.write_text("detection: {injection_patterns: [{pattern: '(unclosed', keywords: [x]}]}\n")
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 1 and "detectors cannot be built" in result.output
