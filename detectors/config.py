@@ -20,6 +20,7 @@ yet, so nothing can be unsanctioned) while the inventory still lists every AI wo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +56,18 @@ class DetectionConfig(BaseModel):
     )
     ewma_alpha: float = Field(0.2, gt=0, le=1, description="Weight of the newest window in per-entity EWMA baselines.")
     max_evidence: int = Field(20, ge=1, le=20, description="Evidence event ids kept per finding / alert.")
+
+    # --- learning mode -----------------------------------------------------------------------------
+    learning_until: datetime | None = Field(
+        None, description="Learning mode for an estate without allowlists yet: until this time (ISO 8601, UTC "
+        "unless it says; compared with event time) findings of learning_detectors are recorded on "
+        "aiwarden.suppressed (ClickHouse suppressed_findings, exception 'learning'), not alerted; `aiwarden "
+        "estate learn` then proposes the allowlists. Unset: off.",
+    )
+    learning_detectors: tuple[str, ...] = Field(
+        ("shadow_ai_egress", "unsanctioned_ai_workload", "data_poisoning"),
+        description="The allowlist rules learning mode holds back (the others alert as ever).",
+    )
 
     # --- workloads -------------------------------------------------------------------------------
     approved_namespaces: tuple[str, ...] = Field(
@@ -490,3 +503,11 @@ class DetectionConfig(BaseModel):
     @property
     def window_ms(self) -> int:
         return self.window_s * 1000
+
+    @property
+    def learning_until_ms(self) -> int:
+        """``learning_until`` as epoch ms (0: not learning)."""
+        if self.learning_until is None:
+            return 0
+        until = self.learning_until
+        return int((until if until.tzinfo else until.replace(tzinfo=UTC)).timestamp() * 1000)

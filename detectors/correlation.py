@@ -175,6 +175,7 @@ class Correlator:
             maturity=str(state["mat"]),
             version=int(state["v"]),
             updated_ms=updated_ms,
+            ai_asset=bool(state["ai"]),
         )
 
     @staticmethod

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from detectors.config import DetectionConfig
 from infra.estate import CONFIG_ENV, EstateFileSource
@@ -100,6 +100,11 @@ class WorkerSettings(_Group):
     checkpoint_interval_s: float = Field(
         30.0, gt=0, description="How often anomaly models are checkpointed to their changelog table."
     )
+    estate_reload_interval_s: float = Field(
+        5.0, gt=0, description="How often the worker checks the estate file (AIWARDEN_CONFIG) for changes; a valid "
+        "change applies to detection and the containment policy from the next batch on, an invalid one is logged "
+        "and the settings in use stay."
+    )
 
 
 IngestEndpoint = Literal["k8s-audit", "falco", "otlp", "litellm"]
@@ -154,7 +159,9 @@ class ContainmentSettings(_Group):
     )
     policy_path: Path = Field(
         Path(__file__).resolve().parent / "containment-policy.yaml",
-        description="YAML containment policy (rules, allowlists, blast-radius limits, dry-run).",
+        description="YAML containment policy (rules, allowlists, blast-radius limits, dry-run); the default acts "
+        "on alerts about AI assets the inventory knows, in no particular namespace. In an estate file a relative "
+        "path is relative to the estate file.",
     )
     dry_run: bool = Field(True, description="Record containment actions as dry_run and send nothing.")
     max_attempts: int = Field(8, ge=1, description="Delivery attempts before an action is dead-lettered.")
@@ -271,6 +278,10 @@ class Settings(BaseSettings):
         env_prefix="AIWARDEN_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
+    config: Path | None = Field(
+        None, description="Estate file (YAML, sections detection and containment) read below the environment; "
+        "the worker reloads it on change (infra/estate.py)."
+    )
     state_dir: Path = Field(Path(".aiwarden"), description="Where local services keep data, logs and ports.")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "aiwarden", description="Downloads shared by checkouts (Kafka's jars)."
@@ -297,10 +308,17 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments, then the environment, then the estate file named by ``AIWARDEN_CONFIG``."""
-        path = os.environ.get(CONFIG_ENV, "")
+        """Arguments, then the environment, then the estate file (argument ``config``, else ``AIWARDEN_CONFIG``)."""
+        given = init_settings.init_kwargs.get("config") if isinstance(init_settings, InitSettingsSource) else None
+        path = given or os.environ.get(CONFIG_ENV, "")
         estate = (EstateFileSource(settings_cls, Path(path)),) if path else ()
         return (init_settings, env_settings, *estate, dotenv_settings, file_secret_settings)
+
+
+def estate_settings(path: Path) -> Settings:
+    """The settings a worker started now with estate file ``path`` would have (the environment over the
+    file): what a reload applies. Raises ``EstateFileError`` / ``ValidationError`` naming the problem."""
+    return Settings(config=path)
 
 
 def env_var_names(model: type[BaseModel] = Settings, prefix: str = "AIWARDEN_") -> dict[str, str]:

@@ -63,6 +63,7 @@ class Alert:
     status: str = "open"
     version: int = 1  # bumped each time the alert is updated
     updated_ms: int = 0
+    ai_asset: bool = False  # a finding was about an AI asset the inventory knows (model server, training runtime)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

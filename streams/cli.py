@@ -336,6 +336,7 @@ def _mount_subcommands() -> None:
     from streams.config_check import config_app
     from streams.containment.receiver import receiver_app
     from streams.dlq import dlq_app
+    from streams.estate_learn import estate_app
     from streams.hunt import hunt_app
     from streams.ingest.cli import collect_app, ingest_app
     from streams.integrations.commands import export_command, security_lake_command
@@ -356,6 +357,7 @@ def _mount_subcommands() -> None:
     app.add_typer(collect_app, name="collect", help="Pull sources: CloudTrail / Bedrock logs from S3 via SQS.")
     app.command("security-lake")(security_lake_command)
     app.add_typer(config_app, name="config", help="Estate files (AIWARDEN_CONFIG): validate, show what they change.")
+    app.add_typer(estate_app, name="estate", help="Learn an estate: a proposed estate file from what it does.")
 
 
 _mount_subcommands()

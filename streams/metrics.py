@@ -27,6 +27,10 @@ DEAD_LETTERS = Counter(
     "aiwarden_dead_letters_total", "Records sent to the dead-letter topic, per pipeline stage.", ["stage"],
     registry=REGISTRY,
 )
+ESTATE_RELOADS = Counter(
+    "aiwarden_estate_reloads_total", "Changes of the estate file (AIWARDEN_CONFIG) seen by the worker, per component "
+    "(detect, containment) and outcome (reloaded, invalid).", ["component", "outcome"], registry=REGISTRY,
+)
 SINK_ROWS = Counter(
     "aiwarden_sink_rows_total", "Rows inserted into ClickHouse by the sink, per table.", ["table"], registry=REGISTRY
 )

@@ -51,11 +51,21 @@ class WorkerProcess:
         self.settings = settings
         self.log_path = log_path
         self.overrides = overrides
+        self.estate: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def with_estate(self, path: Path) -> WorkerProcess:
+        """Detection and containment from estate file ``path`` (and the overrides) only, as an operator's
+        worker with ``AIWARDEN_CONFIG`` would read them: edits to the file reach the running worker."""
+        self.estate = path
+        return self
 
     def start(self) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIWARDEN_")}
         env.update(settings_env(self.settings))
+        if self.estate is not None:
+            env = {k: v for k, v in env.items() if not k.startswith(("AIWARDEN_DETECTION__", "AIWARDEN_CONTAINMENT__"))}
+            env["AIWARDEN_CONFIG"] = str(self.estate)
         env.update(self.overrides)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

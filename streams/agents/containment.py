@@ -19,15 +19,16 @@ from typing import Any
 import faust
 import orjson
 
-from infra.settings import Settings
+from infra.estate import EstateWatcher
+from infra.settings import ContainmentSettings, Settings, estate_settings
 from schemas.codec import encode
 from schemas.findings import Alert, stable_id
 from streams import topics
 from streams.agents.dead_letters import dead_letter
 from streams.containment.delivery import Deliverer, Outcome, backoff_s
-from streams.containment.policy import Action, load_policy
+from streams.containment.policy import Action, Policy, load_policy
 from streams.integrations.ocsf import detection_finding
-from streams.metrics import WEBHOOK_OUTCOMES
+from streams.metrics import ESTATE_RELOADS, WEBHOOK_OUTCOMES
 from streams.soc.approvals import RELEASES
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,42 @@ async def record_action(action_log: Any, action: dict[str, Any], status: str, at
                                                                                detail)))
 
 
-def register(app: faust.App, settings: Settings) -> None:
-    conf = settings.containment
-    policy = load_policy(conf.policy_path)  # an invalid policy stops the worker here, naming file and line
+def containment_policy(conf: ContainmentSettings) -> Policy:
+    """The policy in force: the file at ``policy_path`` (raises ``PolicyError`` naming file and line), in
+    dry-run when the settings are or no webhook is set."""
+    policy = load_policy(conf.policy_path)
     if conf.dry_run or not conf.webhook_url:
         policy = policy.model_copy(update={"dry_run": True})
+    return policy
+
+
+def _estate_containment(path: Any) -> ContainmentSettings:
+    conf = estate_settings(path).containment
+    containment_policy(conf)  # a policy that cannot load is an invalid estate: keep the one in force
+    return conf
+
+
+class PolicyInForce:
+    """The containment policy, replaced when the estate file (``AIWARDEN_CONFIG``) or the policy file it
+    names changes: ``now()`` on the agent's own loop before each decision (a poll every reload interval)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.policy = containment_policy(settings.containment)  # invalid: the worker stops, naming file and line
+        self.watcher = None if settings.config is None else EstateWatcher(
+            settings.config, _estate_containment, settings.containment, settings.worker.estate_reload_interval_s,
+            name="containment", prefix="AIWARDEN_CONTAINMENT__", also=lambda conf: (conf.policy_path,),
+            on_result=lambda outcome: ESTATE_RELOADS.labels("containment", outcome).inc(),
+        )
+
+    def now(self) -> Policy:
+        if self.watcher is not None and (conf := self.watcher.poll()) is not None:
+            self.policy = containment_policy(conf)
+        return self.policy
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    conf = settings.containment
+    in_force = PolicyInForce(settings)
     app_id = settings.worker.app_id
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "value_serializer": "raw"}
     alerts = app.topic(topics.ALERTS, **raw)
@@ -113,7 +145,7 @@ def register(app: faust.App, settings: Settings) -> None:
         """An action people approved takes its turn at the blast-radius budget, then goes to delivery."""
         current = orjson.loads(orjson.dumps(state.get("policy") or {}))
         now = int(time.time() * 1000)
-        status, reason = policy.spend(row["action"], now, current)
+        status, reason = in_force.now().spend(row["action"], now, current)
         state["policy"] = current
         await log_action(row, status, detail=f"approved by {', '.join(a['user'] for a in row['approvals'])}; "
                                              f"{reason}")
@@ -132,7 +164,7 @@ def register(app: faust.App, settings: Settings) -> None:
                     continue
                 alert = Alert.from_dict(data)
                 current = orjson.loads(orjson.dumps(state.get("policy") or {}))
-                decided: list[Action] = policy.decide(alert, current)
+                decided: list[Action] = in_force.now().decide(alert, current)
             except Exception as exc:  # noqa: BLE001 - a bad alert must not stop containment
                 log.exception("containment decision failed")
                 await dead_letter(dlq, record.message, f"containment decision failed: {exc!r}", "alerts", "contain")
@@ -158,7 +190,7 @@ def register(app: faust.App, settings: Settings) -> None:
         number = int(action.get("attempt", 1))
         # Safety first: a worker in dry-run never sends, and an action decided long ago (a consumer
         # group reset, a backlog after an outage) is recorded as expired rather than executed late.
-        if policy.dry_run:
+        if in_force.policy.dry_run:
             await log_action(action, "dry_run", number, detail="worker in dry-run")
             return
         age_s = time.time() - int(action.get("decided_ms", 0)) / 1000

@@ -22,6 +22,7 @@ Full example (``infra/containment-policy.yaml`` ships a default like it)::
           min_severity: high  # info < low < medium < high < critical
           min_risk: 60        # alert risk_score >= 60
           namespaces: ["ml-*"]          # globs on the namespaces of the alert's pod/namespace entities
+          ai_asset: true      # about an AI asset the inventory knows (model server, training runtime)
           maturity: [stable, incubating]
         actions: [quarantine_workload, notify]
         dry_run: false        # this rule only: record as dry_run
@@ -201,6 +202,10 @@ class When(BaseModel):
         (), description="Globs; one must match a namespace of the alert's pod/namespace entities."
     )
     maturity: tuple[Maturity, ...] = Field((), description="The alert's maturity is one of these.")
+    ai_asset: bool | None = Field(
+        None, strict=True, description="true: the alert is about an AI asset the inventory knows (a model server, "
+        "a training runtime, a GPU workload), wherever it runs; false: about anything else."
+    )
 
     def matches(self, alert: Alert) -> bool:
         if self.detectors and not set(self.detectors).intersection(alert.detectors):
@@ -210,6 +215,8 @@ class When(BaseModel):
         if self.min_risk is not None and alert.risk_score < self.min_risk:
             return False
         if self.namespaces and not any(_glob(ns, self.namespaces) for ns in _namespaces_of(alert)):
+            return False
+        if self.ai_asset is not None and alert.ai_asset != self.ai_asset:
             return False
         return not (self.maturity and alert.maturity not in self.maturity)
 

@@ -16,26 +16,31 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from detectors.base import Detector
+from detectors.config import DetectionConfig
 from detectors.correlation import anchor
 from detectors.inventory import Inventory, InventoryChange
 from detectors.registry import build_all, by_class
 from detectors.sigma.detector import SigmaDetections
-from infra.settings import Settings
+from infra.estate import EstateWatcher
+from infra.settings import Settings, estate_settings
 from schemas.codec import encode
 from schemas.envelope import Event
+from schemas.findings import Finding
 from streams import topics
-from streams.metrics import FINDINGS
+from streams.metrics import ESTATE_RELOADS, FINDINGS
 from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
 
 log = logging.getLogger(__name__)
 
 DETECTOR_HEADER = "aiwarden-detector"
 SIGMA_RULE_HEADER = "aiwarden-sigma-rule"  # the rule a re-keyed event matched, for Sigma correlations
+LEARNING = "learning"  # the exception id of findings held back by learning mode
 
 
 def rekey_topic(settings: Settings) -> str:
@@ -45,6 +50,24 @@ def rekey_topic(settings: Settings) -> str:
 
 def rekey_topic_of(app_id: str) -> str:
     return f"{app_id}-detect-rekey"
+
+
+def _detection_of(path: Path) -> DetectionConfig:
+    """An estate file's detection settings, refused (``ConfigurationError``) if a detector cannot be built."""
+    config = estate_settings(path).detection
+    build_all(config)
+    return config
+
+
+def estate_watcher(settings: Settings) -> EstateWatcher[DetectionConfig] | None:
+    """Watches the estate file (``AIWARDEN_CONFIG``) for the detect stage; ``None`` without one."""
+    if settings.config is None:
+        return None
+    return EstateWatcher(
+        settings.config, _detection_of, settings.detection,
+        settings.worker.estate_reload_interval_s, name="detect", prefix="AIWARDEN_DETECTION__",
+        on_result=lambda outcome: ESTATE_RELOADS.labels("detect", outcome).inc(),
+    )
 
 
 class ModelCheckpoints:
@@ -122,22 +145,50 @@ class Detection:
 
     def __init__(self, settings: Settings, out: Out, *, states: Any, rekeyed: Any, assets: Any,
                  models: Any) -> None:
-        config = settings.detection
-        self.detectors = build_all(config)
-        self.dispatch = by_class(self.detectors)
-        self.by_id = {d.id: d for d in self.detectors}
-        self.inventory = Inventory(config)
+        self.configure(settings.detection)
+        self.estate = estate_watcher(settings)
         self.out = out
         self.rekey = rekey_topic(settings)
         self.states, self.rekeyed, self.assets = states, rekeyed, assets
         self.checkpoints = ModelCheckpoints(models, self.detectors, settings.worker.checkpoint_interval_s)
         self.sigma = SigmaDetections.from_settings(settings)
 
+    def configure(self, config: DetectionConfig) -> None:
+        """Detectors and inventory built from ``config``. On a reload the anomaly models carry over (their
+        shape settings apply at the next start) and per-entity state stays in the stores."""
+        detectors = build_all(config)
+        for detector in detectors:
+            model = getattr(getattr(self, "by_id", {}).get(detector.id), "model", None)
+            if model is not None and getattr(detector, "model", None) is not None:
+                detector.model = model  # type: ignore[attr-defined]
+        self.detectors, self.dispatch = detectors, by_class(detectors)
+        self.by_id = {d.id: d for d in detectors}
+        self.inventory = Inventory(config)
+        self.learning_until_ms, self.learning = config.learning_until_ms, frozenset(config.learning_detectors)
+        unknown = sorted(self.learning - set(self.by_id))
+        if unknown:
+            log.warning("learning_detectors names no such detector: %s (known: %s)", ", ".join(unknown),
+                        ", ".join(self.by_id))
+
+    def emit(self, finding: Finding) -> None:
+        """A finding to correlation; in learning mode an allowlist rule's is only recorded (no alert)."""
+        if finding.time_ms < self.learning_until_ms and finding.detector in self.learning:
+            row = {"finding_id": finding.finding_id, "exception_id": LEARNING, "detector": finding.detector,
+                   "entity_id": finding.entity_id, "time_ms": finding.time_ms}
+            self.out.send(topics.SUPPRESSED, finding.finding_id.encode(), orjson.dumps(row))
+            return
+        self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+
+    def maybe_reload_estate(self) -> None:
+        """Between batches, on the engine thread: a changed, valid estate file rebuilds the detectors."""
+        if self.estate is not None and (config := self.estate.poll()) is not None:
+            self.configure(config)
+
     def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
                      found: Counter[str]) -> None:
         results = states.apply(f"{detector.id}|{key}", partition, _detect_all, detector, event)
         for finding in results:
-            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+            self.emit(finding)
         found[detector.id] += len(results)
 
     def process(self, event: Event, raw: bytes, partition: int, found: Counter[str]) -> None:
@@ -178,6 +229,7 @@ class Detection:
     def events_batch(self, batch: Sequence[Any]) -> None:
         """One batch from ``aiwarden.events``."""
         self.sigma.maybe_reload()
+        self.maybe_reload_estate()
         found: Counter[str] = Counter()
         for message in batch:
             raw = message.value()
@@ -214,6 +266,7 @@ class Detection:
 
     def rekeyed_batch(self, batch: Sequence[Any]) -> None:
         """One batch from the re-key topic: events keyed by one detector's state key."""
+        self.maybe_reload_estate()
         found: Counter[str] = Counter()
         for message in batch:
             headers = dict(message.headers() or [])

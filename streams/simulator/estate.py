@@ -16,7 +16,7 @@ from typing import Any
 
 from detectors.config import DetectionConfig
 from infra.estate import load
-from infra.settings import Settings
+from infra.settings import ContainmentSettings, Settings
 
 ESTATE_FILE = Path(__file__).with_name("estate.yaml")
 
@@ -36,11 +36,16 @@ def detection_config(estate: dict[str, Any] | None = None, **changes: Any) -> De
 def apply(settings: Settings, estate: dict[str, Any] | None = None) -> Settings:
     """``settings`` judging the simulator's estate (``estate``: a run's own): its detection settings,
     under every detection setting ``settings`` changed from both the defaults and the simulator's file
-    (environment, an operator's estate file), so applying twice, or to another run, is safe."""
+    (environment, an operator's estate file), so applying twice, or to another run, is safe; and its
+    containment policy, unless ``settings`` name one."""
     default, acme = DetectionConfig(), detection_config()
     changed = {
         name: value
         for name in DetectionConfig.model_fields
         if (value := getattr(settings.detection, name)) != getattr(default, name) and value != getattr(acme, name)
     }
-    return settings.model_copy(update={"detection": detection_config(estate, **changed)})
+    update: dict[str, Any] = {"detection": detection_config(estate, **changed)}
+    if settings.containment.policy_path == ContainmentSettings().policy_path:  # its own policy, unless one is set
+        policy = Path(load(ESTATE_FILE)["containment"]["policy_path"])
+        update["containment"] = settings.containment.model_copy(update={"policy_path": policy})
+    return settings.model_copy(update=update)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.settings import Settings
 from schemas.findings import Alert, stable_id
 from streams.containment.policy import ACTIONS, Action, Policy, PolicyError, load_policy, parse_policy
 
@@ -88,6 +89,25 @@ def test_example_and_default_policy_parse(example: Policy) -> None:
     assert shipped.rules[0].name == "quarantine-compromised-model-servers"
     for rule in shipped.rules:
         assert set(rule.actions) <= set(ACTIONS)
+
+
+def test_default_policy_quarantines_ai_assets_wherever_they_run() -> None:
+    """The shipped default names no namespace: it goes by what the inventory knows (``ai_asset``)."""
+    shipped = load_policy(DEFAULT_POLICY)
+    assert all(not rule.when.namespaces for rule in shipped.rules)
+    pod = "pod:payments-7/llm-sidecar-0"
+    ai = make_alert(entities=[pod], primary_entity=pod, ai_asset=True)
+    assert ("quarantine_workload", pod) in {(a.action, a.target) for a in shipped.decide(ai, {})}
+    plain = make_alert(alert_id="alert-2", entities=[pod], primary_entity=pod, ai_asset=False)
+    assert "quarantine_workload" not in {a.action for a in shipped.decide(plain, {})}
+
+
+def test_simulator_policy_keeps_its_namespaces() -> None:
+    from streams.simulator import estate
+
+    policy = load_policy(estate.apply(Settings()).containment.policy_path)
+    assert policy.rules[0].when.namespaces == ("ml-*", "inference", "ai-platform")
+    assert [a.action for a in policy.decide(make_alert(), {})][:1] == ["quarantine_workload"]
 
 
 def test_empty_policy_is_valid_and_does_nothing() -> None:
@@ -423,3 +443,36 @@ def test_decide_does_not_mutate_the_alert(example: Policy) -> None:
     before = alert.to_dict()
     example.decide(alert, {})
     assert alert.to_dict() == before
+
+
+def test_default_policy_quarantines_simulated_compromises_by_ai_asset(tmp_path: Path) -> None:
+    """Simulated compromised model servers, through the detect stage and correlation: the namespace-free
+    default quarantines each, because the inventory knows them as AI assets."""
+    import orjson
+
+    from detectors.correlation import Correlator, anchor
+    from schemas.findings import Finding
+    from schemas.sources import SOURCES
+    from streams import topics
+    from streams.pipeline.detect import Detection
+    from streams.simulator import SimConfig, Simulator, estate
+    from tests.unit.pipeline_fakes import Out, event_message, memory_store
+
+    settings = estate.apply(Settings(state_dir=tmp_path, sigma={"pack": False}))
+    out = Out()
+    detect = Detection(settings, out, **{n: memory_store(n) for n in ("states", "rekeyed", "assets", "models")})
+    attacks = ("model_server_shell", "cryptominer", "weights_exfiltration")
+    simulator = Simulator(SimConfig(seed=7, duration_s=60, rate=100, scenarios=attacks))
+    detect.events_batch([event_message(SOURCES[r.source].normalize(r.record), offset=i)
+                         for i, r in enumerate(simulator.records())])
+    correlator, states, alerts = Correlator(settings.detection), {}, {}  # type: ignore[var-annotated]
+    for sent in out.on(topics.FINDINGS):
+        finding = Finding.from_dict(orjson.loads(sent["value"]))
+        alert = correlator.add(finding, states.setdefault(anchor(finding), {}))
+        if alert is not None:
+            alerts[alert.alert_id] = alert
+    shipped = load_policy(DEFAULT_POLICY)
+    quarantined = {a.target for alert in alerts.values() for a in shipped.decide(alert, {})
+                   if a.action == "quarantine_workload" and a.status == "pending"}
+    attacked = {e for label in simulator.labels() for e in label.entities if e.startswith("pod:")}
+    assert attacked and attacked <= quarantined
