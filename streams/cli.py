@@ -120,10 +120,12 @@ def worker(ctx: typer.Context) -> None:
 @app.command()
 def publish(
     ctx: typer.Context,
-    source: Annotated[str, typer.Option(help="falco|native|cloudtrail|k8s-audit|bedrock|gateway")],
+    source: Annotated[str, typer.Option(
+        help="falco|native|cloudtrail|k8s-audit|bedrock|gateway|otel-genai|trivy|trivy-operator|grype|cyclonedx")],
     paths: Annotated[list[str], typer.Argument(help="Files (plain or .gz), or - for stdin.")],
 ) -> None:
-    """Publish raw records to the raw topics; bad records go to the DLQ with their reason."""
+    """Publish raw records to the raw topics; bad records go to the DLQ with their reason. Scanner reports
+    (trivy, trivy-operator, grype, cyclonedx) are whole JSON documents, published as one record per package."""
     from confluent_kafka import KafkaException
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
