@@ -22,11 +22,11 @@ from schemas.envelope import event_id
 from schemas.sources import SOURCES, normalize_bytes
 from streams.ingest import auth
 from streams.ingest.process import IngestProcess
-from streams.publish import Publisher, iter_inputs
 from streams.worker_process import WorkerProcess, new_app_id
 from tests.conftest import SHARED_DATA
 from tests.fixtures import otel
 from tests.integration.invariants import wait_until
+from tests.integration.test_dead_letters import cli
 from tests.integration.test_faults import local
 
 pytestmark = pytest.mark.integration
@@ -260,11 +260,9 @@ def test_scanner_reports_published_and_posted_land_as_package_events(
     trivy["CreatedAt"] = now_iso()  # a fresh scan (ClickHouse's TTL drops events older than 90 days)
     path = tmp_path / "trivy_pip.json"
     path.write_bytes(orjson.dumps(trivy, option=orjson.OPT_INDENT_2))  # as `trivy fs --format json` writes it
-    publisher = Publisher(service_settings)
-    for data, position in iter_inputs([str(path)], "trivy", None):  # type: ignore[arg-type]
-        publisher.publish(data, "trivy", position)
-    summary = publisher.flush()
-    assert summary.published == {"aiwarden.raw.vulns": 7} and summary.failed == 0
+    published = cli(service_settings, "publish", "--source", "trivy", str(path))
+    assert published.returncode == 0, published.stderr
+    assert "aiwarden.raw.vulns" in published.stdout and "7" in published.stdout
 
     values = example("trivy-operator-values.yaml", ingest, tokens["scan"])["operator"]
     name, _, value = values["webhookBroadcastCustomHeaders"].partition(":")
