@@ -63,6 +63,9 @@ class Detector(ABC):
     classes: ClassVar[frozenset[int]]
     sources: ClassVar[frozenset[str] | None] = None
     description: ClassVar[str] = ""
+    # A join across entities (vulnerable_ai_workload): every key's state lives in the re-keyed store, even
+    # a key equal to the event's entity, and the detect stage calls ``observe`` (findings, forwards, rows).
+    joins: ClassVar[bool] = False
 
     def __init__(self, config: DetectionConfig) -> None:
         self.config = config

@@ -32,6 +32,7 @@ from detectors.rules.prompt_injection import PromptInjection
 from detectors.rules.shadow_ai_egress import ShadowAIEgress
 from detectors.rules.stolen_api_key import StolenAPIKey
 from detectors.rules.unsanctioned_ai_workload import UnsanctionedAIWorkload
+from detectors.rules.vulnerable_ai_workload import VulnerableAIWorkload
 from detectors.rules.weights_exfiltration import WeightsExfiltration
 from schemas.envelope import Event
 from schemas.findings import Finding
@@ -51,6 +52,7 @@ DETECTORS: dict[str, type[Detector]] = {
     "stolen_api_key": StolenAPIKey,
     "logging_tampering": LoggingTampering,
     "agent_rule_hit": AgentRuleHit,
+    "vulnerable_ai_workload": VulnerableAIWorkload,
 }
 
 

@@ -18,6 +18,7 @@ ACTIONS = "aiwarden.actions"
 DLQ = "aiwarden.dlq"
 ACTION_LOG = "aiwarden.action-log"  # every containment decision and delivery attempt (→ ClickHouse actions)
 INVENTORY = "aiwarden.inventory"  # AI inventory changes (AIBOM), for the sink and the console
+VULNERABILITIES = "aiwarden.vulnerabilities"  # latest state per (workload, package, vulnerability), key = workload
 OCSF = "aiwarden.ocsf"  # every alert version as an OCSF Detection Finding (streams/integrations/ocsf.py)
 # The SOC workflow (streams/soc): accounts and exceptions are compacted (latest record per key, read whole
 # by every worker); triage and audit are logs (→ ClickHouse alert_triage, audit_log).
@@ -30,7 +31,8 @@ APPROVALS = "aiwarden.approvals"  # containment actions waiting for (or given) a
 
 RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE)
 SOC_TOPICS = (ACCOUNTS, TRIAGE, AUDIT, EXCEPTIONS, SUPPRESSED, APPROVALS)
-ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG, OCSF, *SOC_TOPICS)
+ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG, OCSF, *SOC_TOPICS,
+              VULNERABILITIES)
 COMPACTED = frozenset({ACCOUNTS, EXCEPTIONS, APPROVALS})
 
 # The message header naming a raw record's source format (falco, cloudtrail, …); optional.

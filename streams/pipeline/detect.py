@@ -99,6 +99,10 @@ def _detect_all(state: dict[str, Any], detector: Detector, event: Event) -> list
     return list(detector.detect(event, state))
 
 
+def _observe(state: dict[str, Any], detector: Any, event: Event) -> Any:
+    return detector.observe(event, state)
+
+
 def _observe_all(state: dict[str, Any], inventory: Inventory, event: Event, asset_id: str) -> list[InventoryChange]:
     return list(inventory.observe(event, state, asset_id))
 
@@ -135,10 +139,25 @@ class Detection:
 
     def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
                      found: Counter[str]) -> None:
+        if detector.joins:
+            self.run_join(detector, event, key, partition, states, found)
+            return
         results = states.apply(f"{detector.id}|{key}", partition, _detect_all, detector, event)
         for finding in results:
             self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
         found[detector.id] += len(results)
+
+    def run_join(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
+                 found: Counter[str]) -> None:
+        """A join detector: its findings, its events forwarded to its other keys, its table rows."""
+        observed = states.apply(f"{detector.id}|{key}", partition, _observe, detector, event)
+        for finding in observed.findings:
+            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+        for other_key, forwarded in observed.forwards:
+            self.out.send(self.rekey, other_key.encode(), encode(forwarded), [(DETECTOR_HEADER, detector.id.encode())])
+        for row in observed.rows:
+            self.out.send(topics.VULNERABILITIES, row.workload.encode(), encode(row.to_dict()))
+        found[detector.id] += len(observed.findings)
 
     def process(self, event: Event, raw: bytes, partition: int, found: Counter[str]) -> None:
         for asset_id in self.inventory.assets(event):
@@ -146,22 +165,25 @@ class Detection:
             for change in changes:
                 self.out.send(topics.INVENTORY, asset_id.encode(), encode(inventory_row(change)))
         workload = self.inventory.workload_of(event)
+        context: dict[str, str] = {}
         if workload:  # what the inventory knows of the workload travels with the event to the detectors
             known = self.assets.get(workload, partition)
             if known:
-                event.extra.update(self.inventory.context(workload, known))
+                context = self.inventory.context(workload, known)
+                event.extra.update(context)
         for detector in self.dispatch.get(event.class_uid, ()):
             if detector.sources is not None and event.source not in detector.sources:
                 continue
             key = detector.state_key(event)
             if key is None:
                 continue
-            if key == event.entity_id:
+            if key == event.entity_id and not detector.joins:
                 self.run_detector(detector, event, key, partition, self.states, found)
             else:
                 # State keyed on another entity (a bucket, an access key): repartition the event by
-                # that key so the one worker owning the key sees every event about it.
-                self.out.send(self.rekey, key.encode(), raw, [(DETECTOR_HEADER, detector.id.encode())])
+                # that key so the one worker owning the key sees every event about it, with its context.
+                payload = encode(event) if context else raw
+                self.out.send(self.rekey, key.encode(), payload, [(DETECTOR_HEADER, detector.id.encode())])
         for rule in self.sigma.match(event):  # one dispatch per event; state only on a match
             if rule.standalone:
                 findings = self.states.apply(f"{rule.detector_id}|{event.entity_id}", partition, self.sigma.detect,
