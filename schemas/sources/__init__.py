@@ -1,6 +1,7 @@
 """Source parsers: raw vendor records → ``schemas.envelope.Event``, and the registry that routes them.
 
-Each module (``falco``, ``native``, ``cloudtrail``, ``k8s_audit``, ``bedrock``, ``gateway``, ``otel_genai``) has a typed
+Each module (``falco``, ``native``, ``cloudtrail``, ``k8s_audit``, ``bedrock``, ``gateway``, ``otel_genai``, and the
+scanner reports ``trivy``, ``trivy_operator``, ``grype``, ``cyclonedx``) has a typed
 ``msgspec`` model of its vendor record, ``normalize(record, *, prompt_chars) -> Event`` and a cheap
 ``primary_key(record) -> str`` (the Kafka message key). ``SOURCES`` maps each source name to its
 ``SourceSpec``; ``normalize_bytes`` is the one entry point for raw bytes and raises only ``RecordError``.
@@ -14,11 +15,25 @@ from typing import Any
 
 from schemas.codec import DEFAULT_LIMITS, Limits, RecordError, decode_record
 from schemas.envelope import Event
-from schemas.sources import bedrock, cloudtrail, falco, gateway, k8s_audit, native, otel_genai
+from schemas.sources import (
+    bedrock,
+    cloudtrail,
+    cyclonedx,
+    falco,
+    gateway,
+    grype,
+    k8s_audit,
+    native,
+    otel_genai,
+    trivy,
+    trivy_operator,
+)
+from schemas.vulns import SCANNER_SOURCES
 
 RUNTIME_TOPIC = "aiwarden.raw.runtime"
 CLOUD_TOPIC = "aiwarden.raw.cloud"
 INFERENCE_TOPIC = "aiwarden.raw.inference"
+VULNS_TOPIC = "aiwarden.raw.vulns"  # scanner reports, one record per (artifact, package)
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,11 @@ SOURCES: dict[str, SourceSpec] = {
     "bedrock": SourceSpec("bedrock", INFERENCE_TOPIC, bedrock.normalize, bedrock.primary_key, single),
     "gateway": SourceSpec("gateway", INFERENCE_TOPIC, gateway.normalize, gateway.primary_key, single),
     "otel_genai": SourceSpec("otel_genai", INFERENCE_TOPIC, otel_genai.normalize, otel_genai.primary_key, single),
+    "trivy": SourceSpec("trivy", VULNS_TOPIC, trivy.normalize, trivy.primary_key, trivy.split),
+    "trivy_operator": SourceSpec("trivy_operator", VULNS_TOPIC, trivy_operator.normalize, trivy_operator.primary_key,
+                                 trivy_operator.split),
+    "grype": SourceSpec("grype", VULNS_TOPIC, grype.normalize, grype.primary_key, grype.split),
+    "cyclonedx": SourceSpec("cyclonedx", VULNS_TOPIC, cyclonedx.normalize, cyclonedx.primary_key, cyclonedx.split),
 }
 
 # CLI spelling -> source name.
@@ -56,7 +76,13 @@ CLI_NAMES = {
     "bedrock": "bedrock",
     "gateway": "gateway",
     "otel-genai": "otel_genai",
+    "trivy": "trivy",
+    "trivy-operator": "trivy_operator",
+    "grype": "grype",
+    "cyclonedx": "cyclonedx",
 }
+# Sources whose files are whole JSON documents (one report), not JSON lines: split into records on the way in.
+DOCUMENT_SOURCES = frozenset(SCANNER_SOURCES)
 
 # Source header (a source or CLI name) -> spec, for the one-lookup path of ``normalize_bytes``.
 _BY_HEADER: dict[str, SourceSpec] = {**SOURCES, **{cli: SOURCES[name] for cli, name in CLI_NAMES.items()}}
@@ -93,6 +119,18 @@ def detect_source(record: dict[str, Any]) -> str | None:
         return "gateway"  # LiteLLM spend-log row / StandardLoggingPayload
     if ("span" in record or "logRecord" in record) and "resource" in record:
         return "otel_genai"  # one OTLP/JSON span or log record with its resource
+    return _scanner_source(record)
+
+
+def _scanner_source(record: dict[str, Any]) -> str | None:
+    if trivy.is_report(record):
+        return "trivy"
+    if trivy_operator.is_report(record):
+        return "trivy_operator"
+    if grype.is_report(record):
+        return "grype"
+    if cyclonedx.is_report(record):
+        return "cyclonedx"
     return None
 
 
@@ -139,6 +177,7 @@ def normalize_bytes(
 
 __all__ = [
     "CLI_NAMES",
+    "DOCUMENT_SOURCES",
     "SOURCES",
     "SourceSpec",
     "detect_source",

@@ -27,7 +27,7 @@ from schemas.envelope import (
     Event,
     event_id,
 )
-from schemas.sources import CLI_NAMES, SOURCES, detect_source, normalize_bytes
+from schemas.sources import CLI_NAMES, DOCUMENT_SOURCES, SOURCES, detect_source, normalize_bytes
 from schemas.sources import cloudtrail as cloudtrail_source
 from schemas.sources._common import clean_ip, prompt_text, to_time_ms
 
@@ -46,6 +46,7 @@ EXPECTED_REJECTS = {
     ("k8s_audit", "panther-analysis_test-events.jsonl", 3): "no timestamp",
     ("k8s_audit", "panther-analysis_test-events.jsonl", 4): "no timestamp",
     ("k8s_audit", "panther-analysis_test-events.jsonl", 5): "no timestamp",
+    ("cyclonedx", "cyclonedx-spec_valid-vulnerability-1.6.json", 1): "no `metadata.component`",
 }
 
 
@@ -54,10 +55,17 @@ def _lines(path: Path) -> list[bytes]:
 
 
 def _fixture_records() -> list[tuple[str, str, int, bytes]]:
+    """Every record of the fixtures: the lines of JSON-lines files, and the split records (numbered from 1) of
+    the whole-document reports of the scanner sources."""
     found = []
     for path in sorted(FIXTURES.glob("*/*.jsonl")):
         for number, line in enumerate(_lines(path), 1):
             found.append((path.parent.name, path.name, number, line))
+    for path in sorted(FIXTURES.glob("*/*.json")):
+        source = path.parent.name
+        if source in DOCUMENT_SOURCES:
+            for number, part in enumerate(SOURCES[source].split(orjson.loads(path.read_bytes())), 1):
+                found.append((source, path.name, number, orjson.dumps(part)))
     return found
 
 
@@ -128,7 +136,7 @@ def test_every_fixture_record_parses(source: str, name: str, number: int, line: 
 @pytest.mark.parametrize(("key", "reason"), EXPECTED_REJECTS.items(), ids=[str(k) for k in EXPECTED_REJECTS])
 def test_documented_rejects_raise_record_error(key: tuple[str, str, int], reason: str) -> None:
     source, name, number = key
-    line = _lines(FIXTURES / source / name)[number - 1]
+    line = next(r[3] for r in FIXTURE_RECORDS if r[:3] == key)
     with pytest.raises(RecordError, match=reason) as info:
         normalize_bytes(line, source, limits=Limits(), prompt_chars=2048)
     assert info.value.reason.startswith(f"{source}: ")
@@ -702,7 +710,8 @@ def test_gateway_litellm_identity() -> None:
 
 
 def test_registry() -> None:
-    assert set(SOURCES) == {"falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "otel_genai"}
+    assert set(SOURCES) == {"falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "otel_genai",
+                            "trivy", "trivy_operator", "grype", "cyclonedx"}
     assert {name: spec.topic for name, spec in SOURCES.items()} == {
         "falco": "aiwarden.raw.runtime",
         "native": "aiwarden.raw.runtime",
@@ -711,6 +720,10 @@ def test_registry() -> None:
         "bedrock": "aiwarden.raw.inference",
         "gateway": "aiwarden.raw.inference",
         "otel_genai": "aiwarden.raw.inference",
+        "trivy": "aiwarden.raw.vulns",
+        "trivy_operator": "aiwarden.raw.vulns",
+        "grype": "aiwarden.raw.vulns",
+        "cyclonedx": "aiwarden.raw.vulns",
     }
     assert all(SOURCES[name].name == name for name in SOURCES)
     assert set(CLI_NAMES.values()) == set(SOURCES)
@@ -796,7 +809,8 @@ KNOWN_KEYS = sorted(
         "output_fields", "eventSource", "eventVersion", "eventName", "eventTime", "userIdentity", "Records",
         "apiVersion", "verb", "user", "auditID", "objectRef", "requestObject", "schemaType", "timestamp",
         "modelId", "input", "request_id", "model", "endpoint", "status", "call_type", "startTime",
-        "metadata", "messages",
+        "metadata", "messages", "SchemaVersion", "Results", "ArtifactName", "matches", "descriptor", "bomFormat",
+        "components", "vulnerabilities", "report",
     }
 )  # fmt: skip
 junk_records = st.dictionaries(st.sampled_from(KNOWN_KEYS) | st.text(max_size=10), json_values, max_size=12)
