@@ -11,6 +11,7 @@ from infra.settings import Settings
 RAW_RUNTIME = "aiwarden.raw.runtime"
 RAW_CLOUD = "aiwarden.raw.cloud"
 RAW_INFERENCE = "aiwarden.raw.inference"
+RAW_VULNS = "aiwarden.raw.vulns"  # scanner reports (Trivy, Trivy Operator, Grype, CycloneDX), one record per package
 EVENTS = "aiwarden.events"
 FINDINGS = "aiwarden.findings"
 ALERTS = "aiwarden.alerts"
@@ -18,7 +19,7 @@ ACTIONS = "aiwarden.actions"
 DLQ = "aiwarden.dlq"
 ACTION_LOG = "aiwarden.action-log"  # every containment decision and delivery attempt (→ ClickHouse actions)
 INVENTORY = "aiwarden.inventory"  # AI inventory changes (AIBOM), for the sink and the console
-VULNERABILITIES = "aiwarden.vulnerabilities"  # latest state per (workload, package, vulnerability), key = workload
+VULNERABILITIES = "aiwarden.vulnerabilities"  # latest state per (workload, package, vulnerability) (→ ClickHouse)
 OCSF = "aiwarden.ocsf"  # every alert version as an OCSF Detection Finding (streams/integrations/ocsf.py)
 # The SOC workflow (streams/soc): accounts and exceptions are compacted (latest record per key, read whole
 # by every worker); triage and audit are logs (→ ClickHouse alert_triage, audit_log).
@@ -29,10 +30,10 @@ EXCEPTIONS = "aiwarden.exceptions"  # alert exceptions (suppressions), by id
 SUPPRESSED = "aiwarden.suppressed"  # findings an exception suppressed (→ ClickHouse suppressed_findings)
 APPROVALS = "aiwarden.approvals"  # containment actions waiting for (or given) a human decision, by action id
 
-RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE)
+RAW_TOPICS = (RAW_RUNTIME, RAW_CLOUD, RAW_INFERENCE, RAW_VULNS)
 SOC_TOPICS = (ACCOUNTS, TRIAGE, AUDIT, EXCEPTIONS, SUPPRESSED, APPROVALS)
-ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, ACTION_LOG, OCSF, *SOC_TOPICS,
-              VULNERABILITIES)
+ALL_TOPICS = (*RAW_TOPICS, EVENTS, FINDINGS, ALERTS, ACTIONS, DLQ, INVENTORY, VULNERABILITIES, ACTION_LOG, OCSF,
+              *SOC_TOPICS)
 COMPACTED = frozenset({ACCOUNTS, EXCEPTIONS, APPROVALS})
 
 # The message header naming a raw record's source format (falco, cloudtrail, …); optional.
