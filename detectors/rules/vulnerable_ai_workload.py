@@ -5,7 +5,8 @@ Three facts meet here, each from another source and keyed on another entity:
 * **packages** — scanner results (``schemas.vulns``: one event per package of an image, entity ``image:<ref>``);
 * **in use** — runtime events (Falco, native agent) of a container running that image whose executable,
   command line or opened file shows the package: an entry point of ``ai_package_entry_points``,
-  ``python -m <module>``, a path under ``…/site-packages/<module>/``;
+  ``python -m <module>``, a path under ``…/site-packages/<module>/`` (process starts, file opens and
+  listening sockets only: a server's every connection would cross the re-key topic all day);
 * **exposure** — the exposure detector's decision (``ExposedAIWorkload.exposure``: a LoadBalancer /
   NodePort Service or Ingress fronting a model server), which names a namespace, never an image; and the
   inventory's ``ai_exposed`` / ``ai_asset`` context when it travels with a runtime event.
@@ -53,7 +54,6 @@ from schemas import entities as ent
 from schemas import vulns
 from schemas.envelope import (
     API_ACTIVITY,
-    DETECTION_FINDING,
     FILE_ACTIVITY,
     NETWORK_ACTIVITY,
     PROCESS_ACTIVITY,
@@ -63,7 +63,7 @@ from schemas.envelope import (
 from schemas.findings import Finding
 
 RUNTIME_SOURCES = frozenset({"falco", "native"})
-RUNTIME_CLASSES = frozenset({PROCESS_ACTIVITY, FILE_ACTIVITY, NETWORK_ACTIVITY, DETECTION_FINDING})
+RUNTIME_CLASSES = frozenset({PROCESS_ACTIVITY, FILE_ACTIVITY, NETWORK_ACTIVITY})
 HOP = "vulns_hop"  # extra key of a forwarded event: "namespace" (image seen in a namespace) | "exposure"
 EXPOSURE = "vulns_exposure"  # extra key: how the namespace is exposed (on "exposure" hops)
 
@@ -196,8 +196,17 @@ class VulnerableAIWorkload(Detector):
         return tuple(dict.fromkeys(p for p in found if self.is_ai_package(p)))
 
     def in_use_evidence(self, event: Event) -> tuple[str, ...]:
-        exe = event.extra.get("exe", "") or event.process_name
-        return self.evidence(exe, event.process_cmdline, event.file_path)
+        """Evidence from the events that start or load something: a process start (exe, command line), a
+        file opened under a package's directory, a listening socket (the server's command line). A
+        server's every connection and file read would otherwise cross the re-key topic all day."""
+        if event.class_uid == PROCESS_ACTIVITY:
+            exe = event.extra.get("exe", "") or event.process_name
+            return self.evidence(exe, event.process_cmdline, event.file_path)
+        if event.class_uid == FILE_ACTIVITY:
+            return self.evidence("", "", event.file_path) if "-packages/" in event.file_path else ()
+        if event.activity == "network_listen":
+            return self.evidence(event.extra.get("exe", "") or event.process_name, event.process_cmdline, "")
+        return ()
 
     # --- interface -----------------------------------------------------------------------------------
     def state_key(self, event: Event) -> str | None:
