@@ -19,8 +19,9 @@ State lives under two kinds of key, both in the detect stage's re-keyed store (`
 * ``namespace:<ns>``: the exposures in the namespace and the images seen running there. Exposure events
   come here; a runtime event that shows an image in a namespace for the first time is forwarded here
   (``forward``), and the namespace answers each of its images with the exposure (forwarded back to the
-  image). So a workload counts as exposed when a public model-server Service exists in its namespace —
-  Services select pods by labels, which neither audit nor runtime events carry.
+  image). A workload counts as exposed when a public model-server Service in its namespace is named
+  after it (``vllm-public`` fronts the pods ``vllm-7d9f8-x2k4q``, ``vllm-0``): Services select pods by
+  labels, which neither audit nor runtime events carry, so the names both share stand in for them.
 
 **Priority** per workload and vulnerability (``priority``): severity base (CRITICAL 40, HIGH 30,
 MEDIUM 15, LOW / UNKNOWN 5) + 5 if CVSS ≥ 9 + 25 in use + 20 publicly exposed + 5 AI asset + 5 fix
@@ -34,7 +35,8 @@ sorted vulnerability ids, remembered as hashes), so redelivery and repeats raise
 workload or package in use, an exposure, the last-seen time (every ``vuln_in_use_refresh_s``).
 
 Bounded state: 4 AI packages per image (the most severe first), 3 vulnerabilities each (the worst), 3
-workloads (least recently seen replaced), 2 exposed namespaces, 8 images per namespace; strings cut.
+workloads (least recently seen replaced), 2 exposing Services per image and 2 per namespace, 8 images
+per namespace; strings cut.
 Packages outside the AI list give rows at scan time and no state.
 """
 
@@ -66,10 +68,13 @@ RUNTIME_SOURCES = frozenset({"falco", "native"})
 RUNTIME_CLASSES = frozenset({PROCESS_ACTIVITY, FILE_ACTIVITY, NETWORK_ACTIVITY})
 HOP = "vulns_hop"  # extra key of a forwarded event: "namespace" (image seen in a namespace) | "exposure"
 EXPOSURE = "vulns_exposure"  # extra key: how the namespace is exposed (on "exposure" hops)
+SERVICE = "vulns_service"  # extra key: the exposing Service's base name (on "exposure" hops)
+SERVICE_SUFFIXES = ("-public", "-external", "-ext", "-lb", "-loadbalancer", "-nodeport", "-svc", "-service",
+                    "-ingress", "-internal")
 
 MAX_PACKAGES, MAX_VULNS, MAX_WORKLOADS, MAX_EXPOSURES, MAX_IMAGES, MAX_REPORTED = 4, 3, 3, 2, 8, 8
-NAME_CHARS, VERSION_CHARS, ID_CHARS, IMAGE_CHARS, HOW_CHARS = 32, 16, 20, 80, 64
-NAMESPACE_CHARS, WORKLOAD_CHARS = 40, 80
+NAME_CHARS, VERSION_CHARS, ID_CHARS, IMAGE_CHARS, HOW_CHARS = 32, 16, 20, 80, 56
+NAMESPACE_CHARS, WORKLOAD_CHARS, SERVICE_CHARS = 40, 80, 32
 SEVERITY_POINTS = {"CRITICAL": 40, "HIGH": 30, "MEDIUM": 15, "LOW": 5, "UNKNOWN": 5}
 PRIORITIES = ("critical", "high", "medium", "low", "none")
 OS_ECOSYSTEMS = frozenset({"deb", "rpm", "apk", "alpm", "debian", "ubuntu", "alpine", "redhat"})
@@ -91,6 +96,25 @@ def image_ref(reference: str) -> str:
         if ref.startswith(prefix):
             return ref[len(prefix):]
     return ref
+
+
+def service_base(resource: str) -> str:
+    """The workload name a Service or Ingress is named after (``services/ml/vllm-public`` → ``vllm``)."""
+    name = resource.rsplit("/", 1)[-1].lower()
+    for suffix in SERVICE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def fronts(base: str, workload: str) -> bool:
+    """Whether a Service named after ``base`` fronts a workload: its pods are named after their
+    Deployment / StatefulSet (``vllm-7d9f8-x2k4q``, ``vllm-0``). Services select pods by labels, which no
+    audit or runtime event carries; the names are what both sides share."""
+    if not workload.startswith("pod:"):
+        return False
+    name = workload.rsplit("/", 1)[-1].lower()
+    return name == base or name.startswith(base + "-")
 
 
 def use_bit(name: str) -> int:
@@ -248,37 +272,38 @@ class VulnerableAIWorkload(Detector):
         how = self._exposure(event)
         if not how:
             return Observed([], [], [])
-        exposures: list[str] = state.setdefault("ex", [])
-        lru_add(exposures, clean(how, HOW_CHARS), MAX_EXPOSURES)
+        exposure = [clean(service_base(event.resource), SERVICE_CHARS), clean(how, HOW_CHARS)]
+        exposures: list[list[str]] = state.setdefault("ex", [])
+        lru_add(exposures, exposure, MAX_EXPOSURES)
         images: list[str] = state.setdefault("im", [])
-        return Observed([], [(ent.image(image), self._hop(event, "exposure", how)) for image in images], [])
+        return Observed([], [(ent.image(image), self._hop(event, exposure)) for image in images], [])
 
     def _namespace_runs(self, event: Event, state: State) -> Observed:
         image = clean(image_ref(event.image), IMAGE_CHARS)
         images: list[str] = state.setdefault("im", [])
         lru_add(images, image, MAX_IMAGES)
-        exposures: list[str] = state.get("ex", [])
-        if not exposures:
-            return Observed([], [], [])
-        return Observed([], [(ent.image(image), self._hop(event, "exposure", exposures[-1]))], [])
+        return Observed([], [(ent.image(image), self._hop(event, e)) for e in state.get("ex", [])], [])
 
     @staticmethod
-    def _hop(event: Event, hop: str, how: str = "") -> Event:
-        extra = {**event.extra, HOP: hop}
-        if how:
-            extra[EXPOSURE] = how
+    def _hop(event: Event, exposure: list[str] | None = None) -> Event:
+        """``event`` marked for the other side of the join: to the namespace (no ``exposure``), or back to
+        an image with an exposure ``[service base name, how]``."""
+        extra = {**event.extra, HOP: "exposure" if exposure else "namespace"}
+        if exposure:
+            extra[SERVICE], extra[EXPOSURE] = exposure
         return dataclasses.replace(event, extra=extra)
 
     # --- image state ------------------------------------------------------------------------------------
     def _image_exposed(self, event: Event, state: State) -> Observed:
         namespace = clean(event.namespace, NAMESPACE_CHARS)
+        base = clean(event.extra.get(SERVICE, ""), SERVICE_CHARS)
         how = clean(event.extra.get(EXPOSURE, "") or "public Service", HOW_CHARS)
         exposed: list[list[str]] = state.setdefault("xn", [])
-        if any(item[0] == namespace for item in exposed):
+        if any(item[:2] == [namespace, base] for item in exposed):
             return Observed([], [], [])
-        exposed.append([namespace, how])
+        exposed.append([namespace, base, how])
         del exposed[:-MAX_EXPOSURES]
-        changed = [w for w in state.get("wl", []) if w[1] == namespace]
+        changed = [w for w in state.get("wl", []) if w[1] == namespace and fronts(base, str(w[0]))]
         return self._changed(event, state, changed)
 
     def _package(self, event: Event, state: State) -> Observed:
@@ -322,7 +347,7 @@ class VulnerableAIWorkload(Detector):
         changed = False
         if row is None:
             if namespace and all(w[1] != namespace for w in workloads):
-                forwards.append((ent.namespace(event.namespace), self._hop(event, "namespace")))
+                forwards.append((ent.namespace(event.namespace), self._hop(event)))
             # [workload, namespace, first in use, last in use, in-use package bits, ai asset, exposed, container]
             container = ent.container(clean(event.container_id, 12)) if event.container_id else ""
             row = [clean(workload, WORKLOAD_CHARS), namespace, event.time_ms, event.time_ms, 0, False, False, container]
@@ -379,9 +404,10 @@ class VulnerableAIWorkload(Detector):
         return Priority(score, level, tuple(reasons))
 
     def _exposure_of(self, state: State, workload: list[Any]) -> str:
-        """How a workload is exposed ('' when it is not): its namespace's exposure, else the inventory's word."""
-        for namespace, how in state.get("xn", []):
-            if namespace and namespace == workload[1]:
+        """How a workload is exposed ('' when it is not): a public Service named after it in its namespace,
+        else the inventory's word."""
+        for namespace, base, how in state.get("xn", []):
+            if namespace and namespace == workload[1] and fronts(str(base), str(workload[0])):
                 return str(how)
         return "inventory: exposed" if workload[6] else ""
 

@@ -13,9 +13,11 @@ from detectors.config import DetectionConfig
 from detectors.rules.vulnerable_ai_workload import (
     VulnerabilityRow,
     VulnerableAIWorkload,
+    fronts,
     image_ref,
     in_use,
     normalized,
+    service_base,
     use_bit,
 )
 from schemas.envelope import Event
@@ -197,6 +199,16 @@ def test_not_exposed_or_not_in_use_is_no_finding_but_rows() -> None:
     other_ns.namespace = "web"
     findings, _ = join_run(detector(), [*scan(), other_ns, serving(T0 + 1000)])
     assert findings == [], "an exposure in another namespace does not expose this workload"
+    other_service = k8s("create", "services/ml-prod/triton-public", t=T0,
+                        extra={"service_type": "LoadBalancer", "service_ports": "8000/TCP"})
+    findings, _ = join_run(detector(), [*scan(), other_service, serving(T0 + 1000)])
+    assert findings == [], "a Service named after another workload does not expose this one"
+
+
+def test_service_names_stand_in_for_selectors() -> None:
+    assert service_base("services/ml-prod/vllm-public") == "vllm" == service_base("ingresses/ml/vllm")
+    assert fronts("vllm", "pod:ml-prod/vllm-7d9f8-x2k4q") and fronts("vllm", "pod:ml-prod/vllm-0")
+    assert not fronts("vllm", "pod:ml-prod/vllmx-0") and not fronts("vllm", "container:3f2a9c1b7d4e")
 
 
 def test_redelivery_and_repeats_raise_nothing_new() -> None:
