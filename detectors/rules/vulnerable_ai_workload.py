@@ -35,7 +35,7 @@ sorted vulnerability ids, remembered as hashes), so redelivery and repeats raise
 workload or package in use, an exposure, the last-seen time (every ``vuln_in_use_refresh_s``).
 
 Bounded state: 4 AI packages per image (the most severe first), 3 vulnerabilities each (the worst), 3
-workloads (least recently seen replaced), 2 exposing Services per image and 2 per namespace, 8 images
+workloads (exposed ones kept, else the least recently seen replaced), 2 exposing Services per image and 2 per namespace, 8 images
 per namespace; strings cut.
 Packages outside the AI list give rows at scan time and no state.
 """
@@ -352,7 +352,8 @@ class VulnerableAIWorkload(Detector):
             container = ent.container(clean(event.container_id, 12)) if event.container_id else ""
             row = [clean(workload, WORKLOAD_CHARS), namespace, event.time_ms, event.time_ms, 0, False, False, container]
             workloads.append(row)
-            workloads.sort(key=lambda w: -int(w[3]))
+            # the exposed workloads stay, then the most recently seen
+            workloads.sort(key=lambda w: (not self._exposure_of(state, w), -int(w[3])))
             del workloads[MAX_WORKLOADS:]
             changed = True
         elif event.time_ms >= int(row[3]) + self.refresh_ms:

@@ -1,7 +1,7 @@
 """The three-part attack path on the real services: a Trivy report of a model server image with a
 vulnerable vllm, a LoadBalancer Service exposing it, the runtime showing vllm in use, then a reverse
-shell from the server → one alert, critical, whose summary says all three; and the ``vulnerabilities``
-rows name the package in use on an exposed workload, critical priority.
+shell from the server → one alert, critical, whose summary says all three; and the rows on
+``aiwarden.vulnerabilities`` name the package in use on an exposed workload, critical priority.
 
 The Trivy report goes through the real parser (``trivy`` source, raw topic ``aiwarden.raw.vulns``), which
 lands with the vuln-data branch: until both are merged the test skips."""
@@ -14,12 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from infra.settings import Settings
 from schemas.sources import SOURCES
+from streams import topics
 from streams.publish import Publisher
 from streams.worker_process import WorkerProcess, start_groups_at_end
+from tests.integration.test_engine import read
 from tests.integration.test_pipeline_e2e import wait_for
 
 pytestmark = [
@@ -125,8 +128,10 @@ def test_exposed_vulnerable_in_use_model_server_with_a_reverse_shell_is_one_crit
                            "/usr/bin/bash")),
     ]
     publisher = Publisher(service_settings)
-    for source, record in records:
-        publisher.publish_record(source, record, SOURCES[source].primary_key(record))
+    for source, document in records:
+        spec = SOURCES[source]
+        for record in spec.split(document):  # a report is one record per package, as `aiwarden publish` sends it
+            publisher.publish_record(source, record, spec.primary_key(record))
     assert publisher.flush().failed == 0
 
     worker = WorkerProcess(service_settings, tmp_path / "worker.log", AIWARDEN_WORKER__APP_ID=app_id).start()
@@ -148,18 +153,18 @@ def test_exposed_vulnerable_in_use_model_server_with_a_reverse_shell_is_one_crit
         assert "publicly exposed" in summary and "vllm 0.6.3 in use" in summary and CVE in summary, summary
         assert "reverse shell" in summary, summary
 
-        rows_query = ("SELECT package, vulnerability_id, in_use, exposed, ai_asset, priority, priority_score, "
-                      "in_use_first_seen IS NOT NULL FROM aiwarden.vulnerabilities FINAL "
-                      "WHERE workload = {w:String} ORDER BY package, vulnerability_id")
-        expected = ("vllm", CVE, 1, 1, 1, "critical", 100, True)
-
-        def vllm_row() -> list[tuple[Any, ...]]:
-            rows = [tuple(r) for r in ch.query(rows_query, parameters={"w": pod_entity}).result_rows]
-            return rows if expected in rows else []
-
-        rows = wait_for(vllm_row, 120, worker)
-        assert rows, f"no vulnerabilities row for {pod_entity}:\n{worker.log_tail()}"
-        torch = [r for r in rows if r[0] == "torch"]
-        assert torch and torch[0][2] == 0 and torch[0][5] == "none", "torch installed, not in use, no CVE"
+        # the rows, as the detect stage commits them to aiwarden.vulnerabilities (the table's sink is vuln-data's)
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for message in read(service_settings, topics.VULNERABILITIES, "read_committed"):
+            if message.key() == pod_entity.encode():
+                row = orjson.loads(message.value())
+                latest[(row["package"], row["vulnerability_id"])] = row
+        vllm = latest[("vllm", CVE)]
+        assert (vllm["in_use"], vllm["exposed"], vllm["ai_asset"], vllm["priority"], vllm["priority_score"]) == \
+            (1, 1, 1, "critical", 100), vllm
+        assert vllm["in_use_first_seen"] == t0 + 120_000 and vllm["fixed_version"] == "0.6.5"
+        assert "vllm in use" in vllm["reasons"] and vllm["image"] == image
+        torch = latest[("torch", "")]
+        assert (torch["in_use"], torch["priority"], torch["ai_package"]) == (0, "none", 1), torch
     finally:
         worker.stop()
