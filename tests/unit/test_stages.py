@@ -275,3 +275,40 @@ def test_vulnerable_ai_workload_joins_scan_exposure_and_runtime_through_the_reke
     assert (latest["in_use"], latest["exposed"], latest["priority"]) == (1, 1, "critical")
     assert all(not key.startswith("vulnerable_ai_workload|") for _, _, key in commit(stores["states"]))
     assert any(key.startswith("vulnerable_ai_workload|") for _, _, key in commit(stores["rekeyed"]))
+
+
+def test_the_simulated_vulnerable_model_server_is_one_critical_attack_path(settings: Settings) -> None:
+    """The simulator's ``vulnerable_model_server`` through detect (re-key topic delivered as it fills) and
+    correlate: the attacked pod's alert is critical, joins the vulnerable package with the reverse shell and
+    says both, and the exposure is in it."""
+    from schemas.sources import SOURCES  # noqa: PLC0415
+    from streams.simulator import SimConfig, Simulator  # noqa: PLC0415
+    from streams.simulator.estate import apply  # noqa: PLC0415
+
+    simulator = Simulator(SimConfig(seed=3, duration_s=60, rate=60, scenarios=("vulnerable_model_server",)))
+    settings = apply(settings)
+    detect, out, _ = detection(settings)
+    topic = f"{settings.worker.app_id}-detect-rekey"
+    delivered = 0
+    for i, record in enumerate(simulator.records()):
+        detect.events_batch([event_message(SOURCES[record.source].normalize(record.record), offset=i)])
+        while len(out.on(topic)) > delivered:
+            batch = out.on(topic)[delivered:]
+            delivered += len(batch)
+            detect.rekeyed_batch([Message(r["value"], r["key"], topic="rekey", headers=r["headers"]) for r in batch])
+    alerts = Out()
+    Correlation(settings, alerts, states=memory_store("correlation")).findings_batch(
+        [Message(s["value"], s["key"], topic=topics.FINDINGS) for s in out.on(topics.FINDINGS)])
+    (label,) = simulator.labels()
+    pod = next(e for e in label.entities if e.startswith("pod:"))
+    latest = {}
+    for sent in alerts.on(topics.ALERTS):
+        alert = orjson.loads(sent["value"])
+        latest[alert["alert_id"]] = alert
+    on_pod = [a for a in latest.values() if a["primary_entity"] == pod]
+    assert len(on_pod) == 1, [a["summary"] for a in latest.values()]
+    alert = on_pod[0]
+    assert alert["severity"] == "critical"
+    assert {"vulnerable_ai_workload", "model_server_shell"} <= set(alert["detectors"])
+    assert "publicly exposed and runs vulnerable vllm 0.6.3 in use (CVE-2024-11041)" in alert["summary"]
+    assert "reverse shell" in alert["summary"]
