@@ -105,6 +105,9 @@ def detect_all(
         key = detector.state_key(event)
         if key is None:
             continue
+        if detector.joins:
+            findings.extend(_join(detector, key, event, states))
+            continue
         slot = (detector.id, key)
         state = states.get(slot)
         if state is None:
@@ -112,4 +115,17 @@ def detect_all(
         found = detector.detect(event, state)
         if found:
             findings.extend(found)
+    return findings
+
+
+def _join(detector: Detector, key: str, event: Event, states: MutableMapping[tuple[str, str], dict[str, Any]],
+          ) -> list[Finding]:
+    """A join detector's findings for ``event``, its forwarded events delivered to their keys at once."""
+    findings: list[Finding] = []
+    pending = [(key, event)]
+    while pending:
+        at, item = pending.pop(0)
+        observed = detector.observe(item, states.setdefault((detector.id, at), {}))
+        findings.extend(observed.findings)
+        pending.extend(observed.forwards)
     return findings

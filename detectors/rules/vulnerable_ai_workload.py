@@ -35,8 +35,8 @@ sorted vulnerability ids, remembered as hashes), so redelivery and repeats raise
 workload or package in use, an exposure, the last-seen time (every ``vuln_in_use_refresh_s``).
 
 Bounded state: 4 AI packages per image (the most severe first), 3 vulnerabilities each (the worst), 3
-workloads (exposed ones kept, else the least recently seen replaced), 2 exposing Services per image and 2 per namespace, 8 images
-per namespace; strings cut.
+workloads (exposed ones kept, else the least recently seen replaced), 2 exposing Services per image and 2
+per namespace, 8 images per namespace; strings cut.
 Packages outside the AI list give rows at scan time and no state.
 """
 
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from detectors.base import Detector, State, clean, h32, lru_add
+from detectors.base import Detector, Observed, State, clean, h32, lru_add
 from detectors.config import DetectionConfig
 from detectors.policy import glob_matcher
 from detectors.rules.exposed_ai_workload import ExposedAIWorkload
@@ -165,14 +165,6 @@ class VulnerabilityRow:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class Observed(NamedTuple):
-    """What one event did to a state: findings, events to forward (state key, event), changed rows."""
-
-    findings: list[Finding]
-    forwards: list[tuple[str, Event]]
-    rows: list[VulnerabilityRow]
 
 
 class VulnerableAIWorkload(Detector):
