@@ -177,7 +177,7 @@ class VulnerableAIWorkload(Detector):
     attack = ("T1190", "T1195.001")
     classes = frozenset({VULNERABILITY_FINDING, API_ACTIVITY, *RUNTIME_CLASSES})
     sources = frozenset({*vulns.SCANNER_SOURCES, *RUNTIME_SOURCES, "k8s_audit"})
-    joins = True  # state under image and namespace keys, in the re-keyed store; forward() moves events
+    joins = True  # state under image and namespace keys, in the re-keyed store; observe() forwards events
     description = __doc__ or ""
 
     def __init__(self, config: DetectionConfig) -> None:
