@@ -102,7 +102,7 @@ class WorkerSettings(_Group):
     )
 
 
-IngestEndpoint = Literal["k8s-audit", "falco", "otlp", "litellm"]
+IngestEndpoint = Literal["k8s-audit", "falco", "otlp", "litellm", "scan"]
 
 
 class IngestSettings(_Group):
@@ -118,7 +118,7 @@ class IngestSettings(_Group):
     )
     tokens: dict[IngestEndpoint, tuple[str, ...]] = Field(
         {},
-        description="Endpoint (k8s-audit, falco, otlp, litellm) -> SHA-256 hex digests of the bearer tokens it "
+        description="Endpoint (k8s-audit, falco, otlp, litellm, scan) -> SHA-256 hex digests of the bearer tokens it "
         "accepts (`aiwarden ingest token` makes one). An endpoint with none refuses every request unless mutual "
         "TLS is on.",
     )

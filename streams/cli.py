@@ -120,10 +120,12 @@ def worker(ctx: typer.Context) -> None:
 @app.command()
 def publish(
     ctx: typer.Context,
-    source: Annotated[str, typer.Option(help="falco|native|cloudtrail|k8s-audit|bedrock|gateway")],
+    source: Annotated[str, typer.Option(
+        help="falco|native|cloudtrail|k8s-audit|bedrock|gateway|otel-genai|trivy|trivy-operator|grype|cyclonedx")],
     paths: Annotated[list[str], typer.Argument(help="Files (plain or .gz), or - for stdin.")],
 ) -> None:
-    """Publish raw records to the raw topics; bad records go to the DLQ with their reason."""
+    """Publish raw records to the raw topics; bad records go to the DLQ with their reason. Scanner reports
+    (trivy, trivy-operator, grype, cyclonedx) are whole JSON documents, published as one record per package."""
     from confluent_kafka import KafkaException
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -255,7 +257,7 @@ def inventory(
 
     from infra.clickhouse.client import connect
     from streams.aibom import to_cyclonedx
-    from streams.inventory_report import load_inventory
+    from streams.inventory_report import load_inventory, load_packages
 
     if output_format not in ("table", "cyclonedx"):
         msg = f"unknown format {output_format!r}: table or cyclonedx"
@@ -264,18 +266,25 @@ def inventory(
     client = connect(settings)
     try:
         items = load_inventory(client, settings.clickhouse.database)
+        workloads = [item.asset_id for item in items if item.kind == "workload"]
+        packages = load_packages(client, settings.clickhouse.database, workloads)
     finally:
         client.close()
     if output_format == "cyclonedx":
-        sys.stdout.write(orjson.dumps(to_cyclonedx(items), option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps(to_cyclonedx(items, packages), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table("asset", "kind", "namespace", "runtimes / models", "sanctioned", "exposed", "last seen",
+    table = Table("asset", "kind", "namespace", "runtimes / models", "sanctioned", "exposed",
+                  "AI packages in use / installed", "vulnerabilities (in use)", "last seen",
                   title=f"AI inventory ({len(items)} assets)")
     for item in items:
         parts = ", ".join([*item.runtimes, *item.models])[:60]
+        mine = [p for p in packages if p.workload == item.asset_id]
+        ai = {(p.package, p.package_version): p.in_use for p in mine if p.ai_package}
+        found = {(p.vulnerability_id, p.package): p.in_use for p in mine if p.vulnerability_id}
         table.add_row(item.asset_id[:60], item.kind, item.namespace, parts,
                       "yes" if item.sanctioned else "[red]no[/]", "[red]yes[/]" if item.public_exposure else "no",
-                      _iso(item.last_seen))
+                      f"{sum(ai.values())} / {len(ai)}" if ai else "",
+                      f"{len(found)} ({sum(found.values())})" if found else "", _iso(item.last_seen))
     out.print(table)
 
 

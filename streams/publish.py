@@ -24,7 +24,7 @@ from infra.kafka.limits import TopicLimits
 from infra.settings import Settings
 from schemas.codec import Limits, RecordError, decode, encode
 from schemas.dead_letter import DeadLetter
-from schemas.sources import SOURCES, normalize_bytes
+from schemas.sources import DOCUMENT_SOURCES, SOURCES, normalize_bytes, split_report
 from streams import topics
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -236,7 +236,11 @@ def _open(path: Path) -> IO[bytes]:
 
 def read_records(stream: IO[bytes], name: str, source: str) -> Iterator[tuple[bytes, dict[str, str | int]]]:
     """Raw records with their position, streamed line by line (JSON lines). CloudTrail's
-    ``{"Records": [...]}`` delivery files are split into records, on one line or pretty-printed."""
+    ``{"Records": [...]}`` delivery files are split into records, on one line or pretty-printed; scanner
+    reports (``DOCUMENT_SOURCES``) into one record per package (see ``read_reports``)."""
+    if source in DOCUMENT_SOURCES:
+        yield from read_reports(stream.read(), name, source)
+        return
     spec = SOURCES[source]
     lines = iter(stream)
     number = 0
@@ -259,6 +263,21 @@ def read_records(stream: IO[bytes], name: str, source: str) -> Iterator[tuple[by
                     yield encode(record), {"file": name, "line": number, "record": index}
                 continue
         yield line, {"file": name, "line": number}
+
+
+def read_reports(data: bytes, name: str, source: str) -> Iterator[tuple[bytes, dict[str, str | int]]]:
+    """The package records of whole scanner reports: one JSON document (pretty-printed or not), or one report
+    per line. A document that does not parse is one bad record, kept whole for its dead letter."""
+    documents: list[tuple[int, bytes]] = [(1, data.strip())]
+    if _json_or_none(data) is None:
+        lines = data.split(b"\n")
+        if _json_or_none(lines[0]) is not None:  # JSON lines: one report each
+            documents = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    for number, document in documents:
+        if not document:
+            continue
+        for index, record in enumerate(split_report(document, source)):
+            yield record, {"file": name, "line": number, "record": index}
 
 
 def _json_or_none(data: bytes) -> Any:

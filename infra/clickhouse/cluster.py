@@ -46,6 +46,7 @@ SHARDING_KEYS: dict[str, str | None] = {
     "alert_triage": "cityHash64(alert_id)",
     "audit_log": "cityHash64(audit_id)",
     "suppressed_findings": "cityHash64(finding_id)",
+    "vulnerabilities": "cityHash64(workload)",  # one workload's rows on one shard: FINAL replaces within it
     "inference_hourly": None,
     "egress_hourly": None,
 }

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from schemas.codec import DEFAULT_LIMITS, Limits, RecordError, decode_record
 from schemas.envelope import Event
 from schemas.sources import (
@@ -150,6 +152,19 @@ def resolve(source: str | None, record: dict[str, Any]) -> SourceSpec:
     return spec
 
 
+def split_report(data: bytes, source: str) -> list[bytes]:
+    """The raw records of one whole scanner report (a ``DOCUMENT_SOURCES`` source): one per (artifact, package),
+    as the raw topic holds them. Bytes that are not a JSON object come back as they are, for the normalizer
+    to dead-letter with the reason; a report with no package gives no record."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return [data]
+    if type(document) is not dict:
+        return [data]
+    return [orjson.dumps(part) for part in SOURCES[source].split(document)]
+
+
 def normalize_bytes(
     data: bytes, source: str | None, *, limits: Limits = DEFAULT_LIMITS, prompt_chars: int = 2048
 ) -> Event:
@@ -183,4 +198,5 @@ __all__ = [
     "detect_source",
     "normalize_bytes",
     "resolve",
+    "split_report",
 ]

@@ -151,6 +151,35 @@ class ConsoleQueries:
         limit = _bounded(limit)
         return self._rows(sql, {"limit": limit}, limit)
 
+    def workload(self, entity_id: str, limit: int = 500) -> dict[str, Any]:
+        """A workload's AI packages with their vulnerabilities (in use first, then by priority), how many are
+        installed and in use, and the alerts (attack paths) it is part of. ``entity_id`` is the workload's
+        entity (``pod:…``, ``container:…``) or an image's (``image:<ref>``: what its scans found)."""
+        packages_sql = f"""
+            SELECT package, package_version, purl, ecosystem, in_use, in_use_first_seen, in_use_last_seen, exposed,
+                   vulnerability_id, severity, cvss, fixed_version, priority, priority_score, reasons, scanner,
+                   updated
+            FROM {self.db}.vulnerabilities FINAL
+            WHERE ai_package = 1 AND (workload = {{entity:String}} OR concat('image:', image) = {{entity:String}})
+            ORDER BY in_use DESC, priority_score DESC, package, vulnerability_id
+            LIMIT {{limit:UInt32}}"""  # noqa: S608 - the database name is a setting, values are bound
+        alerts_sql = f"""
+            SELECT alert_id, first_seen, last_seen, severity, risk_score, detectors, summary, status
+            FROM {self.db}.alerts FINAL
+            WHERE primary_entity = {{entity:String}} OR has(entities, {{entity:String}})
+            ORDER BY has(detectors, 'vulnerable_ai_workload') DESC, risk_score DESC, last_seen DESC
+            LIMIT {{limit:UInt32}}"""  # noqa: S608
+        limit = _bounded(limit)
+        params = {"entity": entity_id, "limit": limit}
+        packages = packages_of(self._rows(packages_sql, params, limit))
+        return {
+            "entity_id": entity_id,
+            "installed": len(packages),
+            "in_use": sum(1 for p in packages if p["in_use"]),
+            "packages": packages,
+            "attack_paths": self._rows(alerts_sql, params, limit),
+        }
+
     def dead_letters(self, limit: int = 50, since_ms: int = 0) -> dict[str, list[dict[str, Any]]]:
         """Dead letters per reason and source (numbers in reasons folded) and the newest letters."""
         counts_sql = f"""
@@ -167,6 +196,35 @@ class ConsoleQueries:
         limit = _bounded(limit)
         params = {"since": since_ms, "limit": limit}
         return {"counts": self._rows(counts_sql, params, limit), "newest": self._rows(newest_sql, params, limit)}
+
+
+_PACKAGE_KEYS = ("package", "package_version", "purl", "ecosystem")
+_VULNERABILITY_KEYS = ("vulnerability_id", "severity", "cvss", "fixed_version", "priority", "priority_score",
+                       "reasons")
+
+
+def packages_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the ``vulnerabilities`` table (one per package and vulnerability, ordered in use first) as one
+    entry per package with its vulnerabilities, highest priority first."""
+    packages: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(str(row[k]) for k in _PACKAGE_KEYS)
+        entry = packages.get(key)
+        if entry is None:
+            entry = packages[key] = {**{k: row[k] for k in _PACKAGE_KEYS}, "in_use": False, "in_use_first_seen": None,
+                                     "in_use_last_seen": None, "exposed": False, "priority_score": 0,
+                                     "vulnerabilities": []}
+        entry["in_use"] = entry["in_use"] or bool(row["in_use"])
+        entry["exposed"] = entry["exposed"] or bool(row["exposed"])
+        for name, pick in (("in_use_first_seen", min), ("in_use_last_seen", max)):
+            seen = [t for t in (entry[name], row[name]) if t is not None]
+            entry[name] = pick(seen) if seen else None
+        if row["vulnerability_id"]:
+            entry["vulnerabilities"].append({k: row[k] for k in _VULNERABILITY_KEYS})
+            entry["priority_score"] = max(entry["priority_score"], row["priority_score"])
+    for entry in packages.values():
+        entry["vulnerabilities"].sort(key=lambda v: (-v["priority_score"], v["vulnerability_id"]))
+    return sorted(packages.values(), key=lambda p: (not p["in_use"], -p["priority_score"], p["package"]))
 
 
 def _bounded(limit: int) -> int:

@@ -148,6 +148,17 @@ def register(app: faust.App, feed: AlertFeed, queries: ConsoleQueries) -> None:
                 return json(self, {"error": str(exc)}, 400)
             return await query(self, queries.timeline, *args)
 
+    @app.page("/workloads/{entity_id:.+}")
+    class Workload(View):
+        """A workload's AI packages, their vulnerabilities (in use first) and the attack paths it is part of."""
+
+        async def get(self, request: Request, entity_id: str) -> Response:
+            try:
+                limit = query_int(request, "limit", 500)
+            except FilterError as exc:
+                return json(self, {"error": str(exc)}, 400)
+            return await query(self, queries.workload, entity_id, limit)
+
     @app.page("/inventory")
     class InventoryView(View):
         async def get(self, request: Request) -> Response:

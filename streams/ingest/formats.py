@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from schemas.sources import split_report, trivy_operator
+from schemas.sources.trivy_operator import API_GROUP
 
 AUDIT_API_VERSIONS = ("audit.k8s.io/v1", "audit.k8s.io/v1beta1")
 
@@ -79,3 +83,27 @@ def json_events(body: bytes) -> Split:
         return Split([orjson.dumps(item) for item in document])
     msg = f"expected a JSON object or array, got a JSON {type(document).__name__}"
     raise BodyError(msg)
+
+
+def scanner_report(source: str) -> Callable[[bytes], Split]:
+    """One whole scanner report (Trivy JSON, a Trivy Operator resource or list, Grype JSON, a CycloneDX BOM) →
+    one record per package. A JSON object that is not the format is passed on, and dead-lettered with the
+    reason. Trivy Operator's webhook broadcasts every report kind to one URL: its other kinds (config audits,
+    exposed secrets, …) are skipped, not refused."""
+
+    def split(body: bytes) -> Split:
+        document = _json(body)
+        if type(document) is not dict:
+            msg = f"expected a {source} report (a JSON object), got a JSON {type(document).__name__}"
+            raise BodyError(msg)
+        if source == "trivy_operator" and _other_operator_report(document):
+            return Split(skipped=1)
+        return Split(split_report(body, source))
+
+    split.__name__ = f"{source}_report"
+    return split
+
+
+def _other_operator_report(document: dict[str, Any]) -> bool:
+    api_version = document.get("apiVersion")
+    return type(api_version) is str and api_version.startswith(API_GROUP) and not trivy_operator.is_report(document)

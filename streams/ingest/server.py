@@ -68,6 +68,11 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/litellm": Endpoint("litellm", "gateway", formats.json_events),
     "/v1/traces": Endpoint("otlp", "otel_genai", otlp.traces_json, otlp.traces_protobuf, "traces"),
     "/v1/logs": Endpoint("otlp", "otel_genai", otlp.logs_json, otlp.logs_protobuf, "logs"),
+    # Scanner reports, one whole report per request (token key "scan").
+    "/scan/trivy": Endpoint("scan", "trivy", formats.scanner_report("trivy")),
+    "/scan/trivy-operator": Endpoint("scan", "trivy_operator", formats.scanner_report("trivy_operator")),
+    "/scan/grype": Endpoint("scan", "grype", formats.scanner_report("grype")),
+    "/scan/cyclonedx": Endpoint("scan", "cyclonedx", formats.scanner_report("cyclonedx")),
 }
 
 
@@ -307,7 +312,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 def run(settings: Settings, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT / SIGTERM; ``ready`` gets the URL once listening."""
     context = tls_context(settings)
-    closed = [name for name in ("k8s-audit", "falco", "otlp", "litellm") if name not in settings.ingest.tokens]
+    closed = [name for name in ("k8s-audit", "falco", "otlp", "litellm", "scan") if name not in settings.ingest.tokens]
     if closed and settings.ingest.tls_client_cafile is None:
         log.warning(
             "no tokens for %s: those endpoints refuse every request (set AIWARDEN_INGEST__TOKENS)", ", ".join(closed)

@@ -69,6 +69,7 @@ TOPIC_TABLES: dict[str, str] = {
     topics.FINDINGS: "findings",
     topics.ALERTS: "alerts",
     topics.INVENTORY: "inventory",
+    topics.VULNERABILITIES: "vulnerabilities",
     topics.ACTION_LOG: "actions",
     topics.TRIAGE: "alert_triage",
     topics.AUDIT: "audit_log",

@@ -19,13 +19,14 @@ import yaml
 from infra import services
 from infra.settings import Settings
 from schemas.envelope import event_id
-from schemas.sources import normalize_bytes
+from schemas.sources import SOURCES, normalize_bytes
 from streams.ingest import auth
 from streams.ingest.process import IngestProcess
 from streams.worker_process import WorkerProcess, new_app_id
 from tests.conftest import SHARED_DATA
 from tests.fixtures import otel
 from tests.integration.invariants import wait_until
+from tests.integration.test_dead_letters import cli
 from tests.integration.test_faults import local
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "infra" / "ingest"
 EXAMPLE_BASE = "https://aiwarden-ingest.security.svc:9480"
-ENDPOINTS = ("k8s-audit", "falco", "otlp", "litellm")
+ENDPOINTS = ("k8s-audit", "falco", "otlp", "litellm", "scan")
 MAX_BODY = 1_048_576
 
 
@@ -236,6 +237,73 @@ def test_litellm_generic_api_batches(stack: Any, ch: Any, tokens: dict[str, str]
                     "WHERE event_id IN {ids:Array(String)}", parameters={"ids": sorted(ids)}).result_rows
     assert set(rows) == {("88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b", "10.9.8.7",
                           "guardrail_intervened")}
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def package_ids(document: dict[str, Any], source: str) -> set[str]:
+    """The ids of a report's package events (deterministic: the same whatever time a split stamps)."""
+    return {normalize_bytes(orjson.dumps(part), source).event_id for part in SOURCES[source].split(document)}
+
+
+def test_scanner_reports_published_and_posted_land_as_package_events(
+    stack: Any, ch: Any, tokens: dict[str, str], service_settings: Settings, tmp_path: Path
+) -> None:
+    """``aiwarden publish --source trivy`` of a real Trivy report, Trivy Operator's webhook broadcast (as the
+    Helm values example configures it) and a Grype report posted to /scan/grype: every package of each is one
+    event in ClickHouse, once; another report kind the operator broadcasts is skipped; a bad report is
+    dead-lettered with its reason."""
+    ingest, worker = stack
+    trivy = orjson.loads((SHARED_DATA / "trivy" / "trivy_pip.json").read_bytes())
+    trivy["CreatedAt"] = now_iso()  # a fresh scan (ClickHouse's TTL drops events older than 90 days)
+    path = tmp_path / "trivy_pip.json"
+    path.write_bytes(orjson.dumps(trivy, option=orjson.OPT_INDENT_2))  # as `trivy fs --format json` writes it
+    published = cli(service_settings, "publish", "--source", "trivy", str(path))
+    assert published.returncode == 0, published.stderr
+    assert "aiwarden.raw.vulns" in published.stdout and "7" in published.stdout
+
+    values = example("trivy-operator-values.yaml", ingest, tokens["scan"])["operator"]
+    name, _, value = values["webhookBroadcastCustomHeaders"].partition(":")
+    headers = {name: value, "Content-Type": "application/json"}
+    fixtures = REPO / "tests" / "fixtures" / "sources"
+    report = orjson.loads((fixtures / "trivy_operator" / "trivy-operator_vulnerability-ttl.json").read_bytes())
+    report["report"]["updateTimestamp"] = now_iso()
+    reply = httpx.post(values["webhookBroadcastURL"], content=orjson.dumps(report), headers=headers, timeout=30)
+    assert reply.status_code == 200 and reply.json() == {"published": 1, "dead_lettered": 0}, reply.text
+    audit = {"apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "ConfigAuditReport", "report": {}}
+    reply = httpx.post(values["webhookBroadcastURL"], content=orjson.dumps(audit), headers=headers, timeout=30)
+    assert reply.status_code == 200 and reply.json() == {"published": 0, "dead_lettered": 0}
+
+    grype = orjson.loads((fixtures / "grype" / "grype_json-images-presenter.json").read_bytes())
+    grype["descriptor"]["timestamp"] = now_iso()
+    scan = {"Authorization": f"Bearer {tokens['scan']}", "Content-Type": "application/json"}
+    reply = httpx.post(f"{ingest.url}/scan/grype", content=orjson.dumps(grype), headers=scan, timeout=30)
+    assert reply.status_code == 200 and reply.json() == {"published": 2, "dead_lettered": 0}, reply.text
+
+    marker = f"bad-report-{time.time_ns()}"
+    bad = {"SchemaVersion": 2, "ArtifactName": marker, "CreatedAt": now_iso(),
+           "Results": [{"Target": "requirements.txt", "Packages": [{"Name": 7}]}]}
+    reply = httpx.post(f"{ingest.url}/scan/trivy", content=orjson.dumps(bad), headers=scan, timeout=30)
+    assert reply.status_code == 200 and reply.json() == {"published": 0, "dead_lettered": 1}
+    reply = httpx.post(f"{ingest.url}/scan/trivy", content=b"[]", headers=scan, timeout=30)
+    assert reply.status_code == 400 and "JSON object" in reply.text
+
+    expected = package_ids(trivy, "trivy") | package_ids(report, "trivy_operator") | package_ids(grype, "grype")
+    land(ch, expected, worker)
+    rows = ch.query("SELECT source, class_uid, activity, image, entity_id, extra['package'] FROM aiwarden.events "
+                    "FINAL WHERE event_id IN {ids:Array(String)}", parameters={"ids": sorted(expected)}).result_rows
+    assert {row[:3] for row in rows} == {("trivy", 2002, "package"), ("trivy_operator", 2002, "package"),
+                                         ("grype", 2002, "package")}
+    trivy_rows = {row[5]: row for row in rows if row[0] == "trivy"}
+    assert set(trivy_rows) == {"Flask", "Jinja2", "Werkzeug", "click", "itsdangerous", "oauth2-client",
+                               "python-gitlab"}
+    assert trivy_rows["Werkzeug"][3:5] == ("testdata/fixtures/repo/pip", "image:testdata/fixtures/repo/pip")
+    query = "SELECT reason FROM aiwarden.dead_letters WHERE raw LIKE concat('%', {m:String}, '%')"
+    reasons = wait_until(lambda: ch.query(query, parameters={"m": marker}).result_rows, 120, "dead letter lands",
+                         [worker])
+    assert reasons[0][0].startswith("trivy: ") and "Packages[0].Name" in reasons[0][0]
 
 
 def test_refusals_and_dead_letters(stack: Any, ch: Any, tokens: dict[str, str]) -> None:

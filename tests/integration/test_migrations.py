@@ -31,6 +31,7 @@ TABLES = {
     "alert_triage": "MergeTree",
     "audit_log": "MergeTree",
     "suppressed_findings": "MergeTree",
+    "vulnerabilities": "ReplacingMergeTree",
 }
 
 

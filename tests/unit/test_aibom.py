@@ -8,6 +8,7 @@ import pytest
 from detectors.inventory import Inventory, InventoryItem
 from schemas import entities as ent
 from streams.aibom import BomError, to_cyclonedx, validate_json
+from streams.inventory_report import PackageFinding
 from tests.contract.events import mixed_stream, runtime
 from tests.unit.test_inventory import CONFIG, SHARD, observe_all
 
@@ -64,3 +65,40 @@ def test_the_validator_refuses_what_cyclonedx_16_does_not_define() -> None:
         validate_json(orjson.dumps(bom).decode())
     with pytest.raises(BomError):
         validate_json(orjson.dumps({**to_cyclonedx([]), "specVersion": "1.6", "components": [{"name": "x"}]}).decode())
+
+
+def test_ai_workloads_list_their_packages_and_vulnerabilities() -> None:
+    items = inventory_items()
+    workload = ent.pod("ml-prod", "vllm-0")
+    assert workload in {i.asset_id for i in items}
+    packages = [
+        PackageFinding(workload, "vllm", "0.5.0", "pkg:pypi/vllm@0.5.0", "pypi", ai_package=True, in_use=True,
+                       in_use_first_seen=1_764_000_000_000, in_use_last_seen=1_764_000_600_000,
+                       vulnerability_id="CVE-2099-0001", severity="CRITICAL", cvss=9.8, fixed_version="0.5.1",
+                       priority="critical", priority_score=97, reasons=["in use", "publicly exposed"]),
+        PackageFinding(workload, "vllm", "0.5.0", "pkg:pypi/vllm@0.5.0", "pypi", ai_package=True, in_use=True,
+                       vulnerability_id="CVE-2099-0002", severity="MEDIUM", priority="high", priority_score=60),
+        PackageFinding(workload, "torch", "2.1.0", "pkg:pypi/torch@2.1.0", "pypi", ai_package=True),
+        PackageFinding("pod:elsewhere/not-ai", "vllm", "0.5.0", "pkg:pypi/vllm@0.5.0", "pypi", ai_package=True,
+                       vulnerability_id="CVE-2099-0001", severity="CRITICAL"),  # not an inventory workload
+    ]
+    bom = to_cyclonedx(items, packages)  # validated against CycloneDX 1.6 inside
+    libraries = {c["bom-ref"]: c for c in bom["components"] if c["type"] == "library"}
+    vllm_ref, torch_ref = f"{workload}#pkg:pypi/vllm@0.5.0", f"{workload}#pkg:pypi/torch@2.1.0"
+    assert set(libraries) == {vllm_ref, torch_ref}
+    vllm = libraries[vllm_ref]
+    assert (vllm["name"], vllm["version"], vllm["purl"]) == ("vllm", "0.5.0", "pkg:pypi/vllm@0.5.0")
+    props = {p["name"]: p["value"] for p in vllm["properties"]}
+    assert props["aiwarden:in_use"] == "true" and props["aiwarden:in_use_first_seen"] == "2025-11-24T16:00:00Z"
+    depends = {d["ref"]: set(d.get("dependsOn", [])) for d in bom["dependencies"]}
+    assert {vllm_ref, torch_ref} <= depends[workload]
+    found = {v["id"]: v for v in bom["vulnerabilities"]}
+    assert set(found) == {"CVE-2099-0001", "CVE-2099-0002"}
+    critical = found["CVE-2099-0001"]
+    assert critical["affects"] == [{"ref": vllm_ref}]
+    assert critical["ratings"] == [{"score": 9.8, "severity": "critical", "method": "other"}]
+    assert critical["recommendation"] == "Upgrade to vllm 0.5.1"
+    vuln_props = {p["name"]: p["value"] for p in critical["properties"]}
+    assert vuln_props["aiwarden:priority"] == "critical" and vuln_props["aiwarden:in_use_workloads"] == workload
+    assert to_cyclonedx(items, list(reversed(packages))) == bom  # the same content gives the same BOM
+    assert to_cyclonedx(items)["serialNumber"] != bom["serialNumber"]

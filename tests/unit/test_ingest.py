@@ -7,6 +7,7 @@ import asyncio
 import base64
 import gzip
 import io
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -173,3 +174,17 @@ def test_delivery_of_an_empty_request_is_done_at_once() -> None:
         return delivery.done.done()
 
     assert asyncio.run(scenario())
+
+
+def test_scanner_reports_split_per_package_and_other_operator_reports_are_skipped() -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
+    body = (fixtures / "trivy_operator" / "trivy-operator_docs-list.json").read_bytes()
+    split = formats.scanner_report("trivy_operator")(body)
+    assert [orjson.loads(r)["report"]["vulnerabilities"][0]["resource"] for r in split.records] == [
+        "libbsd0", "libwebp6"]
+    audit = orjson.dumps({"apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "ConfigAuditReport"})
+    assert formats.scanner_report("trivy_operator")(audit) == formats.Split(skipped=1)
+    # Not the format: passed on whole, for the normalizer to dead-letter with the reason.
+    assert [orjson.loads(r) for r in formats.scanner_report("trivy")(b'{"hello": 1}').records] == [{"hello": 1}]
+    with pytest.raises(formats.BodyError, match=r"grype report \(a JSON object\), got a JSON list"):
+        formats.scanner_report("grype")(b"[]")

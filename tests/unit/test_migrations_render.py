@@ -74,6 +74,7 @@ def test_replacing_engines_keep_their_version_column() -> None:
         "aiwarden.findings": "ingested_at",
         "aiwarden.alerts": "version",
         "aiwarden.inventory": "updated_ms",
+        "aiwarden.vulnerabilities": "updated",
     }
 
 

@@ -308,6 +308,34 @@ async function showTimeline(entity) {
   } catch (error) {
     $("#timeline").replaceChildren(el("li", { class: "muted" }, "timeline unavailable: " + error.message));
   }
+  showWorkload(entity);
+}
+
+function vulnerability(v) {
+  const sev = (v.severity || "unknown").toLowerCase();
+  return el("span", { class: "vulnerability" }, el("span", { class: "sev " + sev }, v.severity), " ", el("b", {}, v.vulnerability_id),
+    v.cvss !== null ? " CVSS " + v.cvss.toFixed(1) : "", v.fixed_version ? " · fix " + v.fixed_version : " · no fix",
+    " · " + v.priority + " (" + v.priority_score + ")", v.reasons.length ? ": " + v.reasons.join(", ") : "", el("br"));
+}
+
+async function showWorkload(entity) {
+  $("#workload-entity").textContent = entity;
+  const body = $("#workload-packages tbody");
+  try {
+    const workload = await getJSON("/workloads/" + encodeURIComponent(entity) + "?limit=500");
+    $("#workload-counts").textContent = workload.in_use + " in use of " + workload.installed + " installed";
+    body.replaceChildren(...workload.packages.map((p) => el("tr", { class: "package" + (p.in_use ? " in-use" : "") },
+      el("td", { class: "entity" }, p.package + " " + p.package_version),
+      el("td", {}, p.in_use ? el("b", {}, "in use since " + time(p.in_use_first_seen)) : "installed"),
+      el("td", {}, p.vulnerabilities.length ? p.vulnerabilities.map(vulnerability) : el("span", { class: "muted" }, "none known")))));
+    $("#workload-alerts").replaceChildren(...workload.attack_paths.map((a) => el("li", {},
+      el("span", { class: "sev " + a.severity }, a.severity), " ", el("a", { onclick: () => showAlert(a.alert_id) }, a.summary),
+      el("span", { class: "muted" }, " " + a.detectors.join(", ") + " · " + time(a.last_seen)))));
+  } catch (error) {
+    $("#workload-counts").textContent = "";
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "packages unavailable: " + error.message)));
+    $("#workload-alerts").replaceChildren();
+  }
 }
 
 async function loadInventory() {
