@@ -1,10 +1,10 @@
 """The three-part attack path on the real services: a Trivy report of a model server image with a
 vulnerable vllm, a LoadBalancer Service exposing it, the runtime showing vllm in use, then a reverse
-shell from the server → one alert, critical, whose summary says all three; and the rows on
-``aiwarden.vulnerabilities`` name the package in use on an exposed workload, critical priority.
+shell from the server → one alert, critical, whose summary says all three; and the rows of the
+``vulnerabilities`` table name the package in use on an exposed workload, critical priority.
 
-The Trivy report goes through the real parser (``trivy`` source, raw topic ``aiwarden.raw.vulns``), which
-lands with the vuln-data branch: until both are merged the test skips."""
+The Trivy report goes through the real parser (``trivy`` source, raw topic ``aiwarden.raw.vulns``), split
+per package as ``aiwarden publish`` sends it."""
 
 from __future__ import annotations
 
@@ -14,21 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from infra.settings import Settings
 from schemas.sources import SOURCES
-from streams import topics
 from streams.publish import Publisher
 from streams.worker_process import WorkerProcess, start_groups_at_end
-from tests.integration.test_engine import read
 from tests.integration.test_pipeline_e2e import wait_for
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif("trivy" not in SOURCES, reason="needs the trivy source (vuln-data branch)"),
-]
+pytestmark = pytest.mark.integration
 
 CVE = "CVE-2024-11041"
 
@@ -153,18 +147,21 @@ def test_exposed_vulnerable_in_use_model_server_with_a_reverse_shell_is_one_crit
         assert "publicly exposed" in summary and "vllm 0.6.3 in use" in summary and CVE in summary, summary
         assert "reverse shell" in summary, summary
 
-        # the rows, as the detect stage commits them to aiwarden.vulnerabilities (the table's sink is vuln-data's)
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for message in read(service_settings, topics.VULNERABILITIES, "read_committed"):
-            if message.key() == pod_entity.encode():
-                row = orjson.loads(message.value())
-                latest[(row["package"], row["vulnerability_id"])] = row
-        vllm = latest[("vllm", CVE)]
-        assert (vllm["in_use"], vllm["exposed"], vllm["ai_asset"], vllm["priority"], vllm["priority_score"]) == \
-            (1, 1, 1, "critical", 100), vllm
-        assert vllm["in_use_first_seen"] == t0 + 120_000 and vllm["fixed_version"] == "0.6.5"
-        assert "vllm in use" in vllm["reasons"] and vllm["image"] == image
+        # the rows: detect stage → aiwarden.vulnerabilities → sink → the vulnerabilities table
+        query = ("SELECT package, vulnerability_id, in_use, exposed, ai_asset, priority, priority_score, "
+                 "in_use_first_seen, fixed_version, reasons, image, ai_package FROM aiwarden.vulnerabilities FINAL "
+                 "WHERE workload = {w:String}")
+
+        def rows() -> dict[tuple[str, str], tuple[Any, ...]]:
+            found = {(r[0], r[1]): tuple(r) for r in ch.query(query, parameters={"w": pod_entity}).result_rows}
+            return found if found.get(("vllm", CVE), ())[2:7] == (1, 1, 1, "critical", 100) else {}
+
+        latest = wait_for(rows, 120, worker)
+        assert latest, f"no critical vllm row for {pod_entity}:\n{worker.log_tail()}"
+        _, _, _, _, _, _, _, first_seen, fixed, reasons, row_image, _ = latest[("vllm", CVE)]
+        assert first_seen == t0 + 120_000 and fixed == "0.6.5" and row_image == image
+        assert "vllm in use" in reasons and any(r.startswith("publicly exposed (LoadBalancer") for r in reasons)
         torch = latest[("torch", "")]
-        assert (torch["in_use"], torch["priority"], torch["ai_package"]) == (0, "none", 1), torch
+        assert (torch[2], torch[5], torch[11]) == (0, "none", 1), torch
     finally:
         worker.stop()
