@@ -139,25 +139,10 @@ class Detection:
 
     def run_detector(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
                      found: Counter[str]) -> None:
-        if detector.joins:
-            self.run_join(detector, event, key, partition, states, found)
-            return
         results = states.apply(f"{detector.id}|{key}", partition, _detect_all, detector, event)
         for finding in results:
             self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
         found[detector.id] += len(results)
-
-    def run_join(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
-                 found: Counter[str]) -> None:
-        """A join detector: its findings, its events forwarded to its other keys, its table rows."""
-        observed = states.apply(f"{detector.id}|{key}", partition, _observe, detector, event)
-        for finding in observed.findings:
-            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
-        for other_key, forwarded in observed.forwards:
-            self.out.send(self.rekey, other_key.encode(), encode(forwarded), [(DETECTOR_HEADER, detector.id.encode())])
-        for row in observed.rows:
-            self.out.send(topics.VULNERABILITIES, row.workload.encode(), encode(row.to_dict()))
-        found[detector.id] += len(observed.findings)
 
     def process(self, event: Event, raw: bytes, partition: int, found: Counter[str]) -> None:
         for asset_id in self.inventory.assets(event):
@@ -250,7 +235,8 @@ class Detection:
                     raise ValueError(msg)
                 event = Event.from_dict(orjson.loads(message.value()))
                 key = (message.key() or b"").decode()
-                self.run_detector(detector, event, key, message.partition(), self.rekeyed, found)
+                run = self.run_join if detector.joins else self.run_detector
+                run(detector, event, key, message.partition(), self.rekeyed, found)
             except OversizedOutput as exc:
                 dead_letter(self.out, topics.DLQ, message, str(exc), "events", "detect")
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
@@ -258,3 +244,15 @@ class Detection:
                 dead_letter(self.out, topics.DLQ, message, f"detection failed: {exc!r}", "events", "detect")
         count_into(FINDINGS, found)
         observe_latency("detect", batch)
+
+    def run_join(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
+                 found: Counter[str]) -> None:
+        """A join detector: its findings, its events forwarded to its other keys, its table rows."""
+        observed = states.apply(f"{detector.id}|{key}", partition, _observe, detector, event)
+        for finding in observed.findings:
+            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+        for other_key, forwarded in observed.forwards:
+            self.out.send(self.rekey, other_key.encode(), encode(forwarded), [(DETECTOR_HEADER, detector.id.encode())])
+        for row in observed.rows:
+            self.out.send(topics.VULNERABILITIES, row.workload.encode(), encode(row.to_dict()))
+        found[detector.id] += len(observed.findings)
