@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from detectors.base import Detector, Observed
+from detectors.base import Detector
 from detectors.correlation import anchor
 from detectors.inventory import Inventory, InventoryChange
 from detectors.registry import build_all, by_class
@@ -99,7 +99,7 @@ def _detect_all(state: dict[str, Any], detector: Detector, event: Event) -> list
     return list(detector.detect(event, state))
 
 
-def _observe(state: dict[str, Any], detector: Detector, event: Event) -> Observed:
+def _observe(state: dict[str, Any], detector: Detector, event: Event) -> Any:  # base.Observed
     return detector.observe(event, state)
 
 
