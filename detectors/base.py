@@ -36,7 +36,7 @@ from __future__ import annotations
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from detectors.config import DetectionConfig
 from detectors.policy import Policy
@@ -47,6 +47,15 @@ from schemas.findings import MATURITIES, SEVERITIES, SEVERITY_RANK, Finding, sta
 STATE_BOUND_BYTES = 2048
 
 State = dict[str, Any]
+
+
+class Observed(NamedTuple):
+    """What one event did to a join detector's state: findings, events to deliver to its other keys
+    (state key, event), rows for its table."""
+
+    findings: list[Finding]
+    forwards: list[tuple[str, Event]]
+    rows: list[Any]
 
 
 class Detector(ABC):
@@ -63,6 +72,10 @@ class Detector(ABC):
     classes: ClassVar[frozenset[int]]
     sources: ClassVar[frozenset[str] | None] = None
     description: ClassVar[str] = ""
+    # A join across entities (vulnerable_ai_workload): every key's state lives in the re-keyed store, even
+    # a key equal to the event's entity, and callers call ``observe`` (findings, forwards, rows) instead of
+    # ``detect``, delivering each forward to its key.
+    joins: ClassVar[bool] = False
 
     def __init__(self, config: DetectionConfig) -> None:
         self.config = config
@@ -82,6 +95,10 @@ class Detector(ABC):
     @abstractmethod
     def detect(self, event: Event, state: State) -> list[Finding]:
         """Findings for ``event``, updating ``state`` (this detector's state for ``state_key(event)``)."""
+
+    def observe(self, event: Event, state: State) -> Observed:
+        """``detect`` with what a join detector also produces (none here)."""
+        return Observed(self.detect(event, state), [], [])
 
     # --- helpers for implementations --------------------------------------------------------------
     def window(self, time_ms: int) -> int:

@@ -500,6 +500,59 @@ class DetectionConfig(BaseModel):
     max_alert_entities: int = Field(32, ge=1, description="Entities kept per alert.")
     max_alert_findings: int = Field(64, ge=1, description="Finding ids kept per alert (redelivery dedup).")
 
+    # --- vulnerable AI packages (vulnerable_ai_workload) ------------------------------------------------
+    ai_packages: tuple[str, ...] = Field(
+        ("torch", "torchvision", "torchaudio", "transformers", "vllm", "text-generation-inference",
+         "text-generation-server", "tritonclient", "tritonserver", "ray", "langchain", "langchain-*", "langgraph",
+         "llama-index", "llama-index-*", "mlflow", "mlflow-skinny", "onnxruntime", "onnxruntime-*", "tokenizers",
+         "safetensors", "gradio", "gradio-client", "accelerate", "sentence-transformers", "openai", "anthropic",
+         "huggingface-hub", "diffusers", "peft", "bitsandbytes", "xformers", "deepspeed", "tensorflow",
+         "tensorflow-*", "keras", "jax", "jaxlib", "llama-cpp-python", "ollama", "litellm", "fastchat", "fschat",
+         "tensorrt", "tensorrt-llm", "triton", "optimum", "datasets", "tiktoken"),
+        description="Packages that make an image an AI workload (globs over names normalized per PEP 503: "
+                    "lower case, runs of '-', '_', '.' as '-'); a JSON list in the env var.",
+    )
+    ai_package_entry_points: dict[str, tuple[str, ...]] = Field(
+        {"vllm": ("vllm", "vllm.entrypoints"),
+         "text-generation-inference": ("text-generation-launcher", "text-generation-server",
+                                       "text_generation_server"),
+         "text-generation-server": ("text-generation-server", "text_generation_server"),
+         "tritonserver": ("tritonserver",),
+         "ray": ("ray", "raylet", "ray.util.client.server", "ray.serve"),
+         "mlflow": ("mlflow", "mlflow.server"),
+         "gradio": ("gradio",),
+         "torch": ("torchrun", "torch.distributed.run"),
+         "deepspeed": ("deepspeed",),
+         "accelerate": ("accelerate",),
+         "llama-cpp-python": ("llama_cpp.server",),
+         "litellm": ("litellm",),
+         "fastchat": ("fastchat.serve",),
+         "fschat": ("fastchat.serve",)},
+        description="Per AI package, executables and Python modules (``-m``) whose start marks the package in use, "
+                    "besides ``python -m <module>`` and files under ``…/site-packages/<module>/``.",
+    )
+    vuln_priority_critical: int = Field(
+        85, ge=1, le=100,
+        description="Priority score (0..100) from which a vulnerability on a workload is critical priority "
+                    "and raises a finding.",
+    )
+    vuln_priority_high: int = Field(
+        65, ge=1, le=100, description="... high priority from this score."
+    )
+    vuln_priority_medium: int = Field(
+        40, ge=1, le=100,
+        description="... medium priority from this score.",
+    )
+    vuln_priority_low: int = Field(
+        15, ge=1, le=100,
+        description="... low priority from this score (below it: none).",
+    )
+    vuln_in_use_refresh_s: int = Field(
+        3600, ge=1,
+        description="How often (event-time seconds) a workload's in-use last-seen time is refreshed in the "
+                    "vulnerabilities rows.",
+    )
+
     @property
     def window_ms(self) -> int:
         return self.window_s * 1000

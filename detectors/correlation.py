@@ -35,6 +35,11 @@ bump). Risk follows the evidence and the asset: independent detectors confirming
 and ``ai_asset`` is set by any finding about an AI workload (one the inventory knows as a training
 runtime or model server, whatever its node is called), not only by GPU names.
 
+**Summary.** The first finding's summary while there is one phrase; then the subject (``Model server
+pod ns/name``) and up to three phrases, those of ``WAY_IN_DETECTORS`` (exposed, vulnerable package in
+use) first: "… is publicly exposed and runs vulnerable vllm 0.6.3 in use (CVE-…), then spawned a reverse
+shell (2 tactics)".
+
 **Maturity.** The most mature detector among the findings. Alerts whose findings all come from
 ``sandbox`` detectors must never trigger containment: that policy is the caller's (containment
 agent), the alert only carries ``maturity``.
@@ -57,6 +62,9 @@ SEVERITY_BASE = {"info": 5.0, "low": 15.0, "medium": 35.0, "high": 55.0, "critic
 MAX_EVIDENCE = 20
 MAX_PHRASES = 6
 MATURITY_RANK = {name: rank for rank, name in enumerate(reversed(MATURITIES))}  # sandbox 0 .. stable 2
+# Findings that say how the way in looked (exposed, vulnerable and in use): an attack path's summary tells
+# them first, whenever they arrived, then what happened.
+WAY_IN_DETECTORS = ("exposed_ai_workload", "vulnerable_ai_workload")
 
 
 def anchor(finding: Finding) -> str:
@@ -196,7 +204,7 @@ class Correlator:
         return key
 
     def _summary(self, state: dict[str, Any]) -> str:
-        phrases = [p[1] for p in state["ph"]]
+        phrases = [p[1] for p in sorted(state["ph"], key=lambda p: p[0] not in WAY_IN_DETECTORS)]
         if len(phrases) <= 1:
             return str(state["sm"])
         shown = ", then ".join(phrases[:3])

@@ -32,6 +32,7 @@ from detectors.rules.prompt_injection import PromptInjection
 from detectors.rules.shadow_ai_egress import ShadowAIEgress
 from detectors.rules.stolen_api_key import StolenAPIKey
 from detectors.rules.unsanctioned_ai_workload import UnsanctionedAIWorkload
+from detectors.rules.vulnerable_ai_workload import VulnerableAIWorkload
 from detectors.rules.weights_exfiltration import WeightsExfiltration
 from schemas.envelope import Event
 from schemas.findings import Finding
@@ -51,6 +52,7 @@ DETECTORS: dict[str, type[Detector]] = {
     "stolen_api_key": StolenAPIKey,
     "logging_tampering": LoggingTampering,
     "agent_rule_hit": AgentRuleHit,
+    "vulnerable_ai_workload": VulnerableAIWorkload,
 }
 
 
@@ -103,6 +105,9 @@ def detect_all(
         key = detector.state_key(event)
         if key is None:
             continue
+        if detector.joins:
+            findings.extend(_join(detector, key, event, states))
+            continue
         slot = (detector.id, key)
         state = states.get(slot)
         if state is None:
@@ -110,4 +115,17 @@ def detect_all(
         found = detector.detect(event, state)
         if found:
             findings.extend(found)
+    return findings
+
+
+def _join(detector: Detector, key: str, event: Event, states: MutableMapping[tuple[str, str], dict[str, Any]],
+          ) -> list[Finding]:
+    """A join detector's findings for ``event``, its forwarded events delivered to their keys at once."""
+    findings: list[Finding] = []
+    pending = [(key, event)]
+    while pending:
+        at, item = pending.pop(0)
+        observed = detector.observe(item, states.setdefault((detector.id, at), {}))
+        findings.extend(observed.findings)
+        pending.extend(observed.forwards)
     return findings

@@ -77,6 +77,11 @@ class ExposedAIWorkload(Detector):
         self._memo: tuple[str, tuple[str, str]] = ("", ("", ""))
 
     # --- conditions ----------------------------------------------------------------------------
+    def exposure(self, event: Event) -> tuple[str, str]:
+        """``(resource, how)`` if the event exposes a model server, else ``("", "")`` (also read by
+        ``vulnerable_ai_workload``)."""
+        return self._exposure(event)
+
     def _exposure(self, event: Event) -> tuple[str, str]:
         """``(resource, how)`` if the event exposes a model server, else ``("", "")``."""
         if self._memo[0] == event.event_id:

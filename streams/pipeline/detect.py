@@ -122,6 +122,10 @@ def _detect_all(state: dict[str, Any], detector: Detector, event: Event) -> list
     return list(detector.detect(event, state))
 
 
+def _observe(state: dict[str, Any], detector: Detector, event: Event) -> Any:  # base.Observed
+    return detector.observe(event, state)
+
+
 def _observe_all(state: dict[str, Any], inventory: Inventory, event: Event, asset_id: str) -> list[InventoryChange]:
     return list(inventory.observe(event, state, asset_id))
 
@@ -197,22 +201,25 @@ class Detection:
             for change in changes:
                 self.out.send(topics.INVENTORY, asset_id.encode(), encode(inventory_row(change)))
         workload = self.inventory.workload_of(event)
+        context: dict[str, str] = {}
         if workload:  # what the inventory knows of the workload travels with the event to the detectors
             known = self.assets.get(workload, partition)
             if known:
-                event.extra.update(self.inventory.context(workload, known))
+                context = self.inventory.context(workload, known)
+                event.extra.update(context)
         for detector in self.dispatch.get(event.class_uid, ()):
             if detector.sources is not None and event.source not in detector.sources:
                 continue
             key = detector.state_key(event)
             if key is None:
                 continue
-            if key == event.entity_id:
+            if key == event.entity_id and not detector.joins:
                 self.run_detector(detector, event, key, partition, self.states, found)
             else:
                 # State keyed on another entity (a bucket, an access key): repartition the event by
-                # that key so the one worker owning the key sees every event about it.
-                self.out.send(self.rekey, key.encode(), raw, [(DETECTOR_HEADER, detector.id.encode())])
+                # that key so the one worker owning the key sees every event about it, with its context.
+                payload = encode(event) if context else raw
+                self.out.send(self.rekey, key.encode(), payload, [(DETECTOR_HEADER, detector.id.encode())])
         for rule in self.sigma.match(event):  # one dispatch per event; state only on a match
             if rule.standalone:
                 findings = self.states.apply(f"{rule.detector_id}|{event.entity_id}", partition, self.sigma.detect,
@@ -281,7 +288,8 @@ class Detection:
                     raise ValueError(msg)
                 event = Event.from_dict(orjson.loads(message.value()))
                 key = (message.key() or b"").decode()
-                self.run_detector(detector, event, key, message.partition(), self.rekeyed, found)
+                run = self.run_join if detector.joins else self.run_detector
+                run(detector, event, key, message.partition(), self.rekeyed, found)
             except OversizedOutput as exc:
                 dead_letter(self.out, topics.DLQ, message, str(exc), "events", "detect")
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
@@ -289,3 +297,15 @@ class Detection:
                 dead_letter(self.out, topics.DLQ, message, f"detection failed: {exc!r}", "events", "detect")
         count_into(FINDINGS, found)
         observe_latency("detect", batch)
+
+    def run_join(self, detector: Detector, event: Event, key: str, partition: int, states: Any,
+                 found: Counter[str]) -> None:
+        """A join detector: its findings, its events forwarded to its other keys, its table rows."""
+        observed = states.apply(f"{detector.id}|{key}", partition, _observe, detector, event)
+        for finding in observed.findings:
+            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+        for other_key, forwarded in observed.forwards:
+            self.out.send(self.rekey, other_key.encode(), encode(forwarded), [(DETECTOR_HEADER, detector.id.encode())])
+        for row in observed.rows:
+            self.out.send(topics.VULNERABILITIES, row.workload.encode(), encode(row.to_dict()))
+        found[detector.id] += len(observed.findings)

@@ -45,7 +45,7 @@ from streams.simulator.rename import Renaming
 from streams.simulator.scenarios import ALL_SCENARIOS, SCENARIOS, Build, Ctx, Plan
 from streams.simulator.world import SANCTIONED, SOURCE_SHARES, Benign, World
 
-SOURCES: tuple[str, ...] = ("falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway")
+SOURCES: tuple[str, ...] = ("falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "trivy")
 
 # 2026-11-25T10:00:00Z
 DEFAULT_START_MS = calendar.timegm((2026, 11, 25, 10, 0, 0, 0, 0, 0)) * 1000

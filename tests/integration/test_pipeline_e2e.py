@@ -13,13 +13,13 @@ import pytest
 from infra.settings import Settings
 from schemas.sources import SOURCES
 from streams.publish import Publisher
+from streams.simulator import SOURCES as SIMULATOR_SOURCES
 from streams.simulator import SimConfig, Simulator
-from streams.simulator.world import SOURCE_SHARES
 from streams.worker_process import WorkerProcess, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 
-SIMULATED_SOURCES = {source for source, _ in SOURCE_SHARES}  # every source the simulator emits
+SIMULATED_SOURCES = set(SIMULATOR_SOURCES)  # every source the simulator emits (its scanner reports too)
 
 
 def wait_for(predicate, timeout_s: float, worker: WorkerProcess):  # type: ignore[no-untyped-def]

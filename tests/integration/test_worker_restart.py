@@ -31,8 +31,8 @@ from schemas.sources import SOURCES
 from streams import topics
 from streams.pipeline.build import pipeline_groups
 from streams.publish import Publisher
+from streams.simulator import SOURCES as SIMULATOR_SOURCES
 from streams.simulator import SimConfig, SimRecord, Simulator
-from streams.simulator.world import SOURCE_SHARES
 from streams.worker_process import WorkerProcess, start_groups_at_end
 from tests.integration.signin import make_accounts
 
@@ -47,7 +47,7 @@ TABLES = ("detector-state", "inventory-state", "model-checkpoints", "correlation
 # Which consumer group reads which topic (the pipeline engine: <app id>-pipeline; the sink: <app id>-sink).
 SINK_TOPICS = (topics.EVENTS, topics.FINDINGS, topics.ALERTS, topics.INVENTORY, topics.DLQ)
 
-SIMULATED_SOURCES = {source for source, _ in SOURCE_SHARES}  # every source the simulator emits
+SIMULATED_SOURCES = set(SIMULATOR_SOURCES)  # every source the simulator emits (its scanner reports too)
 
 
 def wait_for(predicate: Callable[[], T], timeout_s: float, worker: WorkerProcess, poll_s: float = 1.0) -> T:

@@ -212,3 +212,18 @@ def test_risk_follows_the_asset_and_corroboration() -> None:
     assert risk_score("high", False, True, 0.0, 1) == 60.0  # ... in a known AI workload
     assert risk_score("high", False, True, 0.0, 1, 2) == 65.0  # ... confirmed by a second detector
     assert risk_score("high", False, True, 0.0, 1, 9) == 70.0  # corroboration counts twice at most
+
+
+def test_attack_path_summary_tells_the_way_in_first() -> None:
+    shell = finding("model_server_shell", severity="critical", phrase="spawned a reverse shell", t=T0)
+    vulnerable = finding("vulnerable_ai_workload", entity=POD, entities=(ent.image("vllm/vllm-openai:v0.6.3"),),
+                         severity="critical", public=True, tactics=("initial-access", "execution"), t=T0 + 5000,
+                         phrase="is publicly exposed and runs vulnerable vllm 0.6.3 in use (CVE-2024-11041)")
+    alerts, states = fold([shell, vulnerable])
+    assert len(states) == 1, "one anchor, one attack path"
+    alert = alerts[-1]
+    assert alert is not None and alert.severity == "critical" and alert.version == 2
+    assert alert.summary == (
+        "Model server pod ml-prod/vllm-0 is publicly exposed and runs vulnerable vllm 0.6.3 in use "
+        "(CVE-2024-11041), then spawned a reverse shell (2 tactics)"
+    )

@@ -861,6 +861,7 @@ def test_simulator_every_attack_detected_no_benign_findings(seed: int, other_est
         "data_poisoning": "data_poisoning", "weights_exfiltration": "weights_exfiltration",
         "model_server_shell": "model_server_shell", "cryptominer": "cryptominer",
         "stolen_api_key": "stolen_api_key", "logging_tampering": "logging_tampering",
+        "vulnerable_model_server": "vulnerable_ai_workload",
     }
     for lab in labels:
         detector = expected[lab.scenario]

@@ -234,3 +234,81 @@ def test_falco_rule_hit_in_a_workload_the_inventory_knows_as_ai(settings: Settin
     assert finding["attributes"]["ai_asset"] == "pod:research/train-llama-0"
     assert finding["attributes"]["ai_runtimes"] == "torchrun"
     assert "Drop and execute new binary in container" in finding["summary"]
+
+
+# --- a join detector through the re-key topic ---------------------------------------------------------
+
+
+def test_vulnerable_ai_workload_joins_scan_exposure_and_runtime_through_the_rekey_topic(settings: Settings) -> None:
+    """Package, exposure and runtime events all go through the re-key topic (even the package event,
+    whose entity is its key), forwarded events come back through it, the inventory's context travels with
+    the re-keyed runtime event, and the rows go to ``aiwarden.vulnerabilities`` keyed by workload."""
+    from schemas.vulns import Vulnerability  # noqa: PLC0415
+    from tests.contract.events import k8s, package  # noqa: PLC0415
+
+    rce = Vulnerability("CVE-2024-11041", "CRITICAL", 9.8, "0.6.5")
+    events = [
+        package("vllm", "0.6.3", vulnerabilities=(rce,), t=T0),
+        k8s("create", "services/ml-prod/vllm-public", t=T0 + 1000,
+            extra={"service_type": "LoadBalancer", "service_ports": "8000/TCP"}),
+        runtime("process_exec", t=T0 + 2000),  # python3 -m vllm.entrypoints.openai.api_server, an AI runtime
+        runtime("process_exec", t=T0 + 3000, seq=1),
+    ]
+    detect, out, stores = detection(settings)
+    detect.events_batch([event_message(e, offset=i) for i, e in enumerate(events)])
+    topic = f"{settings.worker.app_id}-detect-rekey"
+    delivered = 0
+    while len(out.on(topic)) > delivered:  # deliver the re-key topic until nothing new is forwarded
+        batch = out.on(topic)[delivered:]
+        delivered += len(batch)
+        detect.rekeyed_batch([Message(r["value"], r["key"], topic="rekey", headers=r["headers"]) for r in batch])
+    joined = [r for r in out.on(topic) if r["headers"] == [("aiwarden-detector", b"vulnerable_ai_workload")]]
+    assert {r["key"] for r in joined} == {b"image:vllm/vllm-openai:v0.6.3", b"namespace:ml-prod"}
+    second_runtime = [orjson.loads(r["value"]) for r in joined if r["key"].startswith(b"image:")][-1]
+    assert second_runtime["extra"]["ai_asset"] == "pod:ml-prod/vllm-0", "the inventory's context travels along"
+    findings = [orjson.loads(s["value"]) for s in out.on(topics.FINDINGS)]
+    vulnerable = [f for f in findings if f["detector"] == "vulnerable_ai_workload"]
+    assert len(vulnerable) == 1 and vulnerable[0]["public_exposure"]
+    rows = [orjson.loads(s["value"]) for s in out.on(topics.VULNERABILITIES)]
+    assert rows and {s["key"] for s in out.on(topics.VULNERABILITIES)} >= {b"pod:ml-prod/vllm-0"}
+    latest = [r for r in rows if r["workload"] == "pod:ml-prod/vllm-0"][-1]
+    assert (latest["in_use"], latest["exposed"], latest["priority"]) == (1, 1, "critical")
+    assert all(not key.startswith("vulnerable_ai_workload|") for _, _, key in commit(stores["states"]))
+    assert any(key.startswith("vulnerable_ai_workload|") for _, _, key in commit(stores["rekeyed"]))
+
+
+def test_the_simulated_vulnerable_model_server_is_one_critical_attack_path(settings: Settings) -> None:
+    """The simulator's ``vulnerable_model_server`` through detect (re-key topic delivered as it fills) and
+    correlate: the attacked pod's alert is critical, joins the vulnerable package with the reverse shell and
+    says both, and the exposure is in it."""
+    from schemas.sources import SOURCES  # noqa: PLC0415
+    from streams.simulator import SimConfig, Simulator  # noqa: PLC0415
+    from streams.simulator.estate import apply  # noqa: PLC0415
+
+    simulator = Simulator(SimConfig(seed=3, duration_s=60, rate=60, scenarios=("vulnerable_model_server",)))
+    settings = apply(settings)
+    detect, out, _ = detection(settings)
+    topic = f"{settings.worker.app_id}-detect-rekey"
+    delivered = 0
+    for i, record in enumerate(simulator.records()):
+        detect.events_batch([event_message(SOURCES[record.source].normalize(record.record), offset=i)])
+        while len(out.on(topic)) > delivered:
+            batch = out.on(topic)[delivered:]
+            delivered += len(batch)
+            detect.rekeyed_batch([Message(r["value"], r["key"], topic="rekey", headers=r["headers"]) for r in batch])
+    alerts = Out()
+    Correlation(settings, alerts, states=memory_store("correlation")).findings_batch(
+        [Message(s["value"], s["key"], topic=topics.FINDINGS) for s in out.on(topics.FINDINGS)])
+    (label,) = simulator.labels()
+    pod = next(e for e in label.entities if e.startswith("pod:"))
+    latest = {}
+    for sent in alerts.on(topics.ALERTS):
+        alert = orjson.loads(sent["value"])
+        latest[alert["alert_id"]] = alert
+    on_pod = [a for a in latest.values() if a["primary_entity"] == pod]
+    assert len(on_pod) == 1, [a["summary"] for a in latest.values()]
+    alert = on_pod[0]
+    assert alert["severity"] == "critical"
+    assert {"vulnerable_ai_workload", "model_server_shell"} <= set(alert["detectors"])
+    assert "publicly exposed and runs vulnerable vllm 0.6.3 in use (CVE-2024-11041)" in alert["summary"]
+    assert "reverse shell" in alert["summary"]
