@@ -303,7 +303,7 @@ class Detection:
         """A join detector: its findings, its events forwarded to its other keys, its table rows."""
         observed = states.apply(f"{detector.id}|{key}", partition, _observe, detector, event)
         for finding in observed.findings:
-            self.out.send(topics.FINDINGS, anchor(finding).encode(), encode(finding))
+            self.emit(finding)
         for other_key, forwarded in observed.forwards:
             self.out.send(self.rekey, other_key.encode(), encode(forwarded), [(DETECTOR_HEADER, detector.id.encode())])
         for row in observed.rows:
