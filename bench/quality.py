@@ -26,7 +26,7 @@ from infra.clickhouse.client import connect
 from infra.settings import Settings
 from streams import topics
 from streams.demo import fetch_alerts
-from streams.evaluate import evaluate
+from streams.evaluate import Quality, evaluate
 from streams.publish import Publisher
 from streams.simulate import publish_simulation
 from streams.simulator import SimConfig, Simulator, read_labels
@@ -73,15 +73,7 @@ def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instanc
     labels = read_labels(labels_path)
     benign = max(0, published - sum(label.events for label in labels))
     quality = evaluate(labels, alerts, benign)
-    classes = {
-        name: {
-            "class": name, "attacks": q.attacks, "detected": q.detected, "recall": round(q.recall, 3),
-            "alerts": q.alerts, "alerts_per_attack": round(q.alerts / q.attacks, 2) if q.attacks else None,
-            "detect_s_p50": round(p / 1000, 1) if (p := percentile(q.detect_ms, 50)) is not None else None,
-            "detect_s_max": round(max(q.detect_ms) / 1000, 1) if q.detect_ms else None,
-        }
-        for name, q in sorted(quality.classes.items())
-    }
+    classes = class_rows(quality)
     return {
         "seed": seed,
         "other_estate": other_estate,
@@ -96,6 +88,19 @@ def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instanc
         "precision": round(quality.precision, 3),
         "false_alert_examples": quality.false_alert_examples[:5],
         "classes": classes,
+    }
+
+
+def class_rows(quality: Quality) -> dict[str, dict[str, Any]]:
+    """One row per attack class: attacks, detected, recall, alerts, alerts per attack, time to detect."""
+    return {
+        name: {
+            "class": name, "attacks": q.attacks, "detected": q.detected, "recall": round(q.recall, 3),
+            "alerts": q.alerts, "alerts_per_attack": round(q.alerts / q.attacks, 2) if q.attacks else None,
+            "detect_s_p50": round(p / 1000, 1) if (p := percentile(q.detect_ms, 50)) is not None else None,
+            "detect_s_max": round(max(q.detect_ms) / 1000, 1) if q.detect_ms else None,
+        }
+        for name, q in sorted(quality.classes.items())
     }
 
 
