@@ -1,14 +1,22 @@
 """Correlation: findings on one entity, or on entities linked through a shared identifier, become one
 prioritized ``Alert``. Pure logic over a compact per-anchor state, like the detectors.
 
-**Anchor.** Every finding has one anchor entity, ``anchor(finding)``: among the finding's
-``entity_id`` and ``entities``, the first of kind ``pod``, then ``container``, then ``apikey``, then
-``principal``, then ``ip`` (the finding's own ``entity_id`` if it has none of those). Workloads come
-first because a finding about a pod also names the IPs it talked to; an API key before its principal
-because a gateway user may hold several keys with different fates. Findings with overlapping entities
+**Anchor.** Every finding has one anchor entity, ``anchor(finding)``. A finding about a principal
+(its ``entity_id`` is one: a campaign by one user across several keys, a session's S3 writes and
+registry write, a cluster user's Service changes) anchors on the *person* behind it: the principal,
+with an AWS IAM Identity Center session (``…:assumed-role/AWSReservedSSO_<set>_<hash>/<name>``) and an
+e-mail-form username both read as the name before any ``@`` (``principal:ana.lima`` for
+``ana.lima@example.com`` in the cluster and ``ana.lima`` in AWS), so one person's steps in the
+cluster and in the account meet. Otherwise, among the finding's ``entity_id`` and ``entities``, the
+first of kind ``pod``, then ``container``, then the person of a principal that names one (as above),
+then ``apikey``, then ``principal``, then ``ip`` (the finding's own ``entity_id`` if it has none of
+those). Workloads come first because a finding about a
+pod also names the IPs it talked to; a person before their keys (every key and rule hit of one person
+is one story); an API key before a service principal because a service may hold many keys with
+different fates (a stolen key is about that key). Findings with overlapping entities
 therefore meet on the same anchor: a reverse shell, a weights read and an upload in one pod; the
-stolen-key and cost findings on one API key; the S3 writes and the registry write of one principal
-session (its access key). The caller repartitions findings by ``anchor(finding)`` and keeps the
+stolen-key and cost findings on one API key; a person's prompt-injection campaign over all their
+keys. The caller repartitions findings by ``anchor(finding)`` and keeps the
 state of each anchor on one worker::
 
     correlator = Correlator(config)
@@ -59,10 +67,28 @@ MAX_PHRASES = 6
 MATURITY_RANK = {name: rank for rank, name in enumerate(reversed(MATURITIES))}  # sandbox 0 .. stable 2
 
 
+def person(principal_id: str) -> str:
+    """The person behind a ``principal:`` entity when it names one (an SSO session, an e-mail-form
+    username), else the entity as it is."""
+    name = principal_id.removeprefix("principal:")
+    if name.startswith("arn:"):
+        parts = name.split(":", 5)[-1].split("/")
+        if not (len(parts) == 3 and parts[0] == "assumed-role" and parts[1].startswith("AWSReservedSSO_")):
+            return principal_id
+        name = parts[2]
+    return f"principal:{name.partition('@')[0] or name}"
+
+
 def anchor(finding: Finding) -> str:
     """The correlation key of a finding (see the module docstring for the preference order)."""
+    if finding.entity_id and kind_of(finding.entity_id) == "principal":
+        return person(finding.entity_id)
     candidates = [finding.entity_id, *finding.entities]
     for kind in ANCHOR_KINDS:
+        if kind == "apikey":  # a person's keys (and AWS access keys) are theirs: one story per person
+            people = [p for e in candidates if e and kind_of(e) == "principal" and (p := person(e)) != e]
+            if people:
+                return people[0]
         for entity in candidates:
             if entity and not entity.endswith(":") and kind_of(entity) == kind:
                 return entity
@@ -204,4 +230,4 @@ class Correlator:
         return f"{self._subject(state)} {shown}{more} ({tactics} tactic{'s' if tactics != 1 else ''})"
 
 
-__all__ = ["ANCHOR_KINDS", "Correlator", "SEVERITIES", "anchor", "risk_score"]
+__all__ = ["ANCHOR_KINDS", "Correlator", "SEVERITIES", "anchor", "person", "risk_score"]

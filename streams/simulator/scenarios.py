@@ -109,17 +109,29 @@ class Ctx:
         return out
 
     # --- entities
-    def take(self, candidates: list[T], ident: Callable[[T], str]) -> T:
-        """A candidate no other scenario took (any one if all were)."""
-        free = [c for c in candidates if ident(c) not in self.used]
+    def take(self, candidates: list[T], ident: Callable[[T], str], who: Callable[[T], str] | None = None) -> T:
+        """A candidate no other scenario took, nor its person (``who``: the identity behind it; any one
+        if all were taken)."""
+        who = who or ident
+        free = [c for c in candidates if ident(c) not in self.used and not self.person_used(who(c))]
         choice = self.rng.choice(free or candidates)
         self.used.add(ident(choice))
+        self.use_person(who(choice))
         return choice
+
+    def person_used(self, identity: str) -> bool:
+        name = person_of(identity)
+        return bool(name) and f"person:{name}" in self.used
+
+    def use_person(self, identity: str) -> None:
+        """One person is in one scenario only: their cluster user, AWS session and keys are one story."""
+        if name := person_of(identity):
+            self.used.add(f"person:{name}")
 
     def take_key(self, *, top: float = 0.3, chat: bool = True) -> ApiKey:
         keys = [k for k in self.world.keys if not chat or k.endpoint == "/v1/chat/completions"]
         keys.sort(key=lambda k: -k.weight)
-        return self.take(keys[: max(3, int(len(keys) * top))], lambda k: k.key_id)
+        return self.take(keys[: max(3, int(len(keys) * top))], lambda k: k.key_id, lambda k: k.user)
 
     def take_workload(self, apps: tuple[str, ...], namespaces: tuple[str, ...] = ()) -> Workload:
         pool = [w for w in self.world.by_app(*apps) if not namespaces or w.namespace in namespaces]
@@ -128,6 +140,15 @@ class Ctx:
     def take_human(self, groups: tuple[str, ...]) -> AwsPrincipal:
         pool = [p for p in self.world.aws if p.human and p.name.split("/")[0] in groups]
         return self.take(pool, lambda p: p.arn)
+
+
+def person_of(identity: str) -> str:
+    """The person an identity names (an e-mail-form user, an SSO session), '' for services and roles."""
+    if "@" in identity:
+        return identity.partition("@")[0].rsplit("/", 1)[-1]
+    if "/AWSReservedSSO_" in identity:
+        return identity.rsplit("/", 1)[-1]
+    return ""
 
 
 def workload_entities(w: Workload) -> list[str]:
@@ -283,12 +304,13 @@ def prompt_injection(ctx: Ctx) -> Plan:
     rng, world = ctx.rng, ctx.world
     by_user: dict[str, list[ApiKey]] = {}
     for k in world.keys:
-        if k.endpoint == "/v1/chat/completions" and k.key_id not in ctx.used:
+        if k.endpoint == "/v1/chat/completions" and k.key_id not in ctx.used and not ctx.person_used(k.user):
             by_user.setdefault(k.user, []).append(k)
     multi = sorted((u for u, ks in by_user.items() if len(ks) >= 2), key=lambda u: (u.startswith("svc-"), u))
     user = rng.choice(multi[:10]) if multi else rng.choice(sorted(by_user))
     keys = rng.sample(by_user[user], min(3, len(by_user[user])))
     ctx.used.update(k.key_id for k in keys)
+    ctx.use_person(user)
     normal = sum(ctx.key_rate(k) for k in keys)
     times = ctx.burst(normal * rng.uniform(3, 6), lo=20, cap=0.01)
     steps: list[Step] = []
@@ -404,10 +426,12 @@ def exposed_inference(ctx: Ctx) -> Plan:
         if "acme:ml-engineers" in u.groups
         and u.username not in ctx.used
         and aws_of[u.username.split("@")[0]].arn not in ctx.used
+        and not ctx.person_used(u.username)
     ]
     user: K8sUser = rng.choice(engineers or people)
     aws = aws_of[user.username.split("@")[0]]
     ctx.used.update((user.username, aws.arn))
+    ctx.use_person(user.username)
     name = f"{target.deployment}-public"
     lb = F.k8s_service(name, ns, {"app": target.deployment}, "LoadBalancer", port)
     other = rng.choice(
@@ -588,7 +612,7 @@ def exposed_inference(ctx: Ctx) -> Plan:
 
 def data_poisoning(ctx: Ctx) -> Plan:
     rng, world = ctx.rng, ctx.world
-    insider = rng.random() < 0.5
+    insider = rng.random() < 0.5 or world.principal("web-assets-irsa").arn in ctx.used  # one outsider per run
     if insider:
         p = ctx.take_human(("Developer",))
         src, ua = p.source_ip, p.user_agent
