@@ -3,12 +3,13 @@ prioritized ``Alert``. Pure logic over a compact per-anchor state, like the dete
 
 **Anchor.** Every finding has one anchor entity, ``anchor(finding)``. A finding about a principal
 (its ``entity_id`` is one: a campaign by one user across several keys, a session's S3 writes and
-registry write, a cluster user's Service changes) anchors on the *person* behind it: the principal,
-with an AWS IAM Identity Center session (``…:assumed-role/AWSReservedSSO_<set>_<hash>/<name>``) and an
-e-mail-form username both read as the name before any ``@`` (``principal:ana.lima`` for
+registry write, a cluster user's Service changes) anchors on whom it is about, ``person(principal)``:
+an AWS IAM Identity Center session (``…:assumed-role/AWSReservedSSO_<set>_<hash>/<name>``) and an
+e-mail-form username are both the person, the name before any ``@`` (``principal:ana.lima`` for
 ``ana.lima@example.com`` in the cluster and ``ana.lima`` in AWS), so one person's steps in the
-cluster and in the account meet. Otherwise, among the finding's ``entity_id`` and ``entities``, the
-first of kind ``pod``, then ``container``, then the person of a principal that names one (as above),
+cluster and in the account meet; another AWS session or IAM user is itself. Otherwise, among the
+finding's ``entity_id`` and ``entities``, the first of kind ``pod``, then ``container``, then the
+person or session of a principal (as above: the holder of the key or access key the finding is on),
 then ``apikey``, then ``principal``, then ``ip`` (the finding's own ``entity_id`` if it has none of
 those). Workloads come first because a finding about a
 pod also names the IPs it talked to; a person before their keys (every key and rule hit of one person
@@ -68,25 +69,26 @@ MATURITY_RANK = {name: rank for rank, name in enumerate(reversed(MATURITIES))}  
 
 
 def person(principal_id: str) -> str:
-    """The person behind a ``principal:`` entity when it names one (an SSO session, an e-mail-form
-    username), else the entity as it is."""
+    """Whom a ``principal:`` entity's story is about, or '' for a service name (which may hold many keys
+    with different fates): the person of an IAM Identity Center session or an e-mail-form username (the
+    name before any ``@``), else the AWS session or IAM user ARN itself."""
     name = principal_id.removeprefix("principal:")
     if name.startswith("arn:"):
         parts = name.split(":", 5)[-1].split("/")
-        if not (len(parts) == 3 and parts[0] == "assumed-role" and parts[1].startswith("AWSReservedSSO_")):
-            return principal_id
-        name = parts[2]
-    return f"principal:{name.partition('@')[0] or name}"
+        if len(parts) == 3 and parts[0] == "assumed-role" and parts[1].startswith("AWSReservedSSO_"):
+            return f"principal:{parts[2].partition('@')[0] or parts[2]}"
+        return principal_id if parts[0] in ("assumed-role", "user") else ""
+    return f"principal:{name.partition('@')[0]}" if "@" in name.lstrip("@") else ""
 
 
 def anchor(finding: Finding) -> str:
     """The correlation key of a finding (see the module docstring for the preference order)."""
     if finding.entity_id and kind_of(finding.entity_id) == "principal":
-        return person(finding.entity_id)
+        return person(finding.entity_id) or finding.entity_id
     candidates = [finding.entity_id, *finding.entities]
     for kind in ANCHOR_KINDS:
-        if kind == "apikey":  # a person's keys (and AWS access keys) are theirs: one story per person
-            people = [p for e in candidates if e and kind_of(e) == "principal" and (p := person(e)) != e]
+        if kind == "apikey":  # whoever holds a key or an access key: one story per person or session
+            people = [p for e in candidates if e and kind_of(e) == "principal" and (p := person(e))]
             if people:
                 return people[0]
         for entity in candidates:

@@ -3,9 +3,10 @@
 Counts prompts matching ``injection_patterns`` (ignore previous instructions, DAN / do anything now,
 developer mode, print your system prompt, role-play without guidelines, ...) per caller and window:
 the principal (the person or service behind the requests), else the API key, so a campaign spread over
-several keys of one user is one campaign, not several below the threshold. ``injection_campaign_matches`` matches in one window are a campaign
-(high). A single match is a low-severity finding only when ``injection_single_finding`` is on
-(default off: one odd prompt is too common to alert on).
+several keys of one user is one campaign, not several below the threshold.
+``injection_campaign_matches`` matches in one window are a campaign (high). A single match is a
+low-severity finding only when ``injection_single_finding`` is on (default off: one odd prompt is too
+common to alert on).
 
 State per caller: window, match count, 8 evidence ids and the levels already reported (~0.4 KiB).
 """

