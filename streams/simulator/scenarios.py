@@ -206,7 +206,8 @@ def model_extraction(ctx: Ctx) -> Plan:
     diluted = ctx.diluted()  # a busy key keeps its traffic; the sweep runs at about its rate
     k = ctx.take_key(top=0.1 if diluted else 0.25)
     mult = rng.uniform(0.5, 1.5) if diluted else rng.uniform(20, 50)
-    times = ctx.burst(ctx.key_rate(k) * mult, lo=40, cap=0.02)
+    # a sweep that extracts anything takes many queries: a slow one is longer, not smaller
+    times = ctx.burst(ctx.key_rate(k) * mult, lo=120 if diluted else 40, cap=0.02)
     tpl = rng.choice(_EXTRACTION)
     first = rng.randrange(0, 5000)
     steps: list[Step] = []
