@@ -29,7 +29,7 @@ from streams.demo import fetch_alerts
 from streams.evaluate import Quality, evaluate
 from streams.publish import Publisher
 from streams.simulate import publish_simulation
-from streams.simulator import SimConfig, Simulator, read_labels
+from streams.simulator import AttackLabel, SimConfig, Simulator, read_labels
 from streams.simulator import estate as simulator_estate
 
 
@@ -72,11 +72,14 @@ def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instanc
         worker.stop()
     labels = read_labels(labels_path)
     benign = max(0, published - sum(label.events for label in labels))
+    variation = Simulator(config).variation
     quality = evaluate(labels, alerts, benign)
     classes = class_rows(quality)
     return {
         "seed": seed,
         "other_estate": other_estate,
+        "falco_only": variation.falco_only,
+        "hidden_attacks": hidden_attacks(labels),
         "events": published,
         "event_rate": rate,
         "attacks": len(labels),
@@ -89,6 +92,11 @@ def run(settings: Settings, events: int = 300_000, rate: float = 1000.0, instanc
         "false_alert_examples": quality.false_alert_examples[:5],
         "classes": classes,
     }
+
+
+def hidden_attacks(labels: list[AttackLabel]) -> int:
+    """Attacks the simulator diluted in their target's usual traffic or hid (a renamed miner)."""
+    return sum(1 for label in labels if "diluted" in label.description or "renamed miner" in label.description)
 
 
 def class_rows(quality: Quality) -> dict[str, dict[str, Any]]:
@@ -142,6 +150,7 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     into[key] = max(into[key] or 0.0, c[key])
     per_seed = [
         {"seed": r["seed"], "events": r["events"], "attacks": r["attacks"],
+         "falco_only": r.get("falco_only", False), "hidden_attacks": r.get("hidden_attacks", 0),
          "recall_min": min((c["recall"] for c in r["classes"].values()), default=0.0),
          "recall_min_class": min(r["classes"].values(), key=lambda c: c["recall"])["class"] if r["classes"] else None,
          "false_alerts": r["false_alerts"], "false_per_100k": r["false_per_100k"],

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bench.quality import class_rows, summarize_seeds
+from bench.quality import class_rows, hidden_attacks, summarize_seeds
 from infra.settings import Settings
 from streams import topics
 from streams.evaluate import evaluate
@@ -138,7 +138,8 @@ def run(events: int, seed: int, other_estate: bool, rate: float = 1000.0, instan
     benign = max(0, published - sum(label.events for label in labels))
     quality = evaluate(labels, alerts, benign)
     return {
-        "seed": seed, "other_estate": other_estate, "events": published, "attacks": len(labels),
+        "seed": seed, "other_estate": other_estate, "falco_only": sim.variation.falco_only,
+        "hidden_attacks": hidden_attacks(labels), "events": published, "attacks": len(labels),
         "benign_events": benign, "alerts": quality.total_alerts, "false_alerts": quality.false_alerts,
         "false_per_100k": round(quality.false_per_100k, 2), "precision": round(quality.precision, 3),
         "false_alert_examples": quality.false_alert_examples[:5], "classes": class_rows(quality),

@@ -80,7 +80,8 @@ def _quality_run(seed: int, recall: float, alerts: int, false: int) -> dict:  # 
         "cryptominer": {"class": "cryptominer", "attacks": 3, "detected": 3, "recall": 1.0, "alerts": 3,
                         "detect_s_p50": 0.0, "detect_s_max": 1.0},
     }
-    return {"seed": seed, "events": 100_000, "attacks": 6, "benign_events": 99_000, "alerts": alerts + 3 + false,
+    return {"seed": seed, "falco_only": seed % 3 == 0, "hidden_attacks": 1, "events": 100_000, "attacks": 6,
+            "benign_events": 99_000, "alerts": alerts + 3 + false,
             "false_alerts": false, "false_per_100k": round(false * 100_000 / 99_000, 2), "precision": 0.9,
             "false_alert_examples": [f"false {seed}"] * false, "classes": classes}
 
@@ -97,7 +98,10 @@ def test_quality_over_seeds_reports_the_worst_seed_not_the_mean() -> None:
     assert (summary["false_alerts"], summary["false_worst_seed"]) == (2, 9)
     assert summary["worst_seed"] == 8 and [row["seed"] for row in summary["per_seed"]] == [7, 8, 9]
     table = goals({"quality": summary})
-    assert "| 8 (worst) |" in table and "0.67 (seed 8)" in table and "| 1.67 |" in table
+    assert "| 8 (worst) | Falco + native agent |" in table and "0.67 (seed 8)" in table and "| 1.67 |" in table
+    assert "| 9 | Falco only | 100000 | 6 (1) |" in table
+    assert "| worst seed: ≤ 1.2 alerts per attack in every class | 1.67 | no | 1.4× over |" in table
+    assert "| worst seed: ≤ 1 false alert per 100k benign events | 2.02 | no |" in table
     with pytest.raises(ValueError, match="no runs"):
         summarize_seeds([])
 
