@@ -15,6 +15,12 @@ OpenAI / Anthropic), ``data-eng`` pipelines on S3, ``web``, ``marketing``, ``pay
 (CloudTrail 15, Kubernetes audit 10) and inference 30% (Bedrock invocation logs 7, gateway 23).
 ``SANCTIONED`` describes what is approved in that world so detectors can be configured to it.
 
+``SimConfig(other_estate=True)`` is another organisation and another world per seed: every name
+renamed (``streams.simulator.rename``) and the traffic varied (``streams.simulator.variation``): source
+mix, per-key volumes, attack intensity and timing, attacks diluted in their target's usual traffic,
+renamed miners, and every third seed a Falco-only estate (no native agent: no DNS events, no byte
+counts; the attacks' syscalls arrive as the Falco alerts they raise). Without it, the familiar world.
+
 Attacks (``ALL_SCENARIOS``; one function each in ``streams.simulator.scenarios``) are bursts of
 records interleaved with benign traffic after a warm-up quarter of the run, tagged ``attack=<name>``
 on their ``SimRecord``s and described by an ``AttackLabel`` (entities, times, ATLAS / ATT&CK ids).
