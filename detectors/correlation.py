@@ -7,7 +7,9 @@ registry write, a cluster user's Service changes) anchors on whom it is about, `
 an AWS IAM Identity Center session (``…:assumed-role/AWSReservedSSO_<set>_<hash>/<name>``) and an
 e-mail-form username are both the person, the name before any ``@`` (``principal:ana.lima`` for
 ``ana.lima@example.com`` in the cluster and ``ana.lima`` in AWS), so one person's steps in the
-cluster and in the account meet; another AWS session or IAM user is itself. Otherwise, among the
+cluster and in the account meet; another AWS session or IAM user is itself. The alert's
+``primary_entity`` is then the first finding's own identity (``primary``), never the bare name, so
+containment suspends a principal that exists. Otherwise, among the
 finding's ``entity_id`` and ``entities``, the first of kind ``pod``, then ``container``, then the
 person or session of a principal (as above: the holder of the key or access key the finding is on),
 then ``apikey``, then ``principal``, then ``ip`` (the finding's own ``entity_id`` if it has none of
@@ -97,6 +99,15 @@ def anchor(finding: Finding) -> str:
     return finding.entity_id
 
 
+def primary(finding: Finding, key: str) -> str:
+    """The alert's primary entity: its anchor, or for a person the finding's own identity (the session ARN or
+    username) whose person the anchor is, so containment acts on an identity that exists."""
+    candidates = [finding.entity_id, *finding.entities]
+    if key in candidates:
+        return key
+    return next((e for e in candidates if e and kind_of(e) == "principal" and person(e) == key), key)
+
+
 def risk_score(severity: str, public_exposure: bool, ai_asset: bool, anomaly: float, tactics: int,
                detectors: int = 1) -> float:
     """The documented 0..100 risk formula."""
@@ -139,7 +150,8 @@ class Correlator:
         if open_alert is None:
             state.clear()
             state.update(
-                id=stable_id(key, finding.finding_id), an=key, fs=finding.time_ms, ls=finding.time_ms, v=0,
+                id=stable_id(key, finding.finding_id), an=key, pe=primary(finding, key), fs=finding.time_ms,
+                ls=finding.time_ms, v=0,
                 sev=finding.severity, mat=finding.maturity, pub=False, ai=False, am=0.0,
                 det=[], tac=[], atl=[], att=[], ent=[], ev=[], fi=[], ph=[], sm="",
             )
@@ -196,7 +208,7 @@ class Correlator:
             attack_techniques=list(state["att"]),
             tactics=tactics,
             entities=list(state["ent"]),
-            primary_entity=str(state["an"]),
+            primary_entity=str(state.get("pe") or state["an"]),
             summary=self._summary(state),
             evidence_event_ids=list(state["ev"]),
             finding_ids=list(state["fi"]),

@@ -81,6 +81,8 @@ def test_one_persons_findings_meet_across_keys_cluster_and_account() -> None:
     account = finding("exposed_ai_workload", entity=ent.principal(SSO), entities=(ent.apikey("ASIAEXAMPLE"),), n=8)
     alerts, states = fold([*keys, cluster, account])
     assert len({a.alert_id for a in alerts if a}) == 1 and list(states) == [ent.principal("ana.lima")]
+    assert alerts[-1] is not None and alerts[-1].primary_entity == ent.principal("ana.lima@example.com")
+    assert ent.principal(SSO) in alerts[-1].entities
     # a stolen access key and its session's S3 writes: one story about the session
     stolen = finding("stolen_api_key", entity=ent.apikey("ASIAEXAMPLE"), entities=(ent.principal(ROLE_SESSION),))
     writes = finding("data_poisoning", entity=ent.principal(ROLE_SESSION), entities=(ent.apikey("ASIAEXAMPLE"),))
@@ -227,8 +229,10 @@ def test_findings_from_detectors_correlate_into_attack_paths() -> None:
     assert pod_alert.severity == "critical" and len(pod_alert.tactics) == 3
     assert pod_alert.summary.startswith("Model server pod ml-prod/vllm-0 spawned a shell, then spawned a reverse shell")
     assert "820 MB to 203.0.113.9" in pod_alert.summary
-    # the StopLogging session is an IAM Identity Center one: its alert is the person's
-    assert {a.primary_entity for a in final.values()} == {POD, ent.apikey("key-1"), ent.principal("wei.meyer")}
+    # the StopLogging session is an IAM Identity Center one: its alert is the person's, on the session itself
+    wei = "arn:aws:sts::418295730164:assumed-role/AWSReservedSSO_Developer_2b9d41c7e8a0f356/wei.meyer"
+    assert {a.primary_entity for a in final.values()} == {POD, ent.apikey("key-1"), ent.principal(wei)}
+    assert ent.principal("wei.meyer") in cstates
 
 
 def test_risk_follows_the_asset_and_corroboration() -> None:
