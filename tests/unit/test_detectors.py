@@ -388,6 +388,19 @@ def test_model_extraction_sweep_diluted_in_a_busy_keys_traffic() -> None:
     assert found[0].attributes["window_start_ms"] == str(T0 // MIN * MIN + 6 * MIN)
 
 
+def test_model_extraction_sweep_too_sparse_for_near_duplicate_pairs() -> None:
+    """A slow sweep spread through a busy key's traffic: its prompts are rarely within three of each other, so
+    the near-duplicate pairs stay at the key's usual share; one template repeated 45 times in the window shows."""
+    rng = random.Random(9)
+    events = [e for w in range(6) for e in busy_window("key-busy", w, rng, n=300)]
+    sweep = [(f"Return the top-1 category for product SKU-{300_000 + i:06d}. One word only.", 25, 2) for i in range(45)]
+    events += busy_window("key-busy", 6, rng, n=300, extra=sweep)
+    events += busy_window("key-busy", 7, rng, n=3)
+    assert feed("model_extraction", events, with_config(extraction_template_share=1.0)) == []
+    found = feed("model_extraction", events)
+    assert len(found) == 1 and "one prompt template repeated" in found[0].attributes["reason"]
+
+
 def test_model_extraction_mix_guard_quiet_on_benign_keys() -> None:
     rng = random.Random(8)
     busy = [e for w in range(12) for e in busy_window("key-busy", w, rng)]
