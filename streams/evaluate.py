@@ -6,8 +6,8 @@ identifiers that single out an actor or a target count (``IDENTIFYING_KINDS``: c
 principal, API key, IP): a namespace, node, model or image is shared by half an estate, and an alert
 on one key that uses ``gpt-4o`` does not detect an attack on another. An alert counts towards the
 alerts of one attack only, the one it shares the most identifiers with, and detects only the attacks
-sharing that most (``alerts`` per class: how many alerts the SOC saw for that class's attacks). An alert that detects no label is a false alert;
-false alerts are also reported per 100k benign events.
+sharing that most (``alerts`` per class: how many alerts the SOC saw for that class's attacks). An
+alert that detects no label is a false alert; false alerts are also reported per 100k benign events.
 Time to detect is event time: the alert's ``first_seen`` minus the attack's start.
 """
 
