@@ -208,6 +208,16 @@ def goals(results: dict[str, Any]) -> str:
          quality),
         ("0 false alerts", 0, quality.get("false_alerts"), "le", "", quality),
     ]
+    if quality.get("per_seed"):  # issue 20's bar, on the worst of ≥ 5 varied seeds
+        per_attack = [c["alerts_per_attack"] for c in quality["classes"].values() if c.get("alerts_per_attack")]
+        rows += [
+            ("worst seed: recall ≥ 0.95 in every class", 0.95, min(recalls.values()) if recalls else None, "ge", "",
+             quality),
+            ("worst seed: ≤ 1 false alert per 100k benign events", 1.0, quality.get("false_per_100k"), "le", "",
+             quality),
+            ("worst seed: ≤ 1.2 alerts per attack in every class", 1.2, max(per_attack) if per_attack else None, "le",
+             "", quality),
+        ]
     lines = ["| goal | measured | met | gap |", "|---|---|---|---|"]
     for goal, target, value, sense, unit, source in rows:
         if "from" in source and value is not None:
@@ -237,14 +247,16 @@ def goals(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {c['attacks']} | {c['detected']} | {c['recall']}{worst} | {c['alerts']} | "
                          f"{_fmt(per_attack)} | {_fmt(c['detect_s_p50'], ' s')} / {_fmt(c['detect_s_max'], ' s')} |")
     if quality.get("per_seed"):
-        lines += ["", "| seed (another organisation each) | events | attacks | worst class recall | false alerts | "
-                  "false per 100k benign | most alerts per attack |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "| seed (another organisation each) | runtime sensors | events | attacks (diluted or hidden) | "
+                  "worst class recall | false alerts | false per 100k benign | most alerts per attack |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in quality["per_seed"]:
             mark = " (worst)" if row["seed"] == quality.get("worst_seed") else ""
             worst_class = f" ({row['recall_min_class']})" if row["recall_min"] < 1 else ""
-            lines.append(f"| {row['seed']}{mark} | {row['events']} | {row['attacks']} | {row['recall_min']}"
-                         f"{worst_class} | {row['false_alerts']} | {row['false_per_100k']} | "
-                         f"{row['alerts_per_attack_max']} |")
+            sensors = "Falco only" if row.get("falco_only") else "Falco + native agent"
+            lines.append(f"| {row['seed']}{mark} | {sensors} | {row['events']} | {row['attacks']} "
+                         f"({row.get('hidden_attacks', 0)}) | {row['recall_min']}{worst_class} | "
+                         f"{row['false_alerts']} | {row['false_per_100k']} | {row['alerts_per_attack_max']} |")
     return "\n".join(lines)
 
 

@@ -499,6 +499,11 @@ class DetectionConfig(BaseModel):
     )
     max_alert_entities: int = Field(32, ge=1, description="Entities kept per alert.")
     max_alert_findings: int = Field(64, ge=1, description="Finding ids kept per alert (redelivery dedup).")
+    extraction_template_share: float = Field(
+        0.08, gt=0, le=1, description="Template guard (warm key): one prompt template (digits aside) repeated "
+        "extraction_mix_min_pairs times or more, making a share of the window's prompts at least this much over the "
+        "key's usual top-template share (EWMA), and at least three times it: a sweep diluted in the key's traffic."
+    )
 
     # --- vulnerable AI packages (vulnerable_ai_workload) ------------------------------------------------
     ai_packages: tuple[str, ...] = Field(

@@ -1,14 +1,25 @@
 """Correlation: findings on one entity, or on entities linked through a shared identifier, become one
 prioritized ``Alert``. Pure logic over a compact per-anchor state, like the detectors.
 
-**Anchor.** Every finding has one anchor entity, ``anchor(finding)``: among the finding's
-``entity_id`` and ``entities``, the first of kind ``pod``, then ``container``, then ``apikey``, then
-``principal``, then ``ip`` (the finding's own ``entity_id`` if it has none of those). Workloads come
-first because a finding about a pod also names the IPs it talked to; an API key before its principal
-because a gateway user may hold several keys with different fates. Findings with overlapping entities
+**Anchor.** Every finding has one anchor entity, ``anchor(finding)``. A finding about a principal
+(its ``entity_id`` is one: a campaign by one user across several keys, a session's S3 writes and
+registry write, a cluster user's Service changes) anchors on whom it is about, ``person(principal)``:
+an AWS IAM Identity Center session (``…:assumed-role/AWSReservedSSO_<set>_<hash>/<name>``) and an
+e-mail-form username are both the person, the name before any ``@`` (``principal:ana.lima`` for
+``ana.lima@example.com`` in the cluster and ``ana.lima`` in AWS), so one person's steps in the
+cluster and in the account meet; another AWS session or IAM user is itself. The alert's
+``primary_entity`` is then the first finding's own identity (``primary``), never the bare name, so
+containment suspends a principal that exists. Otherwise, among the
+finding's ``entity_id`` and ``entities``, the first of kind ``pod``, then ``container``, then the
+person or session of a principal (as above: the holder of the key or access key the finding is on),
+then ``apikey``, then ``principal``, then ``ip`` (the finding's own ``entity_id`` if it has none of
+those). Workloads come first because a finding about a
+pod also names the IPs it talked to; a person before their keys (every key and rule hit of one person
+is one story); an API key before a service principal because a service may hold many keys with
+different fates (a stolen key is about that key). Findings with overlapping entities
 therefore meet on the same anchor: a reverse shell, a weights read and an upload in one pod; the
-stolen-key and cost findings on one API key; the S3 writes and the registry write of one principal
-session (its access key). The caller repartitions findings by ``anchor(finding)`` and keeps the
+stolen-key and cost findings on one API key; a person's prompt-injection campaign over all their
+keys. The caller repartitions findings by ``anchor(finding)`` and keeps the
 state of each anchor on one worker::
 
     correlator = Correlator(config)
@@ -67,14 +78,42 @@ MATURITY_RANK = {name: rank for rank, name in enumerate(reversed(MATURITIES))}  
 WAY_IN_DETECTORS = ("exposed_ai_workload", "vulnerable_ai_workload")
 
 
+def person(principal_id: str) -> str:
+    """Whom a ``principal:`` entity's story is about, or '' for a service name (which may hold many keys
+    with different fates): the person of an IAM Identity Center session or an e-mail-form username (the
+    name before any ``@``), else the AWS session or IAM user ARN itself."""
+    name = principal_id.removeprefix("principal:")
+    if name.startswith("arn:"):
+        parts = name.split(":", 5)[-1].split("/")
+        if len(parts) == 3 and parts[0] == "assumed-role" and parts[1].startswith("AWSReservedSSO_"):
+            return f"principal:{parts[2].partition('@')[0] or parts[2]}"
+        return principal_id if parts[0] in ("assumed-role", "user") else ""
+    return f"principal:{name.partition('@')[0]}" if "@" in name.lstrip("@") else ""
+
+
 def anchor(finding: Finding) -> str:
     """The correlation key of a finding (see the module docstring for the preference order)."""
+    if finding.entity_id and kind_of(finding.entity_id) == "principal":
+        return person(finding.entity_id) or finding.entity_id
     candidates = [finding.entity_id, *finding.entities]
     for kind in ANCHOR_KINDS:
+        if kind == "apikey":  # whoever holds a key or an access key: one story per person or session
+            people = [p for e in candidates if e and kind_of(e) == "principal" and (p := person(e))]
+            if people:
+                return people[0]
         for entity in candidates:
             if entity and not entity.endswith(":") and kind_of(entity) == kind:
                 return entity
     return finding.entity_id
+
+
+def primary(finding: Finding, key: str) -> str:
+    """The alert's primary entity: its anchor, or for a person the finding's own identity (the session ARN or
+    username) whose person the anchor is, so containment acts on an identity that exists."""
+    candidates = [finding.entity_id, *finding.entities]
+    if key in candidates:
+        return key
+    return next((e for e in candidates if e and kind_of(e) == "principal" and person(e) == key), key)
 
 
 def risk_score(severity: str, public_exposure: bool, ai_asset: bool, anomaly: float, tactics: int,
@@ -119,7 +158,8 @@ class Correlator:
         if open_alert is None:
             state.clear()
             state.update(
-                id=stable_id(key, finding.finding_id), an=key, fs=finding.time_ms, ls=finding.time_ms, v=0,
+                id=stable_id(key, finding.finding_id), an=key, pe=primary(finding, key), fs=finding.time_ms,
+                ls=finding.time_ms, v=0,
                 sev=finding.severity, mat=finding.maturity, pub=False, ai=False, am=0.0,
                 det=[], tac=[], atl=[], att=[], ent=[], ev=[], fi=[], ph=[], sm="",
             )
@@ -176,7 +216,7 @@ class Correlator:
             attack_techniques=list(state["att"]),
             tactics=tactics,
             entities=list(state["ent"]),
-            primary_entity=str(state["an"]),
+            primary_entity=str(state.get("pe") or state["an"]),
             summary=self._summary(state),
             evidence_event_ids=list(state["ev"]),
             finding_ids=list(state["fi"]),
@@ -213,4 +253,4 @@ class Correlator:
         return f"{self._subject(state)} {shown}{more} ({tactics} tactic{'s' if tactics != 1 else ''})"
 
 
-__all__ = ["ANCHOR_KINDS", "Correlator", "SEVERITIES", "anchor", "risk_score"]
+__all__ = ["ANCHOR_KINDS", "Correlator", "SEVERITIES", "anchor", "person", "risk_score"]

@@ -1,7 +1,12 @@
 """Detection quality from the simulator's labels: recall, precision and time-to-detect per attack class.
 
 An alert detects a labelled attack when its entities share an identifier with the label's and its
-event-time span overlaps the attack's (with ``slack_ms`` of lateness for windowed detectors). An
+event-time span overlaps the attack's (with ``slack_ms`` of lateness for windowed detectors). Only
+identifiers that single out an actor or a target count (``IDENTIFYING_KINDS``: container, pod,
+principal, API key, IP): a namespace, node, model or image is shared by half an estate, and an alert
+on one key that uses ``gpt-4o`` does not detect an attack on another. An alert counts towards the
+alerts of one attack only, the one it shares the most identifiers with, and detects only the attacks
+sharing that most (``alerts`` per class: how many alerts the SOC saw for that class's attacks). An
 alert that detects no label is a false alert; false alerts are also reported per 100k benign events.
 Time to detect is event time: the alert's ``first_seen`` minus the attack's start.
 """
@@ -12,7 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.entities import kind_of
 from streams.simulator import AttackLabel
+
+IDENTIFYING_KINDS = frozenset({"container", "pod", "principal", "apikey", "ip"})
 
 
 @dataclass
@@ -45,8 +53,13 @@ class Quality:
         return self.false_alerts * 100_000 / self.benign_events if self.benign_events else 0.0
 
 
+def shared(alert: dict[str, Any], label: AttackLabel) -> int:
+    """How many identifying entities (``IDENTIFYING_KINDS``) the alert and the label share."""
+    return sum(1 for e in set(alert["entities"]) & set(label.entities) if kind_of(e) in IDENTIFYING_KINDS)
+
+
 def matches(alert: dict[str, Any], label: AttackLabel, slack_ms: int) -> bool:
-    if not set(alert["entities"]) & set(label.entities):
+    if not shared(alert, label):
         return False
     return int(alert["first_seen"]) <= label.end_ms + slack_ms and int(alert["last_seen"]) >= label.start_ms - slack_ms
 
@@ -60,13 +73,17 @@ def evaluate(labels: list[AttackLabel], alerts: list[dict[str, Any]], benign_eve
     matched_any: set[str] = set()
     per_class_alerts: dict[str, set[str]] = defaultdict(set)
     for alert in alerts:
-        for label in labels:
-            if matches(alert, label, slack_ms):
-                matched_any.add(alert["alert_id"])
-                per_class_alerts[label.scenario].add(alert["alert_id"])
-                delay = max(0, int(alert["first_seen"]) - label.start_ms)
-                previous = first_detection.get(label.attack_id)
-                first_detection[label.attack_id] = delay if previous is None else min(previous, delay)
+        candidates = [label for label in labels if matches(alert, label, slack_ms)]
+        if not candidates:
+            continue
+        matched_any.add(alert["alert_id"])
+        most = max(shared(alert, label) for label in candidates)
+        detected = [label for label in candidates if shared(alert, label) == most]  # ties: each one detected
+        per_class_alerts[detected[0].scenario].add(alert["alert_id"])
+        for label in detected:
+            delay = max(0, int(alert["first_seen"]) - label.start_ms)
+            previous = first_detection.get(label.attack_id)
+            first_detection[label.attack_id] = delay if previous is None else min(previous, delay)
     for label in labels:
         if label.attack_id in first_detection:
             quality = classes[label.scenario]

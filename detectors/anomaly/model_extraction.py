@@ -17,6 +17,10 @@ Guards (fire regardless of the model):
   share of the window's pairs is ``extraction_mix_share`` over the key's usual share (EWMA over its
   windows) and three times it: a sweep diluted in the key's ordinary traffic, which the mean distance
   averages away;
+* **template** (mix-ready key): one prompt template (digits removed) repeated ``extraction_mix_min_pairs``
+  times or more in the window, its share of the window's prompts ``extraction_template_share`` over the
+  key's usual top-template share (EWMA) and three times it: a diluted sweep whose prompts are too far
+  apart in the key's traffic for the near-duplicate pairs to show (counted in a 64-counter sketch);
 * **volume** (after the key's warm-up): requests over ``extraction_volume_factor`` x the key's EWMA
   with mean distance under ``extraction_max_distance``.
 
@@ -44,6 +48,24 @@ from schemas.envelope import Event
 
 RECENT_PROMPTS = 3
 FEATURES = ("rel_requests", "tokens_in", "tokens_out", "ratio", "distinct", "distance", "near_dup", "rel_near_dup")
+TEMPLATE_BUCKETS = 64
+
+
+def count_template(counters: list[int], shape: int) -> None:
+    """One prompt of template ``shape`` into the window's sketch: ``TEMPLATE_BUCKETS`` counters by hash."""
+    if not counters:
+        counters.extend([0] * TEMPLATE_BUCKETS)
+    counters[(shape >> 8) % TEMPLATE_BUCKETS] += 1
+
+
+def top_count(state: State) -> int:
+    """The most repeated template's count in the window, less what the other templates put in its bucket on
+    average (count-mean-min): about 0 for varied prompts, the sweep's size for a sweep."""
+    counters: list[int] = state.get("tk") or []
+    if not counters:
+        return 0
+    top = max(counters)
+    return max(0, round(top - (int(state["np"]) - top) / (TEMPLATE_BUCKETS - 1)))
 
 
 class ModelExtraction(WindowedAnomalyDetector):
@@ -59,7 +81,7 @@ class ModelExtraction(WindowedAnomalyDetector):
     description = __doc__ or ""
 
     def reset_window(self, state: State) -> None:
-        state.update(r=0, ti=0, to=0, np=0, pc=0, ds=0.0, dm=1.0, dd=0, tb=0)
+        state.update(r=0, ti=0, to=0, np=0, pc=0, ds=0.0, dm=1.0, dd=0, tb=0, tk=[])
 
     def accumulate(self, event: Event, state: State) -> None:
         state["r"] += 1
@@ -71,7 +93,9 @@ class ModelExtraction(WindowedAnomalyDetector):
             return
         cur = view(prompt)
         state["np"] += 1
-        state["tb"] = bitmap_add(int(state["tb"]), template(cur))
+        shape = template(cur)
+        state["tb"] = bitmap_add(int(state["tb"]), shape)
+        count_template(state.setdefault("tk", []), shape)
         recent: list[list[Any]] = state.setdefault("pv", [])
         if recent:
             # PRADA-style: the distance to the nearest of the last few prompts, so a sweep interleaved
@@ -114,6 +138,11 @@ class ModelExtraction(WindowedAnomalyDetector):
             suspicious = (self.mix_ready(state) and 2 * near >= c.extraction_mix_min_pairs
                           and near / pairs >= usual + c.extraction_mix_share)
             self.learn_mix(state, "bd", near / pairs, pairs, suspicious)
+        prompts = int(state["np"])
+        if prompts and state.get("fw") != state["w"]:
+            top, usual_top = top_count(state) / prompts, float(state.get("bt", 0.0))
+            if top < usual_top + self.config.extraction_template_share / 2:  # half-way to firing is not usual
+                state["bt"] = round(usual_top + self.alpha * (top - usual_top), 4) if "bt" in state else round(top, 4)
 
     def confirm(self, state: State) -> bool:
         """The model may fire on a big enough window that also leans towards extraction: similar
@@ -143,6 +172,16 @@ class ModelExtraction(WindowedAnomalyDetector):
                     "a systematic sweep inside the key's usual traffic",
                     self.severity,
                     strength(near, usual + c.extraction_mix_share),
+                )
+        repeats, prompts = top_count(state), int(state["np"])
+        if self.mix_ready(state) and "bt" in state and repeats >= c.extraction_mix_min_pairs:
+            top, usual_top = repeats / prompts, float(state["bt"])
+            if top >= usual_top + c.extraction_template_share and top >= 3 * usual_top:
+                return (
+                    f"one prompt template repeated {repeats} times, {top:.0%} of {prompts} prompts (usually "
+                    f"{usual_top:.0%}): a systematic sweep inside the key's usual traffic",
+                    self.severity,
+                    strength(top, usual_top + c.extraction_template_share),
                 )
         mean = float(state["ds"]) / pairs
         if mean > c.extraction_max_distance:

@@ -3,7 +3,9 @@
 * S3 (CloudTrail data events): a successful write (``data_write_operations``: PutObject,
   DeleteObject(s), CopyObject, ...) to a training bucket (``training_buckets``) or a training /
   artifact prefix (``training_prefixes``) by a writer that never wrote there before. Writers are
-  identified by role (an assumed-role session counts as its role, so session names do not matter).
+  identified by role (an assumed-role session counts as its role, so session names do not matter),
+  except IAM Identity Center sessions (``AWSReservedSSO_*`` roles): a permission set is shared by many
+  people, each session is its person.
   ``approved_data_writers`` never fire; writers seen during the bucket's first
   ``data_writer_learning_s`` of event time are learned silently. State key: ``s3:<bucket or
   prefix>`` (the caller repartitions these events by that key); the state is an LRU of 48-bit
@@ -26,7 +28,8 @@ from schemas.findings import Finding
 
 def writer_hash(principal: str) -> int:
     """A stable 48-bit hash of a writer's identity (exact in JSON and JavaScript numbers)."""
-    return int.from_bytes(hashlib.blake2b(role_of(principal).encode(), digest_size=6).digest(), "big")
+    writer = principal if "/AWSReservedSSO_" in principal else role_of(principal)
+    return int.from_bytes(hashlib.blake2b(writer.encode(), digest_size=6).digest(), "big")
 
 
 class DataPoisoning(Detector):

@@ -1,10 +1,12 @@
 """Prompt injection / jailbreak campaigns (ATLAS AML.T0051.000, AML.T0054, AML.T0056).
 
 Counts prompts matching ``injection_patterns`` (ignore previous instructions, DAN / do anything now,
-developer mode, print your system prompt, role-play without guidelines, ...) per caller (API key,
-else principal) and window. ``injection_campaign_matches`` matches in one window are a campaign
-(high). A single match is a low-severity finding only when ``injection_single_finding`` is on
-(default off: one odd prompt is too common to alert on).
+developer mode, print your system prompt, role-play without guidelines, ...) per caller and window:
+the principal (the person or service behind the requests), else the API key, so a campaign spread over
+several keys of one user is one campaign, not several below the threshold.
+``injection_campaign_matches`` matches in one window are a campaign (high). A single match is a
+low-severity finding only when ``injection_single_finding`` is on (default off: one odd prompt is too
+common to alert on).
 
 State per caller: window, match count, 8 evidence ids and the levels already reported (~0.4 KiB).
 """
@@ -15,10 +17,16 @@ from detectors.anomaly.windowed import inference_key
 from detectors.base import Detector, State, caller_name, clean, push
 from detectors.config import DetectionConfig
 from detectors.text import PhraseMatcher
+from schemas import entities as ent
 from schemas.envelope import API_ACTIVITY, Event
 from schemas.findings import Finding
 
 EVIDENCE_KEPT = 8
+
+
+def caller_key(event: Event) -> str:
+    """The principal behind a model invocation, else its API key ('' if neither)."""
+    return ent.principal(event.principal) if event.principal else inference_key(event)
 
 
 class PromptInjection(Detector):
@@ -53,10 +61,10 @@ class PromptInjection(Detector):
             return None
         if not self.match(event.prompt, event.event_id):
             return None
-        return inference_key(event) or None
+        return caller_key(event) or None
 
     def detect(self, event: Event, state: State) -> list[Finding]:
-        key = inference_key(event)
+        key = caller_key(event)
         phrase = self.match(event.prompt, event.event_id) if event.source in self.policy.inference_sources else ""
         if not key or not phrase:
             return []

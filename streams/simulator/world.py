@@ -1679,6 +1679,53 @@ def br_call(
 
 
 # ---------------------------------------------------------------------------------------------
+# what Falco alone reports of a runtime event (Falco-only estates)
+
+SHELLS = frozenset({"bash", "sh", "dash", "zsh", "ash"})
+PACKAGE_TOOLS = frozenset({"pip", "pip3", "apt", "apt-get", "apk", "npm", "yum"})
+MINER_POOL_PORTS = frozenset({3333, 4444, 5555, 7777, 14444, 14433, 45700})
+
+
+def falco_view(record: Record, ms: int, names: dict[str, str]) -> Record | None:
+    """The Falco alert a native agent event at ``ms`` would raise on a stock rule set (``names``: IP -> the name
+    Falco's DNS cache resolved, for ``fd.sip.name``), or ``None`` when Falco reports nothing of it (DNS
+    queries, listens). No byte counts: Falco's connect and open events carry none."""
+    kind = record["kind"]
+    process = record["process"]
+    repo, _, tag = record["image"].rpartition(":")
+    common = {
+        "proc_name": process["name"], "proc_cmdline": process["cmdline"], "proc_pname": process["parent_name"],
+        "proc_exepath": process["exe"], "user": process["user"], "container_id": record["container_id"],
+        "image_repo": repo, "image_tag": tag, "k8s_ns": record["namespace"], "k8s_pod": record["pod"],
+    }
+    micros = int(record["time"][23:26])  # the native time's sub-millisecond digits
+    if kind == "process_exec":
+        name, cmdline = process["name"], process["cmdline"]
+        if "stratum+" in cmdline:
+            rule = "Detect crypto miners using the Stratum protocol"
+        elif name in SHELLS:
+            rule = "Terminal shell in container"
+        elif name in PACKAGE_TOOLS:
+            rule = "Launch Package Management Process in Container"
+        else:
+            rule = "Drop and execute new binary in container"
+        return F.falco(ms, micros * 1000, rule, record["host"], evt_type="execve", **common)
+    if kind == "file_open":
+        return F.falco(ms, micros * 1000, "Read sensitive file untrusted", record["host"], evt_type="openat",
+                       file_path=record["file"]["path"], **common)
+    if kind == "network_connect":
+        net = record["network"]
+        dst, port = net["dst_ip"], net["dst_port"]
+        rule = ("Detect outbound connections to common miner pool ports" if port in MINER_POOL_PORTS
+                else "Unexpected outbound connection destination")
+        sport = 32768 + micros % 28000
+        return F.falco(ms, micros * 1000, rule, record["host"], evt_type="connect",
+                       fd_name=f"{net['src_ip']}:{sport}->{dst}:{port}", sip=dst, sport=port, rip=dst, rport=port,
+                       sip_name=names.get(dst), **common)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # benign traffic
 
 # source shares: runtime 45% (falco 5, native 40), cloud 25% (cloudtrail 15, k8s 10),
@@ -1694,14 +1741,16 @@ SOURCE_SHARES: tuple[tuple[str, float], ...] = (
 
 
 class Benign:
-    """Draws one benign record at a time; all randomness from ``rng``."""
+    """Draws one benign record at a time; all randomness from ``rng``; ``shares``: records per source
+    (in ``SOURCE_SHARES``' order)."""
 
-    def __init__(self, world: World, rng: random.Random) -> None:
+    def __init__(self, world: World, rng: random.Random,
+                 shares: tuple[tuple[str, float], ...] = SOURCE_SHARES) -> None:
         self.world = world
         self.rng = rng
         cum = 0.0
         self._cuts: list[float] = []
-        for _, share in SOURCE_SHARES:
+        for _, share in shares:
             cum += share
             self._cuts.append(cum)
         self._noisy = [w for w in world.workloads if w.kind.noise]

@@ -80,7 +80,8 @@ def _quality_run(seed: int, recall: float, alerts: int, false: int) -> dict:  # 
         "cryptominer": {"class": "cryptominer", "attacks": 3, "detected": 3, "recall": 1.0, "alerts": 3,
                         "detect_s_p50": 0.0, "detect_s_max": 1.0},
     }
-    return {"seed": seed, "events": 100_000, "attacks": 6, "benign_events": 99_000, "alerts": alerts + 3 + false,
+    return {"seed": seed, "falco_only": seed % 3 == 0, "hidden_attacks": 1, "events": 100_000, "attacks": 6,
+            "benign_events": 99_000, "alerts": alerts + 3 + false,
             "false_alerts": false, "false_per_100k": round(false * 100_000 / 99_000, 2), "precision": 0.9,
             "false_alert_examples": [f"false {seed}"] * false, "classes": classes}
 
@@ -97,6 +98,35 @@ def test_quality_over_seeds_reports_the_worst_seed_not_the_mean() -> None:
     assert (summary["false_alerts"], summary["false_worst_seed"]) == (2, 9)
     assert summary["worst_seed"] == 8 and [row["seed"] for row in summary["per_seed"]] == [7, 8, 9]
     table = goals({"quality": summary})
-    assert "| 8 (worst) |" in table and "0.67 (seed 8)" in table and "| 1.67 |" in table
+    assert "| 8 (worst) | Falco + native agent |" in table and "0.67 (seed 8)" in table and "| 1.67 |" in table
+    assert "| 9 | Falco only | 100000 | 6 (1) |" in table
+    assert "| worst seed: ≤ 1.2 alerts per attack in every class | 1.67 | no | 1.4× over |" in table
+    assert "| worst seed: ≤ 1 false alert per 100k benign events | 2.02 | no |" in table
     with pytest.raises(ValueError, match="no runs"):
         summarize_seeds([])
+
+
+def test_an_alert_detects_through_identifying_entities_and_counts_for_one_attack() -> None:
+    from streams.evaluate import evaluate
+    from streams.simulator import AttackLabel
+
+    def label(scenario: str, key: str) -> AttackLabel:
+        return AttackLabel(scenario, f"{scenario}-1", [f"apikey:{key}", "principal:svc-search", "model:gpt-4o"],
+                           1000, 5000, 10, "")
+
+    def alert(alert_id: str, *entities: str) -> dict:  # type: ignore[type-arg]
+        return {"alert_id": alert_id, "entities": list(entities), "first_seen": 2000, "last_seen": 3000,
+                "summary": alert_id}
+
+    labels = [label("stolen_api_key", "key-a"), label("cost_harvesting", "key-b")]
+    alerts = [
+        alert("on-a", "apikey:key-a", "principal:svc-search", "model:gpt-4o"),
+        alert("also-on-a", "apikey:key-a", "ip:198.51.100.7"),
+        alert("same-model-only", "apikey:key-z", "model:gpt-4o", "namespace:web"),
+    ]
+    quality = evaluate(labels, alerts, benign_events=100_000)
+    stolen, cost = quality.classes["stolen_api_key"], quality.classes["cost_harvesting"]
+    assert (stolen.detected, stolen.alerts) == (1, 2)
+    # key-b's attack shares only the service principal with the alerts on key-a: they are key-a's
+    assert (cost.detected, cost.alerts) == (0, 0)
+    assert quality.false_alerts == 1 and quality.false_alert_examples == ["same-model-only"]

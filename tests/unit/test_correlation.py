@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from detectors.config import DetectionConfig
-from detectors.correlation import Correlator, anchor, risk_score
+from detectors.correlation import Correlator, anchor, person, risk_score
 from detectors.registry import build_all, by_class, detect_all
 from schemas import entities as ent
 from schemas.findings import Alert, Finding, stable_id
@@ -63,6 +63,33 @@ def test_anchor_preference() -> None:
     assert anchor(principal) == ent.principal("alice")
     assert anchor(finding("x", entity=ent.ip("1.2.3.4"), entities=(ent.host("h"),))) == ent.ip("1.2.3.4")
     assert anchor(finding("x", entity=ent.namespace("ml"), entities=())) == ent.namespace("ml")
+
+
+SSO = "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Developer_2b9d41c7e8a0f356/ana.lima"
+ROLE_SESSION = "arn:aws:sts::111122223333:assumed-role/etl-role/airflow"
+
+
+def test_one_persons_findings_meet_across_keys_cluster_and_account() -> None:
+    """A campaign over several keys of one user, and one person's cluster and AWS steps, anchor on the person;
+    a service's keys stay apart (a service holds many keys with different fates)."""
+    assert person(ent.principal(SSO)) == person(ent.principal("ana.lima@example.com")) == ent.principal("ana.lima")
+    assert person(ent.principal(ROLE_SESSION)) == ent.principal(ROLE_SESSION)
+    assert person(ent.principal("svc-search")) == person(ent.principal("system:serviceaccount:ci:deployer")) == ""
+    keys = [finding("prompt_injection", entity=ent.apikey(f"key-{i}"), n=i,
+                    entities=(ent.principal("ana.lima@example.com"), ent.ip(f"10.8.0.{i}"))) for i in range(3)]
+    cluster = finding("exposed_ai_workload", entity=ent.principal("ana.lima@example.com"), entities=(), n=7)
+    account = finding("exposed_ai_workload", entity=ent.principal(SSO), entities=(ent.apikey("ASIAEXAMPLE"),), n=8)
+    alerts, states = fold([*keys, cluster, account])
+    assert len({a.alert_id for a in alerts if a}) == 1 and list(states) == [ent.principal("ana.lima")]
+    assert alerts[-1] is not None and alerts[-1].primary_entity == ent.principal("ana.lima@example.com")
+    assert ent.principal(SSO) in alerts[-1].entities
+    # a stolen access key and its session's S3 writes: one story about the session
+    stolen = finding("stolen_api_key", entity=ent.apikey("ASIAEXAMPLE"), entities=(ent.principal(ROLE_SESSION),))
+    writes = finding("data_poisoning", entity=ent.principal(ROLE_SESSION), entities=(ent.apikey("ASIAEXAMPLE"),))
+    assert anchor(stolen) == anchor(writes) == ent.principal(ROLE_SESSION)
+    services = [finding("stolen_api_key", entity=ent.apikey(f"key-{i}"), entities=(ent.principal("svc-search"),))
+                for i in range(2)]
+    assert [anchor(f) for f in services] == [ent.apikey("key-0"), ent.apikey("key-1")]
 
 
 def test_attack_path_becomes_one_alert() -> None:
@@ -202,7 +229,10 @@ def test_findings_from_detectors_correlate_into_attack_paths() -> None:
     assert pod_alert.severity == "critical" and len(pod_alert.tactics) == 3
     assert pod_alert.summary.startswith("Model server pod ml-prod/vllm-0 spawned a shell, then spawned a reverse shell")
     assert "820 MB to 203.0.113.9" in pod_alert.summary
-    assert {a.primary_entity for a in final.values()} == {POD, ent.apikey("key-1"), ent.apikey("ASIAKBBS0GOIHJQIQZXD")}
+    # the StopLogging session is an IAM Identity Center one: its alert is the person's, on the session itself
+    wei = "arn:aws:sts::418295730164:assumed-role/AWSReservedSSO_Developer_2b9d41c7e8a0f356/wei.meyer"
+    assert {a.primary_entity for a in final.values()} == {POD, ent.apikey("key-1"), ent.principal(wei)}
+    assert ent.principal("wei.meyer") in cstates
 
 
 def test_risk_follows_the_asset_and_corroboration() -> None:

@@ -388,6 +388,19 @@ def test_model_extraction_sweep_diluted_in_a_busy_keys_traffic() -> None:
     assert found[0].attributes["window_start_ms"] == str(T0 // MIN * MIN + 6 * MIN)
 
 
+def test_model_extraction_sweep_too_sparse_for_near_duplicate_pairs() -> None:
+    """A slow sweep spread through a busy key's traffic: its prompts are rarely within three of each other, so
+    the near-duplicate pairs stay at the key's usual share; one template repeated 45 times in the window shows."""
+    rng = random.Random(9)
+    events = [e for w in range(6) for e in busy_window("key-busy", w, rng, n=300)]
+    sweep = [(f"Return the top-1 category for product SKU-{300_000 + i:06d}. One word only.", 25, 2) for i in range(45)]
+    events += busy_window("key-busy", 6, rng, n=300, extra=sweep)
+    events += busy_window("key-busy", 7, rng, n=3)
+    assert feed("model_extraction", events, with_config(extraction_template_share=1.0)) == []
+    found = feed("model_extraction", events)
+    assert len(found) == 1 and "one prompt template repeated" in found[0].attributes["reason"]
+
+
 def test_model_extraction_mix_guard_quiet_on_benign_keys() -> None:
     rng = random.Random(8)
     busy = [e for w in range(12) for e in busy_window("key-busy", w, rng)]
@@ -828,11 +841,11 @@ def simulated_events(duration_s: float, rate: float, seed: int = 7) -> list[Even
     return [SOURCES[r.source].normalize(r.record) for r in sim.records()]
 
 
-@pytest.mark.parametrize(("seed", "other_estate"), [(7, False), (11, True), (42, True)])
+@pytest.mark.parametrize(("seed", "other_estate"), [(7, False), (11, True), (17, True), (42, True)])
 def test_simulator_every_attack_detected_no_benign_findings(seed: int, other_estate: bool) -> None:
-    """The simulator's own estate, and other organisations (renamed per seed, extraction and cost harvesting
-    maybe diluted in a busy key's traffic: seed 11 dilutes both) judged with their own estate file; those
-    run 5 minutes so a key's usual mix is learned before the attack."""
+    """The simulator's own estate, and other organisations (renamed and varied per seed: some attacks diluted
+    in their target's usual traffic, miners renamed, seed 42 Falco-only) judged with their own estate file;
+    those run 5 minutes so a key's usual mix is learned before the attack."""
     pytest.importorskip("streams.simulator")
     from schemas.sources import SOURCES
     from streams.simulator import SimConfig, Simulator
@@ -840,9 +853,10 @@ def test_simulator_every_attack_detected_no_benign_findings(seed: int, other_est
     duration, rate = (300, 300) if other_estate else (60, 1000)
     sim = Simulator(SimConfig(seed=seed, duration_s=duration, rate=rate, other_estate=other_estate))
     labels = sim.labels()
-    if seed == 11:
-        assert sorted(lab.scenario for lab in labels if "diluted" in lab.description) == [
-            "cost_harvesting", "model_extraction"]
+    hidden = {lab.scenario for lab in labels if "diluted" in lab.description or "renamed" in lab.description}
+    assert bool(hidden) == other_estate  # varied worlds dilute some attacks or rename the miner
+    if seed == 42:
+        assert sim.variation.falco_only  # no native agent: no DNS, no bytes
     dispatch = by_class(build_all(detection_config(sim.estate())))
     states: dict[tuple[str, str], dict[str, Any]] = {}
     findings: list[Finding] = []
@@ -989,7 +1003,10 @@ def test_weights_exfiltration_as_a_sequence_without_bytes() -> None:
     assert "no byte count" in found[0].summary and len(found[0].evidence_event_ids) == 2
     python_read = runtime("file_open", file_path=SHARD, process="python3", cmdline="python3 eval.py", t=T0)
     python_connect = runtime("network_connect", process="python3", dst_ip="203.0.113.9", dst_port=443, t=T0 + 1000)
-    assert feed("weights_exfiltration", [python_read, python_connect]) == []  # neither archiver nor upload tool
+    itself = feed("weights_exfiltration", [python_read, python_connect])  # the reader itself puts them somewhere
+    assert len(itself) == 1 and itself[0].attributes["reader"] == "python3"
+    other = runtime("network_connect", process="node", dst_ip="203.0.113.9", dst_port=443, t=T0 + 1000)
+    assert feed("weights_exfiltration", [python_read, other]) == []  # neither the reader, an archiver nor an uploader
     assert len(feed("weights_exfiltration", [python_read, upload])) == 1  # an upload tool after any non-serving read
     archived_then_python = feed("weights_exfiltration", [read, python_connect])
     assert len(archived_then_python) == 1 and archived_then_python[0].attributes["reader"] == "tar"

@@ -352,3 +352,77 @@ def test_other_estate_renames_every_name_consistently() -> None:
     assert Simulator(SimConfig(seed=6, duration_s=20, rate=500, other_estate=True)).estate() != sim.estate()
     plain = Simulator(SimConfig(seed=5, duration_s=20, rate=500))
     assert [r.time_ms for r in plain.records()] == [r.time_ms for r in sim.records()]  # same traffic, renamed
+
+
+# --- varied worlds (other_estate): mixes, intensity, timing, dilution, Falco-only sensors ------------------
+
+
+def varied(seed: int, duration_s: float = 30, rate: float = 1000.0) -> Simulator:
+    return Simulator(SimConfig(seed=seed, duration_s=duration_s, rate=rate, other_estate=True))
+
+
+def test_the_familiar_world_is_not_varied() -> None:
+    from streams.simulator import Variation
+    from streams.simulator.world import SOURCE_SHARES
+
+    sim = Simulator(SimConfig(seed=7, duration_s=10, rate=500))
+    assert sim.variation == Variation.familiar() and sim.variation.shares == SOURCE_SHARES
+    assert not sim.variation.falco_only and sim.variation.dilution == 0
+
+
+def test_seeds_vary_the_mix_and_the_sensors_and_one_seed_repeats_itself() -> None:
+    from streams.simulator import Variation
+
+    variations = [Variation.for_seed(seed) for seed in range(7, 13)]
+    assert len({v.shares for v in variations}) == len(variations)
+    assert len({(v.key_skew, v.intensity, v.spread, v.dilution) for v in variations}) == len(variations)
+    assert [v.falco_only for v in variations] == [seed % 3 == 0 for seed in range(7, 13)]
+    for v in variations:
+        assert sum(share for _, share in v.shares) == pytest.approx(1.0, abs=1e-3)
+    a, b = varied(9, 10), varied(9, 10)
+    assert [dump(r) for r in a.records()] == [dump(r) for r in b.records()]
+    assert a.labels() == b.labels()
+    mixes = [Counter(r.source for r in varied(seed, 10).records()) for seed in (7, 8, 10)]
+    assert mixes[0] != mixes[1] != mixes[2]
+    weights = [sorted(k.weight for k in varied(seed, 1).world.keys)[-1] for seed in (7, 8)]
+    assert weights[0] != weights[1]  # per-key volumes differ, not only the names
+
+
+def test_a_falco_only_estate_reports_no_dns_and_no_bytes() -> None:
+    from schemas.envelope import DNS_ACTIVITY
+    from schemas.sources import SOURCES as PARSERS
+
+    sim = varied(9, 60)
+    assert sim.variation.falco_only
+    records = list(sim.records())
+    # trivy: the scanner report of the vulnerable model server's image (a scanner, not a runtime sensor)
+    assert {r.source for r in records} == {"falco", "cloudtrail", "k8s_audit", "bedrock", "gateway", "trivy"}
+    events = [PARSERS[r.source].normalize(r.record) for r in records if r.source == "falco"]
+    assert events and all(e.class_uid != DNS_ACTIVITY and not e.bytes_out for e in events)
+    labels = {label.scenario: label for label in sim.labels()}
+    assert set(labels) == set(ALL_SCENARIOS) and all(label.events > 0 for label in labels.values())
+    runtime = {r.attack for r in records if r.attack and r.source == "falco"}
+    assert {"shadow_ai_egress", "weights_exfiltration", "cryptominer", "model_server_shell"} <= runtime
+    egress = [e for r in records if r.attack == "shadow_ai_egress" and r.source == "falco"
+              for e in [PARSERS["falco"].normalize(r.record)] if e.dst_ip]
+    assert egress and all(e.dst_host for e in egress)  # named by fd.sip.name, with no DNS event before
+    reads = [r for r in records if r.attack == "weights_exfiltration" and r.source == "falco"
+             and "fd.name" in r.record["output_fields"] and "->" not in r.record["output_fields"]["fd.name"]]
+    assert reads  # the weights reads, as Falco file alerts
+
+
+def test_varied_attacks_hide_some_miners_and_dilute_some_attacks() -> None:
+    renamed, diluted = set(), Counter()
+    for seed in range(7, 13):
+        sim = Simulator(SimConfig(seed=seed, duration_s=60, rate=500, other_estate=True))
+        for label in sim.labels():
+            if label.scenario == "cryptominer" and "renamed miner" in label.description:
+                renamed.add(seed)
+                records = [r for r in sim.records() if r.attack == "cryptominer" and r.source in ("native", "falco")]
+                assert not any("stratum+" in orjson.dumps(r.record).decode() for r in records)
+            if "diluted" in label.description:
+                diluted[label.scenario] += 1
+    assert renamed
+    assert {"model_extraction", "cost_harvesting", "prompt_injection", "stolen_api_key"} <= set(diluted)
+    familiar = Simulator(SimConfig(seed=7, duration_s=60, rate=500))
+    assert not any("diluted" in label.description or "renamed" in label.description for label in familiar.labels())
