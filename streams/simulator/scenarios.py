@@ -1340,7 +1340,7 @@ def vulnerable_model_server(ctx: Ctx) -> Plan:
         f"LoadBalancer {name} ({user.username}), then a reverse shell to {attacker}:{port}",
         ["AML.T0049", "AML.T0050"],
         ["T1190", "T1059.004"],
-        uniq([*workload_entities(w), ent.image(w.image), ent.ip(attacker)]),
+        uniq([*workload_entities(w), ent.image(w.image), ent.ip(attacker), ent.principal(user.username)]),
         steps,
     )
 
