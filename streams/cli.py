@@ -196,8 +196,10 @@ def simulate(
     start_ms: Annotated[int, typer.Option(help="Event time of the first record (epoch ms); 0 = now.")] = 0,
     paced: Annotated[bool, typer.Option(help="Hold --rate in wall-clock time; --no-paced publishes as fast as "
                                         "possible (event times still follow --rate).")] = True,
-    other_estate: Annotated[bool, typer.Option(help="Another organisation per seed (names, accounts, roles); its "
-                                               "estate file is written next to --labels (.estate.yaml).")] = False,
+    other_estate: Annotated[bool, typer.Option(help="Another organisation and world per seed (names, accounts, "
+                                               "roles; source mix, volumes, attack intensity, timing and dilution; "
+                                               "every third seed Falco-only); its estate file is written next to "
+                                               "--labels (.estate.yaml).")] = False,
 ) -> None:
     """Publish a simulated organisation's traffic with labelled attacks, paced at --rate."""
     import time
