@@ -139,22 +139,23 @@ def correlate(state: dict[str, Any], correlation: Correlation, rule: Rule, event
               max_evidence: int = 20) -> list[Finding]:
     """Update a group's state with an event matching ``rule``; the finding when the correlation holds."""
     now, span = event.time_ms, correlation.timespan_ms
-    items: list[list[Any]] = [i for i in state.get("i", []) if now - i[0] <= span]  # [time, key, event id]
+    # [time, key, event id, entity id]
+    items: list[list[Any]] = [i for i in state.get("i", []) if now - i[0] <= span]
     # An event counts once: one seen again (redelivered, re-published) neither counts twice nor, once its
     # group fired, starts a new group (``f``: the event ids of the last group that fired).
     if event.event_id in state.get("f", ()) or any(i[2] == event.event_id for i in items):
         return []
     kind = correlation.type
     if kind == "event_count":
-        items.append([now, "", event.event_id])
+        items.append([now, "", event.event_id, event.entity_id])
         reached = _reached(correlation, len(items))
     elif kind == "value_count":
         value = h32(correlation.value(rule, event))
-        items = [i for i in items if i[1] != value] + [[now, value, event.event_id]]
+        items = [i for i in items if i[1] != value] + [[now, value, event.event_id, event.entity_id]]
         reached = _reached(correlation, len(items))
     else:
         order = [r.id for r in correlation.rules]
-        items = [i for i in items if i[1] != rule.id] + [[now, rule.id, event.event_id]]
+        items = [i for i in items if i[1] != rule.id] + [[now, rule.id, event.event_id, event.entity_id]]
         seen = {i[1]: i[0] for i in items}
         reached = all(r in seen for r in order)
         if reached and kind == "temporal_ordered":
@@ -165,7 +166,10 @@ def correlate(state: dict[str, Any], correlation: Correlation, rule: Rule, event
         return []
     state.clear()  # the group starts afresh
     state["f"] = [i[2] for i in items][-MAX_ITEMS:]
-    first = min(i[0] for i in items)
+    # the group's first event names the finding: the same group found again (events re-published, taken in
+    # another order) gives the same row, whichever event completed it
+    opener = min(items, key=lambda i: (i[0], i[2]))
+    first = opener[0]
     evidence = [i[2] for i in items][-max_evidence:]
     values = dict(zip(correlation.group_by, group.split("\x1f"), strict=False)) if correlation.group_by else {}
     shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "all events"
@@ -177,6 +181,7 @@ def correlate(state: dict[str, Any], correlation: Correlation, rule: Rule, event
         f"{correlation.timespan_ms // 1000} s; rule by {correlation.author or 'unknown author'})",
         evidence=evidence,
         attributes={"sigma_type": correlation.type, "sigma_group": shown[:256]},
+        entity_id=opener[3] if len(opener) > 3 else None,
     )]
 
 

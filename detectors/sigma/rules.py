@@ -85,9 +85,10 @@ class Metadata:
         return f"sigma:{self.id}"
 
     def finding(self, event: Event, *, finding_id: str, summary: str, evidence: list[str],
-                attributes: dict[str, str], time_ms: int | None = None) -> Finding:
-        """A finding of this rule about ``event``'s entity (the author and file travel with it), at
-        ``time_ms`` (default: the event's time)."""
+                attributes: dict[str, str], time_ms: int | None = None, entity_id: str | None = None) -> Finding:
+        """A finding of this rule about ``entity_id`` (default: ``event``'s entity; the author and file travel
+        with it), at ``time_ms`` (default: the event's time)."""
+        entity = entity_id or event.entity_id
         return Finding(
             finding_id=finding_id,
             detector=self.detector_id,
@@ -95,8 +96,8 @@ class Metadata:
             maturity=self.maturity,
             severity=self.severity,
             time_ms=event.time_ms if time_ms is None else time_ms,
-            entity_id=event.entity_id,
-            entities=[e for e in dict.fromkeys([event.entity_id, *event.entities]) if e and not e.endswith(":")],
+            entity_id=entity,
+            entities=[e for e in dict.fromkeys([entity, *event.entities]) if e and not e.endswith(":")],
             summary=summary,
             tactics=list(self.tactics),
             atlas_techniques=list(self.atlas),

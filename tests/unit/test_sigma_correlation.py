@@ -124,3 +124,24 @@ def test_an_event_counts_once_and_a_group_fires_once_for_the_same_events(tmp_pat
     later = [connect(10 + i, "s", 443, T0 + 10_000 + i * 1000) for i in range(3)]
     fresh = by_title(run(detect, out, later))["many connections from one pod"]
     assert len(fresh) == 1 and fresh[0]["finding_id"] != first[0]["finding_id"]
+
+
+def test_a_group_found_again_in_another_order_is_the_same_finding_row(tmp_path: Path) -> None:
+    """Events of one group (one pod) about several entities (its containers), published twice: the second
+    time the older group may fire again (only the last group's events are remembered), and must then give
+    the same row (id, time, entity), not a second one keyed by whichever event completed it."""
+    detect, out, _ = stage(tmp_path)
+
+    def connection(i: int) -> Event:
+        event = connect(i, "s", 443, T0 + i * 1000)
+        event.entity_id, event.entities = f"container:c{i}", [f"container:c{i}", "pod:ml/s"]
+        return event
+
+    events = [connection(i) for i in range(6)]  # two groups: 0..2 and 3..5
+    first = by_title(run(detect, out, events))["many connections from one pod"]
+    assert len(first) == 2
+    again = by_title(run(detect, out, [events[2], events[0], events[1]])).get("many connections from one pod", [])
+    for finding in again:
+        original = next(f for f in first if f["finding_id"] == finding["finding_id"])
+        assert (finding["time_ms"], finding["entity_id"]) == (original["time_ms"], original["entity_id"])
+    assert first[0]["entity_id"] == "container:c0"  # the group's first event names it
