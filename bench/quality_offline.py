@@ -23,9 +23,9 @@ from streams import topics
 from streams.evaluate import evaluate
 from streams.pipeline.correlate import Correlation
 from streams.pipeline.detect import Detection
+from streams.pipeline.memory import Message, commit, memory_store
 from streams.pipeline.normalize import Normalization
 from streams.pipeline.records import check_fits
-from streams.pipeline.state import Store, StoreAccess
 from streams.simulator import DEFAULT_START_MS, SimConfig, Simulator
 from streams.simulator import estate as simulator_estate
 
@@ -33,84 +33,41 @@ PARTITION = 0
 BATCH = 500
 
 
-class _Message:
-    """The surface of a consumed message the stages read."""
-
-    def __init__(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
-        self._topic, self._key, self._value, self._headers = topic, key, value, headers
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def partition(self) -> int:
-        return PARTITION
-
-    def offset(self) -> int:
-        return 0
-
-    def topic(self) -> str:
-        return self._topic
-
-    def headers(self) -> Any:
-        return self._headers
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 0)
-
-
 class _Out:
     """Collects what a stage sends, per topic."""
 
     def __init__(self) -> None:
-        self.sent: dict[str, list[_Message]] = {}
+        self.sent: dict[str, list[Message]] = {}
 
     def max_bytes(self, topic: str) -> int:
         return 1_048_588
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
         check_fits(topic, key, value, headers, self.max_bytes(topic))
-        self.sent.setdefault(topic, []).append(_Message(topic, key, value, headers))
+        self.sent.setdefault(topic, []).append(Message(value, key, PARTITION, topic=topic, headers=headers))
 
-    def take(self, topic: str) -> list[_Message]:
+    def take(self, topic: str) -> list[Message]:
         return self.sent.pop(topic, [])
-
-
-def _store(name: str) -> StoreAccess:
-    store = Store(name, topics.EVENTS, f"offline-{name}", "memory", Path())
-    store.open(PARTITION)
-    return StoreAccess(store)
-
-
-def _commit(*stores: StoreAccess) -> None:
-    for access in stores:
-        for part in access.store.partitions.values():
-            part.commit(part.changes())
 
 
 def alerts_of(settings: Settings, sim: Simulator) -> tuple[list[dict[str, Any]], int]:
     """Every alert (latest version) the stages raise on ``sim``'s records, and the records published."""
     out = _Out()
     normalization = Normalization(settings, out)
-    stores = {name: _store(name) for name in ("states", "rekeyed", "assets", "models")}
+    stores = {name: memory_store(name, partitions=1) for name in ("states", "rekeyed", "assets", "models")}
     detection = Detection(settings, out, **stores)
-    correlation_state = _store("correlation")
+    correlation_state = memory_store("correlation", partitions=1)
     correlation = Correlation(settings, out, states=correlation_state)
     alerts: dict[str, dict[str, Any]] = {}
     published = 0
-    batch: list[_Message] = []
+    batch: list[Message] = []
 
-    def flush(raw: Sequence[_Message]) -> None:
+    def flush(raw: Sequence[Message]) -> None:
         normalization.raw_batch(raw)
         detection.events_batch(out.take(topics.EVENTS))
         detection.rekeyed_batch(out.take(detection.rekey))
         correlation.findings_batch(out.take(topics.FINDINGS))
-        _commit(*stores.values(), correlation_state)
+        commit(*stores.values(), correlation_state)
         for message in out.take(topics.ALERTS):
             alert = orjson.loads(message.value() or b"{}")
             alerts[alert["alert_id"]] = alert
@@ -118,8 +75,8 @@ def alerts_of(settings: Settings, sim: Simulator) -> tuple[list[dict[str, Any]],
 
     for record in sim.records():
         published += 1
-        batch.append(_Message(topics.RAW_RUNTIME, None, orjson.dumps(record.record),
-                              [(topics.SOURCE_HEADER, record.source.encode())]))
+        batch.append(Message(orjson.dumps(record.record), None, PARTITION, topic=topics.RAW_RUNTIME,
+                             headers=[(topics.SOURCE_HEADER, record.source.encode())]))
         if len(batch) >= BATCH:
             flush(batch)
             batch = []
