@@ -29,6 +29,15 @@ state of each anchor on one worker::
     table[key] = state
     if alert is not None: publish(alert)                # upsert by (alert_id, version)
 
+**Stories that continue at another anchor.** A finding may name, in its ``continues`` attribute, the
+entity whose alert its story belongs to: a vulnerable model server exposed by someone names whom, so the
+vulnerability joins that person's exposure alert. The correlate stage then forwards the finding to that
+anchor (``forward_to``; on ``aiwarden.findings`` keyed by it, as a copy the sink skips), and with it every
+later finding of the finding's own anchor for ``correlation_window_s``: the reverse shell in the pod, the
+other replicas behind the same Service. One attack path, one alert, wherever its first finding landed. The
+alert's ``primary_entity`` becomes the attacked workload once a finding that is not a way in names one. An
+anchor whose own alert is already open keeps the finding: an alert, once raised, is not moved.
+
 **Window.** A finding within ``correlation_window_s`` of the open alert's ``first_seen`` ..
 ``last_seen`` span joins it: the alert's ``version`` goes up by one, ``last_seen`` moves, entities,
 techniques and evidence are merged (bounded: ``max_alert_entities``, 20 evidence ids, the newest
@@ -48,8 +57,9 @@ runtime or model server, whatever its node is called), not only by GPU names.
 
 **Summary.** The first finding's summary while there is one phrase; then the subject (``Model server
 pod ns/name``) and up to three phrases, those of ``WAY_IN_DETECTORS`` (exposed, vulnerable package in
-use) first: "… is publicly exposed and runs vulnerable vllm 0.6.3 in use (CVE-…), then spawned a reverse
-shell (2 tactics)".
+use) first, Sigma rules' after the built-in detectors': "… is publicly exposed and runs vulnerable vllm
+0.6.3 in use (CVE-…), then spawned a reverse shell (2 tactics)". The subject is the alert's primary entity
+when that is a workload, else its anchor.
 
 **Maturity.** The most mature detector among the findings. Alerts whose findings all come from
 ``sandbox`` detectors must never trigger containment: that policy is the caller's (containment
@@ -69,6 +79,7 @@ from schemas.entities import kind_of
 from schemas.findings import MATURITIES, SEVERITIES, SEVERITY_RANK, Alert, Finding, stable_id
 
 ANCHOR_KINDS = ("pod", "container", "apikey", "principal", "ip")
+WORKLOAD_KINDS = ("pod", "container")
 SEVERITY_BASE = {"info": 5.0, "low": 15.0, "medium": 35.0, "high": 55.0, "critical": 75.0}
 MAX_EVIDENCE = 20
 MAX_PHRASES = 6
@@ -76,6 +87,8 @@ MATURITY_RANK = {name: rank for rank, name in enumerate(reversed(MATURITIES))}  
 # Findings that say how the way in looked (exposed, vulnerable and in use): an attack path's summary tells
 # them first, whenever they arrived, then what happened.
 WAY_IN_DETECTORS = ("exposed_ai_workload", "vulnerable_ai_workload")
+# A finding attribute naming the entity whose alert the finding's anchor continues in (``Correlator.forward_to``).
+CONTINUES = "continues"
 
 
 def person(principal_id: str) -> str:
@@ -105,6 +118,15 @@ def anchor(finding: Finding) -> str:
             if entity and not entity.endswith(":") and kind_of(entity) == kind:
                 return entity
     return finding.entity_id
+
+
+def continues(finding: Finding) -> str:
+    """The anchor a finding's story continues at (its ``CONTINUES`` attribute, an entity: a principal is
+    taken as its person), or ''."""
+    entity = finding.attributes.get(CONTINUES, "")
+    if entity and kind_of(entity) == "principal":
+        return person(entity) or entity
+    return entity
 
 
 def primary(finding: Finding, key: str) -> str:
@@ -144,25 +166,55 @@ class Correlator:
         self.max_findings = config.max_alert_findings
         self.max_evidence = min(MAX_EVIDENCE, config.max_evidence)
 
-    def add(self, finding: Finding, state: dict[str, Any]) -> Alert | None:
-        """Fold ``finding`` into the anchor's open alert (or open one); the alert, or ``None`` if the
-        finding was already part of it."""
-        key = anchor(finding)
+    def forward_to(self, finding: Finding, state: dict[str, Any]) -> str | None:
+        """The anchor whose alert ``finding`` joins instead of its own (``state`` is its own anchor's), or
+        ``None``. A finding that names where its story continues (``CONTINUES``: a vulnerable workload
+        exposed by someone, whose exposure alert is that person's) goes there, and so does every later
+        finding of its anchor within ``correlation_window_s``: the reverse shell that follows in that pod
+        joins the exposure and the vulnerability in one alert. An anchor whose own alert is already open
+        (its findings came first, as in a replay) keeps the finding: an alert, once raised, is not moved."""
+        own = anchor(finding)
+        target = continues(finding)
+        if target and target != own and not self._open_at(state, finding.time_ms):
+            state["fw"] = [target, finding.time_ms - self.window_ms, finding.time_ms + self.window_ms]
+            return target
+        forward = state.get("fw")
+        if forward and int(forward[1]) <= finding.time_ms <= int(forward[2]):
+            forward[2] = max(int(forward[2]), finding.time_ms + self.window_ms)
+            return str(forward[0])
+        return None
+
+    def _open_at(self, state: dict[str, Any], time_ms: int) -> bool:
+        """Whether the anchor has an alert open at ``time_ms`` (a finding then would join it)."""
+        return "id" in state and int(state["fs"]) - self.window_ms <= time_ms <= int(state["ls"]) + self.window_ms
+
+    def add(self, finding: Finding, state: dict[str, Any], key: str | None = None) -> Alert | None:
+        """Fold ``finding`` into the open alert of ``key`` (its own anchor by default), or open one; the
+        alert, or ``None`` if the finding was already part of it."""
+        key = key or anchor(finding)
         open_alert = state.get("id")
         if open_alert is not None:
             if finding.finding_id in state["fi"]:
                 return None
-            lo, hi = int(state["fs"]) - self.window_ms, int(state["ls"]) + self.window_ms
-            if not lo <= finding.time_ms <= hi:
+            if not self._open_at(state, finding.time_ms):
                 open_alert = None
         if open_alert is None:
+            forward = state.get("fw")
             state.clear()
+            if forward:
+                state["fw"] = forward
             state.update(
-                id=stable_id(key, finding.finding_id), an=key, pe=primary(finding, key), fs=finding.time_ms,
+                id=stable_id(key, finding.finding_id), an=key, pe=primary(finding, anchor(finding)), fs=finding.time_ms,
                 ls=finding.time_ms, v=0,
                 sev=finding.severity, mat=finding.maturity, pub=False, ai=False, am=0.0,
                 det=[], tac=[], atl=[], att=[], ent=[], ev=[], fi=[], ph=[], sm="",
             )
+        elif finding.detector not in WAY_IN_DETECTORS and kind_of(str(state["pe"])) not in WORKLOAD_KINDS:
+            # a workload that was attacked, not whom exposed it, is what the alert is about (and what
+            # containment acts on): a finding forwarded here (``forward_to``) names it
+            own = primary(finding, anchor(finding))
+            if kind_of(own) in WORKLOAD_KINDS:
+                state["pe"] = own
         self._fold(finding, state)
         return self.alert(state, finding.time_ms)
 
@@ -229,6 +281,8 @@ class Correlator:
     @staticmethod
     def _subject(state: dict[str, Any]) -> str:
         key = str(state["an"])
+        if kind_of(str(state.get("pe") or "")) in WORKLOAD_KINDS:
+            key = str(state["pe"])
         kind, _, value = key.partition(":")
         if kind == "pod":
             return f"Model server pod {value}" if state.get("aw") else f"Pod {value}"
@@ -244,7 +298,9 @@ class Correlator:
         return key
 
     def _summary(self, state: dict[str, Any]) -> str:
-        phrases = [p[1] for p in sorted(state["ph"], key=lambda p: p[0] not in WAY_IN_DETECTORS)]
+        # the way in first, then what happened; a built-in detector's phrase before a Sigma rule's
+        phrases = [p[1] for p in sorted(state["ph"], key=lambda p: (p[0] not in WAY_IN_DETECTORS,
+                                                                    p[0].startswith("sigma:")))]
         if len(phrases) <= 1:
             return str(state["sm"])
         shown = ", then ".join(phrases[:3])
@@ -253,4 +309,4 @@ class Correlator:
         return f"{self._subject(state)} {shown}{more} ({tactics} tactic{'s' if tactics != 1 else ''})"
 
 
-__all__ = ["ANCHOR_KINDS", "Correlator", "SEVERITIES", "anchor", "person", "risk_score"]
+__all__ = ["ANCHOR_KINDS", "CONTINUES", "Correlator", "SEVERITIES", "anchor", "person", "risk_score"]

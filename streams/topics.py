@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -38,6 +40,16 @@ COMPACTED = frozenset({ACCOUNTS, EXCEPTIONS, APPROVALS})
 
 # The message header naming a raw record's source format (falco, cloudtrail, …); optional.
 SOURCE_HEADER = "aiwarden-source"
+# On aiwarden.findings: a copy the correlate stage re-keyed to the anchor whose alert it joins (the value
+# names the anchor it came from). The finding itself is the record without it: the sink and anyone
+# reading findings skip these (``forwarded``).
+FORWARDED_HEADER = "aiwarden-forwarded-from"
+
+
+def forwarded(message: Any) -> bool:
+    """Whether a record of aiwarden.findings is the correlate stage's re-keyed copy (``FORWARDED_HEADER``)."""
+    headers = message.headers()
+    return bool(headers) and any(name == FORWARDED_HEADER for name, _ in headers)
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:

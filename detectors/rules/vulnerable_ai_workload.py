@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 
 from detectors.base import Detector, Observed, State, clean, h32, lru_add
 from detectors.config import DetectionConfig
+from detectors.correlation import CONTINUES
 from detectors.policy import glob_matcher
 from detectors.rules.exposed_ai_workload import ExposedAIWorkload
 from schemas import entities as ent
@@ -69,12 +70,13 @@ RUNTIME_CLASSES = frozenset({PROCESS_ACTIVITY, FILE_ACTIVITY, NETWORK_ACTIVITY})
 HOP = "vulns_hop"  # extra key of a forwarded event: "namespace" (image seen in a namespace) | "exposure"
 EXPOSURE = "vulns_exposure"  # extra key: how the namespace is exposed (on "exposure" hops)
 SERVICE = "vulns_service"  # extra key: the exposing Service's base name (on "exposure" hops)
+EXPOSED_BY = "vulns_exposed_by"  # extra key: who created or changed that Service (on "exposure" hops)
 SERVICE_SUFFIXES = ("-public", "-external", "-ext", "-lb", "-loadbalancer", "-nodeport", "-svc", "-service",
                     "-ingress", "-internal")
 
 MAX_PACKAGES, MAX_VULNS, MAX_WORKLOADS, MAX_EXPOSURES, MAX_IMAGES, MAX_REPORTED = 4, 3, 3, 2, 8, 8
 NAME_CHARS, VERSION_CHARS, ID_CHARS, IMAGE_CHARS, HOW_CHARS = 32, 16, 20, 80, 56
-NAMESPACE_CHARS, WORKLOAD_CHARS, SERVICE_CHARS = 40, 80, 32
+NAMESPACE_CHARS, WORKLOAD_CHARS, SERVICE_CHARS, PRINCIPAL_CHARS = 40, 80, 32, 160
 SEVERITY_POINTS = {"CRITICAL": 40, "HIGH": 30, "MEDIUM": 15, "LOW": 5, "UNKNOWN": 5}
 PRIORITIES = ("critical", "high", "medium", "low", "none")
 OS_ECOSYSTEMS = frozenset({"deb", "rpm", "apk", "alpm", "debian", "ubuntu", "alpine", "redhat"})
@@ -264,7 +266,8 @@ class VulnerableAIWorkload(Detector):
         how = self._exposure(event)
         if not how:
             return Observed([], [], [])
-        exposure = [clean(service_base(event.resource), SERVICE_CHARS), clean(how, HOW_CHARS)]
+        exposure = [clean(service_base(event.resource), SERVICE_CHARS), clean(how, HOW_CHARS),
+                    clean(event.principal, PRINCIPAL_CHARS)]
         exposures: list[list[str]] = state.setdefault("ex", [])
         lru_add(exposures, exposure, MAX_EXPOSURES)
         images: list[str] = state.setdefault("im", [])
@@ -279,10 +282,12 @@ class VulnerableAIWorkload(Detector):
     @staticmethod
     def _hop(event: Event, exposure: list[str] | None = None) -> Event:
         """``event`` marked for the other side of the join: to the namespace (no ``exposure``), or back to
-        an image with an exposure ``[service base name, how]``."""
+        an image with an exposure ``[service base name, how, by whom]``."""
         extra = {**event.extra, HOP: "exposure" if exposure else "namespace"}
         if exposure:
-            extra[SERVICE], extra[EXPOSURE] = exposure
+            extra[SERVICE], extra[EXPOSURE] = exposure[:2]
+            if len(exposure) > 2 and exposure[2]:
+                extra[EXPOSED_BY] = exposure[2]
         return dataclasses.replace(event, extra=extra)
 
     # --- image state ------------------------------------------------------------------------------------
@@ -290,10 +295,11 @@ class VulnerableAIWorkload(Detector):
         namespace = clean(event.namespace, NAMESPACE_CHARS)
         base = clean(event.extra.get(SERVICE, ""), SERVICE_CHARS)
         how = clean(event.extra.get(EXPOSURE, "") or "public Service", HOW_CHARS)
+        by = clean(event.extra.get(EXPOSED_BY, ""), PRINCIPAL_CHARS)
         exposed: list[list[str]] = state.setdefault("xn", [])
         if any(item[:2] == [namespace, base] for item in exposed):
             return Observed([], [], [])
-        exposed.append([namespace, base, how])
+        exposed.append([namespace, base, how, by])
         del exposed[:-MAX_EXPOSURES]
         changed = [w for w in state.get("wl", []) if w[1] == namespace and fronts(base, str(w[0]))]
         return self._changed(event, state, changed)
@@ -399,10 +405,19 @@ class VulnerableAIWorkload(Detector):
     def _exposure_of(self, state: State, workload: list[Any]) -> str:
         """How a workload is exposed ('' when it is not): a public Service named after it in its namespace,
         else the inventory's word."""
-        for namespace, base, how in state.get("xn", []):
-            if namespace and namespace == workload[1] and fronts(str(base), str(workload[0])):
-                return str(how)
+        exposure = self._exposing(state, workload)
+        if exposure:
+            return str(exposure[2])
         return "inventory: exposed" if workload[6] else ""
+
+    @staticmethod
+    def _exposing(state: State, workload: list[Any]) -> list[str]:
+        """The exposure ``[namespace, base, how, by whom]`` of a Service named after the workload, or []."""
+        for exposure in state.get("xn", []):
+            namespace, base = exposure[0], exposure[1]
+            if namespace and namespace == workload[1] and fronts(str(base), str(workload[0])):
+                return [*exposure, ""][:4]  # kept from before "by whom" was: three items
+        return []
 
     def _changed(self, event: Event, state: State, workloads: list[list[Any]], only: str = "") -> Observed:
         """Rows of the AI packages (``only`` one) for ``workloads`` (the image itself when none runs it),
@@ -460,6 +475,16 @@ class VulnerableAIWorkload(Detector):
             entities.append(str(workload[7]))
         if workload[1]:
             entities.append(ent.namespace(str(workload[1])))
+        attributes = {
+            "phrase": phrase, "kind": "vulnerable_package", "ai_workload": "true" if workload[5] else "false",
+            "vulnerabilities": ",".join(ids), "packages": ",".join(packages), "package": str(package[0]),
+            "priority": prio.level, "priority_score": str(prio.score), "reasons": "; ".join(prio.reasons),
+            "top_vulnerability": vuln_id, "image": image,
+        }
+        by = self._exposing(state, workload)[3:] if how else []
+        if by and by[0]:  # the exposure's alert is whom exposed it: this workload's story continues there
+            entities.append(ent.principal(by[0]))
+            attributes[CONTINUES] = ent.principal(by[0])
         return self.finding(
             event=event,
             entity_id=str(workload[0]),
@@ -469,12 +494,7 @@ class VulnerableAIWorkload(Detector):
             severity="critical",
             ai_asset=bool(workload[5]),
             public_exposure=bool(how),
-            attributes={
-                "phrase": phrase, "kind": "vulnerable_package", "ai_workload": "true" if workload[5] else "false",
-                "vulnerabilities": ",".join(ids), "packages": ",".join(packages), "package": str(package[0]),
-                "priority": prio.level, "priority_score": str(prio.score), "reasons": "; ".join(prio.reasons),
-                "top_vulnerability": vuln_id, "image": image,
-            },
+            attributes=attributes,
         )
 
     def _row(self, event: Event, state: State, workload: list[Any], package: list[Any], vuln: list[Any],

@@ -1,5 +1,7 @@
 """``aiwarden.findings`` (keyed by anchor) → one open alert per anchor → ``aiwarden.alerts``, and each alert
-version as an OCSF Detection Finding → ``aiwarden.ocsf`` (same transaction)."""
+version as an OCSF Detection Finding → ``aiwarden.ocsf`` (same transaction). A finding whose story continues
+at another anchor (``Correlator.forward_to``) goes back onto ``aiwarden.findings`` keyed by that anchor, as a
+copy marked ``FORWARDED_HEADER`` that the sink skips, and joins the alert there."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import orjson
 from detectors.correlation import Correlator, anchor
 from infra.settings import Settings
 from schemas.codec import encode
-from schemas.findings import Finding
+from schemas.findings import Alert, Finding
 from streams import topics
 from streams.integrations.ocsf import detection_finding
 from streams.metrics import ALERTS
@@ -23,8 +25,14 @@ from streams.soc.exceptions import Exceptions
 log = logging.getLogger(__name__)
 
 
-def _add(state: dict[str, Any], correlator: Correlator, finding: Finding) -> Any:
-    return correlator.add(finding, state)
+def _correlate(state: dict[str, Any], correlator: Correlator, finding: Finding, key: str,
+               forwarded: bool) -> Alert | str | None:
+    """The alert ``finding`` makes at ``key``, or the anchor it goes on to (``Correlator.forward_to``)."""
+    if not forwarded:
+        target = correlator.forward_to(finding, state)
+        if target is not None:
+            return target
+    return correlator.add(finding, state, key)
 
 
 class Correlation:
@@ -46,7 +54,14 @@ class Correlation:
                         "finding_id": finding.finding_id, "exception_id": suppressed_by,
                         "detector": finding.detector, "entity_id": finding.entity_id, "time_ms": finding.time_ms}))
                     continue
-                alert = self.states.apply(anchor(finding), message.partition(), _add, self.correlator, finding)
+                copy = topics.forwarded(message)
+                key = (copy and (message.key() or b"").decode()) or anchor(finding)
+                result = self.states.apply(key, message.partition(), _correlate, self.correlator, finding, key, copy)
+                if isinstance(result, str):  # to the partition of the alert it joins, as a copy the sink skips
+                    self.out.send(topics.FINDINGS, result.encode(), message.value(),
+                                  [(topics.FORWARDED_HEADER, key.encode())])
+                    continue
+                alert = result
                 if alert is not None:
                     self.out.send(topics.ALERTS, alert.alert_id.encode(), encode(alert))
             except OversizedOutput as exc:

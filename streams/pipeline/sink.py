@@ -277,10 +277,12 @@ class ClickHouseSink(ConsumerThread):
 
     def _add(self, messages: Sequence[Any]) -> None:
         """Add consumed records to the buffered batch, a run of one partition at a time (librdkafka returns
-        each partition's records in runs): per record only its value and its partition are read."""
+        each partition's records in runs): per record only its value and its partition are read (and on
+        aiwarden.findings its headers: the correlate stage's re-keyed copies are not rows)."""
         last: TP | None = None
         head = tail = None
         run: list[bytes] = []
+        findings = False
         for message in messages:
             if message.error() is not None and skip_error(message, "sink"):
                 continue
@@ -289,8 +291,9 @@ class ClickHouseSink(ConsumerThread):
                 if last is not None:
                     self._add_run(last, head, tail, run)
                 last, head, run = tp, message, []
+                findings = tp[0] == topics.FINDINGS
             value = message.value()
-            if value is not None:
+            if value is not None and not (findings and topics.forwarded(message)):  # a re-keyed copy: once is enough
                 run.append(value)
             tail = message
         if last is not None:

@@ -54,6 +54,9 @@ Build = Callable[[random.Random, int], Record]
 Step = tuple[int, str, Build]
 
 _SHARE = dict(SOURCE_SHARES)
+# Attacks start after at least this much event time: the detectors' own warm-ups (an API key is judged after
+# DetectionConfig.key_warmup_s, 10 s by default) must have passed in a short run such as the demo's 20 s.
+WARMUP_MS = 12_000
 
 
 @dataclass
@@ -90,8 +93,10 @@ class Ctx:
         return self.rate * _SHARE["gateway"] * self.world.key_share(key)
 
     def window(self, length_ms: float) -> int:
-        """Start of a window of ``length_ms`` after a warm-up quarter and before the last 5%."""
-        lo = 0.25 * self.duration_ms
+        """Start of a window of ``length_ms`` after the warm-up and before the last 5%: a quarter of the
+        run, and at least ``WARMUP_MS`` (half of a short run) so that the detectors' own warm-ups (an API
+        key's first ``key_warmup_s``) have passed when an attack starts."""
+        lo = max(0.25 * self.duration_ms, min(WARMUP_MS, 0.5 * self.duration_ms))
         hi = max(lo, 0.95 * self.duration_ms - length_ms)
         return self.start_ms + int(self.rng.uniform(lo, hi))
 

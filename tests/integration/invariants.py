@@ -272,6 +272,8 @@ def duplicate_records(settings: Settings, topic: str, since: dict[int, int], ids
                     continue
                 if message.offset() + 1 >= ends[message.partition()]:
                     pending.discard(message.partition())
+                if topics.forwarded(message):  # the correlate stage's re-keyed copy of a finding
+                    continue
                 record_id = orjson.loads(message.value())[ID_FIELDS[topic]]
                 if ids is not None and record_id not in ids:
                     continue

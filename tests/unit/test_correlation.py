@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from detectors.config import DetectionConfig
-from detectors.correlation import Correlator, anchor, person, risk_score
+from detectors.correlation import CONTINUES, Correlator, anchor, person, risk_score
 from detectors.registry import build_all, by_class, detect_all
 from schemas import entities as ent
 from schemas.findings import Alert, Finding, stable_id
@@ -116,6 +116,65 @@ def test_attack_path_becomes_one_alert() -> None:
     # two detectors confirm one attack path: +5 (clamped at 100)
     assert second.risk_score == risk_score("critical", False, True, 0.8, 3, 2) == min(100, 75 + 5 + 8 + 10 + 5)
     assert len(states) == 1
+
+
+def route(findings: list[Finding]) -> tuple[list[Alert | None], dict[str, Any]]:
+    """What the correlate stage does: each finding at its own anchor, or forwarded and folded where it goes."""
+    correlator = Correlator(CONFIG)
+    states: dict[str, dict[str, Any]] = {}
+    out = []
+    for f in findings:
+        target = correlator.forward_to(f, states.setdefault(anchor(f), {}))
+        key = target or anchor(f)
+        out.append(correlator.add(f, states.setdefault(key, {}), key))
+    return out, states
+
+
+def test_exposed_vulnerable_workload_and_its_shell_join_the_exposure_alert() -> None:
+    """An engineer exposes a model server; its replicas run a critical CVE in use; one replica spawns a reverse
+    shell: one alert (at the engineer's anchor), about the attacked pod, not a second one per pod."""
+    engineer = ent.principal("ana.lima@example.com")
+    replica = ent.pod("ml-prod", "vllm-1")
+    exposure = finding("exposed_ai_workload", entity=engineer, entities=(ent.namespace("ml-prod"),),
+                       tactics=("initial-access",), phrase="exposed LoadBalancer vllm-public")
+
+    def vulnerable(pod: str, t: int) -> Finding:
+        f = finding("vulnerable_ai_workload", t=t, entity=pod, entities=(engineer,), severity="critical",
+                    tactics=("initial-access",), phrase="is publicly exposed and runs vulnerable vllm 0.6.3 in use")
+        f.attributes[CONTINUES] = engineer
+        return f
+
+    shell = finding("model_server_shell", t=T0 + 90_000, entity=CONTAINER, entities=(POD,), severity="critical",
+                    phrase="spawned a reverse shell")
+    later = finding("model_server_shell", t=T0 + 90_000 + 3 * CONFIG.correlation_window_s * 1000, entity=CONTAINER,
+                    entities=(POD,), severity="critical", phrase="spawned a reverse shell", n=1)
+    alerts, states = route([exposure, vulnerable(replica, T0 + 30_000), vulnerable(POD, T0 + 40_000), shell, later])
+    ids = [a.alert_id for a in alerts if a]
+    assert len(set(ids[:4])) == 1 and ids[0] == stable_id(ent.principal("ana.lima"), exposure.finding_id)
+    joined = alerts[3]
+    assert joined is not None and joined.version == 4
+    assert joined.detectors == ["exposed_ai_workload", "vulnerable_ai_workload", "model_server_shell"]
+    assert joined.primary_entity == POD  # the attacked pod, not the engineer nor the first vulnerable replica
+    assert joined.summary.startswith("Model server pod ml-prod/vllm-0 exposed LoadBalancer vllm-public, then is")
+    assert {engineer, replica, POD} <= set(joined.entities)
+    # the pod's story stays at the engineer's alert for a correlation window after its last finding there;
+    # a shell three windows later is the pod's own alert
+    assert states[POD]["fw"][0] == ent.principal("ana.lima") and states[POD]["an"] == POD
+    assert alerts[4] is not None and alerts[4].alert_id not in ids[:4]
+    assert alerts[4].primary_entity == POD and set(states) == {ent.principal("ana.lima"), replica, POD}
+
+
+def test_a_finding_naming_its_own_anchor_or_reaching_an_open_alert_is_not_forwarded() -> None:
+    correlator = Correlator(CONFIG)
+    f = finding("vulnerable_ai_workload", severity="critical")
+    f.attributes[CONTINUES] = POD
+    assert correlator.forward_to(f, {}) is None
+    # the shell came first (a replay): the pod's alert is open and keeps the way in, nothing is moved
+    state: dict[str, Any] = {}
+    correlator.add(finding("model_server_shell", severity="critical"), state)
+    f.attributes[CONTINUES] = ent.principal("ana.lima@example.com")
+    assert correlator.forward_to(f, state) is None and "fw" not in state
+    assert correlator.forward_to(f, {}) == ent.principal("ana.lima")
 
 
 def test_single_finding_alert_keeps_its_summary() -> None:

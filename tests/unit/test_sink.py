@@ -377,3 +377,19 @@ def test_a_sink_stopping_while_clickhouse_is_down_commits_nothing_and_lets_its_i
             future.result(10)
     assert sink._retrying == 0  # noqa: SLF001
     assert not client.inserts
+
+
+def test_the_correlate_stages_re_keyed_copies_of_findings_are_not_rows_but_are_committed() -> None:
+    """A finding the correlate stage forwarded to another anchor is on aiwarden.findings twice: the row is
+    written once, and the copy's offset is committed with the rest."""
+    client = FakeClient()
+    tp = (topics.FINDINGS, 0)
+    consumer = FakeConsumer({tp: 3})
+    sink = sink_with(client, consumer)
+    consumer.feed(topics.FINDINGS, 0, range(0, 2))
+    consumer.queue.append(Message(orjson.dumps({"id": "row-0"}), b"principal:ana", partition=0, offset=2,
+                                  topic=topics.FINDINGS, headers=[(topics.FORWARDED_HEADER, b"pod:ml/vllm-0")]))
+    sink._step(consumer)  # noqa: SLF001
+    assert sink.flush(10)
+    assert [(table, n) for table, n, _ in client.inserts] == [("aiwarden.findings", 2)]
+    assert consumer.committed == {tp: 3}

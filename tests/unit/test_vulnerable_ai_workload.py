@@ -10,6 +10,7 @@ import pytest
 
 from detectors.base import STATE_BOUND_BYTES
 from detectors.config import DetectionConfig
+from detectors.correlation import CONTINUES
 from detectors.rules.vulnerable_ai_workload import (
     VulnerabilityRow,
     VulnerableAIWorkload,
@@ -177,6 +178,10 @@ def test_exposed_vulnerable_in_use_raises_one_finding_whatever_the_order(order: 
     assert finding.attributes["priority"] == "critical"
     assert "publicly exposed (LoadBalancer Service ml-prod/vllm-public on port 8000)" in finding.summary
     assert "vllm 0.6.3 in use" in finding.summary
+    # who exposed it: the workload's story continues at that principal's exposure alert
+    exposer = exposure().principal
+    assert exposer and finding.attributes[CONTINUES] == f"principal:{exposer}"
+    assert f"principal:{exposer}" in finding.entities
     latest = {(r.workload, r.package, r.vulnerability_id): r for r in rows}
     rce = latest[("pod:ml-prod/vllm-0", "vllm", "CVE-2024-11041")]
     assert (rce.in_use, rce.exposed, rce.ai_asset, rce.priority, rce.priority_score) == (1, 1, 1, "critical", 100)
@@ -237,6 +242,7 @@ def test_falco_events_and_inventory_context_count() -> None:
     event.extra.update({"ai_asset": "pod:ml-prod/vllm-0", "ai_exposed": "true"})
     findings, _ = join_run(detector(), [*scan(), event])
     assert len(findings) == 1 and "inventory: exposed" in findings[0].summary
+    assert CONTINUES not in findings[0].attributes  # nobody's exposure to join: the pod's own alert
 
 
 def test_state_stays_bounded_under_hostile_scans_and_workloads() -> None:
