@@ -71,6 +71,7 @@ findings on one anchor.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from detectors.base import bump, short_principal
@@ -87,7 +88,8 @@ MATURITY_RANK = {name: rank for rank, name in enumerate(reversed(MATURITIES))}  
 # Findings that say how the way in looked (exposed, vulnerable and in use): an attack path's summary tells
 # them first, whenever they arrived, then what happened.
 WAY_IN_DETECTORS = ("exposed_ai_workload", "vulnerable_ai_workload")
-# A finding attribute naming the entity whose alert the finding's anchor continues in (``Correlator.forward_to``).
+# A finding attribute naming the entity whose alert the finding and its anchor's story join
+# (``Correlator.forward_to``).
 CONTINUES = "continues"
 
 
@@ -166,23 +168,63 @@ class Correlator:
         self.max_findings = config.max_alert_findings
         self.max_evidence = min(MAX_EVIDENCE, config.max_evidence)
 
-    def forward_to(self, finding: Finding, state: dict[str, Any]) -> str | None:
+    def forward_to(self, finding: Finding, state: dict[str, Any]) -> tuple[str, dict[str, Any] | None] | None:
         """The anchor whose alert ``finding`` joins instead of its own (``state`` is its own anchor's), or
         ``None``. A finding that names where its story continues (``CONTINUES``: a vulnerable workload
         exposed by someone, whose exposure alert is that person's) goes there, and so does every later
         finding of its anchor within ``correlation_window_s``: the reverse shell that follows in that pod
-        joins the exposure and the vulnerability in one alert. An anchor whose own alert is already open
-        (its findings came first, as in a replay) keeps the finding: an alert, once raised, is not moved."""
+        joins the exposure and the vulnerability in one alert; so do the other replicas behind the exposed
+        Service (an attacker's requests land on any of them). Returned with the anchor: the anchor's own open
+        alert, if its findings came first (a Falco-only estate sees the server in use only when it
+        misbehaves; a replay), taken out of ``state`` to be merged there (``merge``)."""
         own = anchor(finding)
         target = continues(finding)
-        if target and target != own and not self._open_at(state, finding.time_ms):
+        if target and target != own:
             state["fw"] = [target, finding.time_ms - self.window_ms, finding.time_ms + self.window_ms]
-            return target
+            carried = None
+            if self._open_at(state, finding.time_ms):
+                carried = {k: v for k, v in state.items() if k != "fw"}
+                for k in carried:
+                    del state[k]
+            return target, carried
         forward = state.get("fw")
         if forward and int(forward[1]) <= finding.time_ms <= int(forward[2]):
             forward[2] = max(int(forward[2]), finding.time_ms + self.window_ms)
-            return str(forward[0])
+            return str(forward[0]), None
         return None
+
+    def merge(self, carried: dict[str, Any], state: dict[str, Any], updated_ms: int) -> Alert | None:
+        """Fold another anchor's alert (its compact state, from ``forward_to``) into the open alert of
+        ``state``; that alert's last version (status ``merged``, ``merged_into`` this one), or ``None`` when it
+        was merged before (redelivery)."""
+        if "id" not in state or carried.get("id") in state.setdefault("mg", []):
+            return None
+        lru = state["mg"]
+        lru.append(carried["id"])
+        del lru[:-MAX_EVIDENCE]
+        state["v"] = int(state["v"]) + 1
+        state["fs"] = min(int(state["fs"]), int(carried["fs"]))
+        state["ls"] = max(int(state["ls"]), int(carried["ls"]))
+        if SEVERITY_RANK[carried["sev"]] > SEVERITY_RANK[state["sev"]]:
+            state["sev"] = carried["sev"]
+        if MATURITY_RANK[carried["mat"]] > MATURITY_RANK[state["mat"]]:
+            state["mat"] = carried["mat"]
+        for flag in ("pub", "ai", "aw"):
+            state[flag] = bool(state.get(flag)) or bool(carried.get(flag))
+        state["am"] = max(float(state["am"]), float(carried["am"]))
+        for name, cap in (("det", 32), ("tac", 16), ("atl", 32), ("att", 32), ("ent", self.max_entities)):
+            _merge(state[name], carried[name], cap)
+        for name, cap in (("ev", self.max_evidence), ("fi", self.max_findings)):
+            _merge(state[name], carried[name], len(state[name]) + len(carried[name]))
+            del state[name][:-cap]
+        for phrase in carried["ph"]:
+            if all(p[1] != phrase[1] for p in state["ph"]) and len(state["ph"]) < MAX_PHRASES:
+                state["ph"].append(phrase)
+        attacked = kind_of(str(carried["pe"])) if any(d not in WAY_IN_DETECTORS for d in carried["det"]) else ""
+        if attacked in WORKLOAD_KINDS and kind_of(str(state["pe"])) not in WORKLOAD_KINDS:
+            state["pe"] = carried["pe"]  # the attacked workload, as in ``add``
+        carried["v"] = int(carried["v"]) + 1
+        return dataclasses.replace(self.alert(carried, updated_ms), status="merged", merged_into=str(state["id"]))
 
     def _open_at(self, state: dict[str, Any], time_ms: int) -> bool:
         """Whether the anchor has an alert open at ``time_ms`` (a finding then would join it)."""

@@ -60,10 +60,11 @@ class Alert:
     evidence_event_ids: list[str]
     finding_ids: list[str]
     maturity: str  # the most mature of its findings' detectors
-    status: str = "open"
+    status: str = "open"  # open | merged (its findings went on in ``merged_into``) | closed
     version: int = 1  # bumped each time the alert is updated
     updated_ms: int = 0
     ai_asset: bool = False  # a finding was about an AI asset the inventory knows (model server, training runtime)
+    merged_into: str = ""  # the alert this one became part of (status merged)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

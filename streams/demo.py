@@ -150,7 +150,8 @@ def fetch_alerts(client: Client, db: str, window: dict[str, int]) -> list[dict[s
         client.query(
             "SELECT alert_id, first_seen, last_seen, severity, risk_score, detectors, entities, summary, "  # noqa: S608
             f"attack_techniques, atlas_techniques, maturity FROM {db}.alerts FINAL "
-            "WHERE last_seen >= {start:Int64} AND first_seen < {end:Int64} + 600000 ORDER BY risk_score DESC",
+            "WHERE last_seen >= {start:Int64} AND first_seen < {end:Int64} + 600000 AND status != 'merged' "
+            "ORDER BY risk_score DESC",
             parameters=window,
         ).named_results()
     )

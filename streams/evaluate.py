@@ -7,7 +7,8 @@ principal, API key, IP): a namespace, node, model or image is shared by half an 
 on one key that uses ``gpt-4o`` does not detect an attack on another. An alert counts towards the
 alerts of one attack only, the one it shares the most identifiers with, and detects only the attacks
 sharing that most (``alerts`` per class: how many alerts the SOC saw for that class's attacks). An
-alert that detects no label is a false alert; false alerts are also reported per 100k benign events.
+alert that detects no label is a false alert; false alerts are also reported per 100k benign events. An
+alert merged into another (status ``merged``) is not counted: the SOC sees the one it joined.
 Time to detect is event time: the alert's ``first_seen`` minus the attack's start.
 """
 
@@ -72,6 +73,7 @@ def evaluate(labels: list[AttackLabel], alerts: list[dict[str, Any]], benign_eve
     first_detection: dict[str, int] = {}
     matched_any: set[str] = set()
     per_class_alerts: dict[str, set[str]] = defaultdict(set)
+    alerts = [a for a in alerts if a.get("status") != "merged"]  # its findings are in the alert it joined
     for alert in alerts:
         candidates = [label for label in labels if matches(alert, label, slack_ms)]
         if not candidates:

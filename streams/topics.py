@@ -44,12 +44,22 @@ SOURCE_HEADER = "aiwarden-source"
 # names the anchor it came from). The finding itself is the record without it: the sink and anyone
 # reading findings skip these (``forwarded``).
 FORWARDED_HEADER = "aiwarden-forwarded-from"
+# On such a copy: the alert of the anchor it came from (compact correlation state, JSON), to be merged into the
+# alert the copy joins (``Correlator.merge``).
+MERGE_HEADER = "aiwarden-merge"
 
 
 def forwarded(message: Any) -> bool:
     """Whether a record of aiwarden.findings is the correlate stage's re-keyed copy (``FORWARDED_HEADER``)."""
-    headers = message.headers()
-    return bool(headers) and any(name == FORWARDED_HEADER for name, _ in headers)
+    return header(message, FORWARDED_HEADER) is not None
+
+
+def header(message: Any, name: str) -> bytes | None:
+    """The value of a record's header ``name`` (the first), or ``None``."""
+    for key, value in message.headers() or ():
+        if key == name:
+            return bytes(value) if value is not None else b""
+    return None
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:

@@ -29,7 +29,9 @@ available, 0..100; ``vuln_priority_critical`` / ``_high`` / ``_medium`` / ``_low
 critical CVE in a package in use on an exposed AI workload is 100; the same CVE not in use, 75 (high).
 Every row and finding carries the reasons.
 
-**Findings**: one per workload and set of critical-priority vulnerabilities (id from the workload and the
+**Findings** name whom exposed the workload, when a Service change did (``continues``): the finding, and
+the workload's next findings (the reverse shell, say), join that person's exposure alert
+(``detectors.correlation``). One per workload and set of critical-priority vulnerabilities (id from the workload and the
 sorted vulnerability ids, remembered as hashes), so redelivery and repeats raise nothing new.
 **Rows** (``VulnerabilityRow``, the ``vulnerabilities`` table) whenever one changes: a scan, a new
 workload or package in use, an exposure, the last-seen time (every ``vuln_in_use_refresh_s``).

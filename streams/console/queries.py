@@ -21,7 +21,7 @@ MAX_LIMIT = 1000
 ALERT_COLUMNS = (
     "alert_id, first_seen, last_seen, severity, risk_score, detectors, atlas_techniques, attack_techniques, "
     "tactics, entities, primary_entity, summary, evidence_event_ids, finding_ids, maturity, status, version, "
-    "updated_ms"
+    "updated_ms, merged_into"
 )
 EVENT_COLUMNS = (
     "event_id, time_ms, source, class_uid, activity, message, entity_id, principal, api_key_id, cluster, namespace, "
@@ -74,7 +74,7 @@ class ConsoleQueries:
             return False
 
     def alerts(self, alert_filter: AlertFilter, limit: int = 100, since_ms: int = 0) -> list[dict[str, Any]]:
-        """The latest version of recent alerts, newest activity first."""
+        """The latest version of recent alerts, newest activity first (not those merged into another)."""
         severities = [s for s in SEVERITIES if SEVERITY_RANK[s] >= SEVERITY_RANK[alert_filter.min_severity]]
         sql = f"""
             SELECT {ALERT_COLUMNS} FROM {self.db}.alerts FINAL
@@ -82,6 +82,7 @@ class ConsoleQueries:
               AND (empty({{detectors:Array(String)}}) OR hasAny(detectors, {{detectors:Array(String)}}))
               AND ({{entity:String}} = '' OR primary_entity = {{entity:String}} OR has(entities, {{entity:String}}))
               AND last_seen >= {{since:Int64}}
+              AND status != 'merged'
             ORDER BY last_seen DESC, alert_id
             LIMIT {{limit:UInt32}}"""  # noqa: S608 - the database name is a setting, values are bound
         limit = _bounded(limit)

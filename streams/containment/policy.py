@@ -270,7 +270,10 @@ class Policy(BaseModel):
     # --- deciding ----------------------------------------------------------------------------------
 
     def decide(self, alert: Alert, state: dict[str, Any]) -> list[Action]:
-        """The new actions for ``alert``; updates ``state`` (JSON-serializable, owned by the caller)."""
+        """The new actions for ``alert``; updates ``state`` (JSON-serializable, owned by the caller). A merged
+        alert's last version decides nothing: the alert it joined carries its findings on."""
+        if alert.status == "merged":
+            return []
         decided: dict[str, int] = state.setdefault("decided", {})
         recent: dict[str, list[int]] = state.setdefault("recent", {})
         now = alert.last_seen

@@ -2,7 +2,8 @@
 
 One record per alert version, on ``aiwarden.ocsf`` (the correlate stage sends it in the same Kafka
 transaction as the alert): ``activity_id`` 1 Create for version 1, 2 Update for every later version
-(correlation folded another finding in), 3 Close for an alert whose ``status`` is ``closed``. aiwarden has
+(correlation folded another finding in), 3 Close for an alert whose ``status`` is ``closed`` or ``merged``
+(its findings went on in another alert: ``status`` Other "Merged", ``status_detail`` names that alert). aiwarden has
 no triage yet, so nothing closes an alert today; an alert that stops growing simply gets no more records
 (a new alert replaces it when its anchor's next finding falls outside the correlation window).
 
@@ -70,9 +71,15 @@ PRODUCT = {"name": "aiwarden", "vendor_name": "aiwarden", "version": _product_ve
 
 def activity(alert: Alert) -> int:
     """Create for an alert's first version, Close once closed, Update otherwise."""
-    if alert.status == "closed":
+    if alert.status in ("closed", "merged"):
         return CLOSE
     return CREATE if alert.version <= 1 else UPDATE
+
+
+def _status(alert: Alert, activity_id: int) -> dict[str, Any]:
+    if alert.status == "merged":
+        return {"status_id": 99, "status": "Merged", "status_detail": f"merged into alert {alert.merged_into}"}
+    return {"status_id": 4, "status": "Resolved"} if activity_id == CLOSE else {"status_id": 1, "status": "New"}
 
 
 def _ref(entry_id: str, entry: dict[str, Any]) -> dict[str, Any]:
@@ -185,8 +192,7 @@ def detection_finding(alert: Alert) -> dict[str, Any]:
         "end_time": alert.last_seen,
         "severity_id": severity_id,
         "severity": SEVERITY_NAMES[severity_id],
-        "status_id": 4 if activity_id == CLOSE else 1,
-        "status": "Resolved" if activity_id == CLOSE else "New",
+        **_status(alert, activity_id),
         "message": alert.summary,
         "is_alert": True,
         "confidence_id": confidence_id,

@@ -1,7 +1,8 @@
 """``aiwarden.findings`` (keyed by anchor) → one open alert per anchor → ``aiwarden.alerts``, and each alert
 version as an OCSF Detection Finding → ``aiwarden.ocsf`` (same transaction). A finding whose story continues
 at another anchor (``Correlator.forward_to``) goes back onto ``aiwarden.findings`` keyed by that anchor, as a
-copy marked ``FORWARDED_HEADER`` that the sink skips, and joins the alert there."""
+copy marked ``FORWARDED_HEADER`` that the sink skips, and joins the alert there; an alert its own anchor had
+open goes along (``MERGE_HEADER``) and is merged: its last version says ``merged`` and names the alert it joined."""
 
 from __future__ import annotations
 
@@ -25,14 +26,19 @@ from streams.soc.exceptions import Exceptions
 log = logging.getLogger(__name__)
 
 
-def _correlate(state: dict[str, Any], correlator: Correlator, finding: Finding, key: str,
-               forwarded: bool) -> Alert | str | None:
-    """The alert ``finding`` makes at ``key``, or the anchor it goes on to (``Correlator.forward_to``)."""
+def _correlate(state: dict[str, Any], correlator: Correlator, finding: Finding, key: str, forwarded: bool,
+               carried: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None] | list[Alert]:
+    """The alerts ``finding`` makes at ``key`` (with an alert ``carried`` from another anchor merged in), or the
+    anchor it goes on to, with its anchor's alert to merge there (``Correlator.forward_to``)."""
     if not forwarded:
-        target = correlator.forward_to(finding, state)
-        if target is not None:
-            return target
-    return correlator.add(finding, state, key)
+        route = correlator.forward_to(finding, state)
+        if route is not None:
+            return route
+    alert = correlator.add(finding, state, key)
+    merged = correlator.merge(carried, state, finding.time_ms) if carried else None
+    if merged is None:
+        return [alert] if alert is not None else []
+    return [merged, correlator.alert(state, finding.time_ms)]
 
 
 class Correlation:
@@ -56,13 +62,18 @@ class Correlation:
                     continue
                 copy = topics.forwarded(message)
                 key = (copy and (message.key() or b"").decode()) or anchor(finding)
-                result = self.states.apply(key, message.partition(), _correlate, self.correlator, finding, key, copy)
-                if isinstance(result, str):  # to the partition of the alert it joins, as a copy the sink skips
-                    self.out.send(topics.FINDINGS, result.encode(), message.value(),
-                                  [(topics.FORWARDED_HEADER, key.encode())])
+                carried = topics.header(message, topics.MERGE_HEADER) if copy else None
+                result = self.states.apply(key, message.partition(), _correlate, self.correlator, finding, key, copy,
+                                           orjson.loads(carried) if carried else None)
+                if isinstance(result, tuple):  # to the partition of the alert it joins, as a copy the sink skips
+                    target, alert_state = result
+                    headers = [(topics.FORWARDED_HEADER, key.encode())]
+                    if alert_state is not None:
+                        headers.append((topics.MERGE_HEADER, orjson.dumps(alert_state)))
+                    self.out.send(topics.FINDINGS, target.encode(), message.value(), headers)
                     continue
-                alert = result
-                if alert is not None:
+                alerts = result
+                for alert in alerts:
                     self.out.send(topics.ALERTS, alert.alert_id.encode(), encode(alert))
             except OversizedOutput as exc:
                 dead_letter(self.out, topics.DLQ, message, str(exc), "findings", "correlate")
@@ -71,14 +82,13 @@ class Correlation:
                 log.exception("correlation failed")
                 dead_letter(self.out, topics.DLQ, message, f"correlation failed: {exc!r}", "findings", "correlate")
                 continue
-            if alert is None:
-                continue
-            leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
-            try:
-                self.out.send(topics.OCSF, alert.alert_id.encode(), encode(detection_finding(alert)))
-            except Exception as exc:  # noqa: BLE001 - the alert is out; its OCSF copy is dead-lettered
-                log.exception("OCSF mapping failed")
-                reason = f"OCSF copy of alert {alert.alert_id} failed: {exc!r}"
-                dead_letter(self.out, topics.DLQ, message, reason, "findings", "correlate")
+            for alert in alerts:
+                leading[alert.detectors[0] if alert.detectors else "unknown"] += alert.status != "merged"
+                try:
+                    self.out.send(topics.OCSF, alert.alert_id.encode(), encode(detection_finding(alert)))
+                except Exception as exc:  # noqa: BLE001 - the alert is out; its OCSF copy is dead-lettered
+                    log.exception("OCSF mapping failed")
+                    reason = f"OCSF copy of alert {alert.alert_id} failed: {exc!r}"
+                    dead_letter(self.out, topics.DLQ, message, reason, "findings", "correlate")
         count_into(ALERTS, leading)
         observe_latency("correlate", batch)

@@ -148,13 +148,26 @@ class Ctx:
         keys.sort(key=lambda k: -k.weight)
         return self.take(keys[: max(3, int(len(keys) * top))], lambda k: k.key_id, lambda k: k.user)
 
-    def take_workload(self, apps: tuple[str, ...], namespaces: tuple[str, ...] = ()) -> Workload:
+    def take_workload(self, apps: tuple[str, ...], namespaces: tuple[str, ...] = (), *,
+                      own_deployment: bool = False) -> Workload:
+        """A workload no other scenario took; with ``own_deployment``, of a Deployment no other scenario
+        touched (while one is free): an attack through an exposed Service may land on any replica behind it,
+        so the Deployment is its target, and another attack in it would be part of the same story."""
         pool = [w for w in self.world.by_app(*apps) if not namespaces or w.namespace in namespaces]
-        return self.take(pool or self.world.by_app(*apps), lambda w: w.container_id)
+        pool = pool or self.world.by_app(*apps)
+        if own_deployment:
+            pool = [w for w in pool if _deployment(w) not in self.used] or pool
+        workload = self.take(pool, lambda w: w.container_id)
+        self.used.add(_deployment(workload))
+        return workload
 
     def take_human(self, groups: tuple[str, ...]) -> AwsPrincipal:
         pool = [p for p in self.world.aws if p.human and p.name.split("/")[0] in groups]
         return self.take(pool, lambda p: p.arn)
+
+
+def _deployment(w: Workload) -> str:
+    return f"deployment:{w.namespace}/{w.deployment}"
 
 
 def person_of(identity: str) -> str:
@@ -455,6 +468,7 @@ def exposed_inference(ctx: Ctx) -> Plan:
     other = rng.choice(
         [w for w in world.by_app("vllm", "tgi", "triton", "ollama") if w is not target] or [target]
     )
+    ctx.used.add(_deployment(other))  # exposed too: no other attack's way in
     nodeport = F.k8s_service(
         f"{other.deployment}-internal",
         other.namespace,
@@ -1311,7 +1325,7 @@ def vulnerable_model_server(ctx: Ctx) -> Plan:
     from schemas.sources import SOURCES  # noqa: PLC0415 - the report is sent as `aiwarden publish` splits it
 
     rng, world = ctx.rng, ctx.world
-    w = ctx.take_workload(("vllm",), ("ml-prod", "inference"))
+    w = ctx.take_workload(("vllm",), ("ml-prod", "inference"), own_deployment=True)
     engineers = [u for u in world.k8s_users if u.username.endswith("@acme.example") and u.username not in ctx.used]
     user = rng.choice(engineers or [u for u in world.k8s_users if "@" in u.username])
     ctx.used.add(user.username)

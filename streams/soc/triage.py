@@ -68,7 +68,7 @@ def queue(queries: ConsoleQueries, statuses: list[str], assignee: str, limit: in
     sql = f"""
         SELECT {ALERT_COLUMNS}, if(t.st = '', 'open', t.st) AS triage_status,
                t.res AS resolution, t.who AS assignee, t.n AS comments
-        FROM (SELECT {ALERT_COLUMNS} FROM {db}.alerts FINAL) AS a
+        FROM (SELECT {ALERT_COLUMNS} FROM {db}.alerts FINAL WHERE status != 'merged') AS a
         LEFT JOIN (
             SELECT alert_id, argMaxIf(status, time_ms, status != '') AS st,
                    argMaxIf(resolution, time_ms, status != '') AS res,

@@ -124,9 +124,11 @@ def route(findings: list[Finding]) -> tuple[list[Alert | None], dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
     out = []
     for f in findings:
-        target = correlator.forward_to(f, states.setdefault(anchor(f), {}))
-        key = target or anchor(f)
+        route = correlator.forward_to(f, states.setdefault(anchor(f), {}))
+        key = route[0] if route else anchor(f)
         out.append(correlator.add(f, states.setdefault(key, {}), key))
+        if route and route[1]:
+            out.append(correlator.merge(route[1], states[key], f.time_ms))
     return out, states
 
 
@@ -162,19 +164,40 @@ def test_exposed_vulnerable_workload_and_its_shell_join_the_exposure_alert() -> 
     assert states[POD]["fw"][0] == ent.principal("ana.lima") and states[POD]["an"] == POD
     assert alerts[4] is not None and alerts[4].alert_id not in ids[:4]
     assert alerts[4].primary_entity == POD and set(states) == {ent.principal("ana.lima"), replica, POD}
+    assert states[replica]["fw"][0] == ent.principal("ana.lima")  # any replica behind the Service: one story
 
 
-def test_a_finding_naming_its_own_anchor_or_reaching_an_open_alert_is_not_forwarded() -> None:
-    correlator = Correlator(CONFIG)
+def test_a_finding_naming_its_own_anchor_is_not_forwarded() -> None:
     f = finding("vulnerable_ai_workload", severity="critical")
     f.attributes[CONTINUES] = POD
-    assert correlator.forward_to(f, {}) is None
-    # the shell came first (a replay): the pod's alert is open and keeps the way in, nothing is moved
-    state: dict[str, Any] = {}
-    correlator.add(finding("model_server_shell", severity="critical"), state)
-    f.attributes[CONTINUES] = ent.principal("ana.lima@example.com")
-    assert correlator.forward_to(f, state) is None and "fw" not in state
-    assert correlator.forward_to(f, {}) == ent.principal("ana.lima")
+    assert Correlator(CONFIG).forward_to(f, {}) is None
+
+
+def test_an_alert_open_where_the_story_continues_elsewhere_is_merged_there() -> None:
+    """Falco alone sees the server in use only when it misbehaves: the pod's shell alert is open before the
+    vulnerability (which names the engineer who exposed it) arrives. The pod's alert goes along and is merged
+    into the engineer's exposure alert; its last version says so; merging it again changes nothing."""
+    engineer = ent.principal("ana.lima@example.com")
+    exposure = finding("exposed_ai_workload", entity=engineer, entities=(), tactics=("initial-access",),
+                       phrase="exposed LoadBalancer vllm-public")
+    shell = finding("model_server_shell", t=T0 + 60_000, severity="critical", phrase="spawned a reverse shell")
+    vulnerable = finding("vulnerable_ai_workload", t=T0 + 61_000, entity=POD, entities=(engineer,),
+                         severity="critical", tactics=("initial-access",), phrase="runs vulnerable vllm in use")
+    vulnerable.attributes[CONTINUES] = engineer
+    alerts, states = route([exposure, shell, vulnerable])
+    first, pods, joined, merged = alerts
+    assert first is not None and pods is not None and joined is not None and merged is not None
+    assert pods.alert_id != first.alert_id and pods.primary_entity == POD
+    assert (merged.alert_id, merged.status, merged.merged_into) == (pods.alert_id, "merged", first.alert_id)
+    assert merged.version == pods.version + 1
+    final = Correlator(CONFIG).alert(states[ent.principal("ana.lima")], T0 + 61_000)
+    assert final.alert_id == first.alert_id and final.status == "open"
+    assert final.detectors == ["exposed_ai_workload", "vulnerable_ai_workload", "model_server_shell"]
+    assert final.primary_entity == POD and shell.finding_id in final.finding_ids
+    assert final.first_seen == T0 and final.last_seen == T0 + 61_000
+    assert "id" not in states[POD] and states[POD]["fw"][0] == ent.principal("ana.lima")
+    carried = {"id": pods.alert_id, **{k: v for k, v in states[ent.principal("ana.lima")].items() if k != "id"}}
+    assert Correlator(CONFIG).merge(carried, states[ent.principal("ana.lima")], T0) is None  # redelivered
 
 
 def test_single_finding_alert_keeps_its_summary() -> None:

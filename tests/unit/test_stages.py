@@ -11,7 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from detectors.correlation import anchor
 from infra.settings import Settings
+from schemas import entities as ent
+from schemas.codec import encode
 from schemas.envelope import Event
 from streams import topics
 from streams.pipeline.correlate import Correlation
@@ -319,3 +322,38 @@ def test_the_simulated_vulnerable_model_server_is_one_critical_attack_path(setti
     assert {"exposed_ai_workload", "vulnerable_ai_workload", "model_server_shell"} <= set(alert["detectors"])
     assert "publicly exposed and runs vulnerable vllm 0.6.3 in use (CVE-2024-11041)" in alert["summary"]
     assert "reverse shell" in alert["summary"]
+
+
+def test_an_open_pod_alert_goes_along_with_the_forwarded_finding_and_is_merged(settings: Settings) -> None:
+    """Through the stage: the pod's shell alert is open when the vulnerability naming the engineer arrives; the
+    re-keyed copy carries the pod's alert (merge header), and the pod's alert ends as merged into the
+    engineer's, which now holds the shell."""
+    from detectors.correlation import CONTINUES  # noqa: PLC0415
+    from tests.unit.test_correlation import POD, finding  # noqa: PLC0415
+
+    engineer = ent.principal("ana.lima@example.com")
+    exposure = finding("exposed_ai_workload", entity=engineer, entities=(), tactics=("initial-access",))
+    shell = finding("model_server_shell", t=exposure.time_ms + 60_000, severity="critical")
+    vulnerable = finding("vulnerable_ai_workload", t=exposure.time_ms + 61_000, entity=POD, entities=(engineer,),
+                         severity="critical")
+    vulnerable.attributes[CONTINUES] = engineer
+    out, states = Out(), memory_store("correlation")
+    correlation = Correlation(settings, out, states=states)
+    pending = [Message(encode(f), anchor(f).encode(), topic=topics.FINDINGS) for f in (exposure, shell, vulnerable)]
+    while pending:
+        done = len(out.on(topics.FINDINGS))
+        correlation.findings_batch(pending)
+        pending = [Message(s["value"], s["key"], topic=topics.FINDINGS, headers=s["headers"])
+                   for s in out.on(topics.FINDINGS)[done:]]
+    (copy,) = out.on(topics.FINDINGS)
+    assert [name for name, _ in copy["headers"]] == [topics.FORWARDED_HEADER, topics.MERGE_HEADER]
+    latest: dict[str, dict[str, Any]] = {}
+    for sent in out.on(topics.ALERTS):
+        alert = orjson.loads(sent["value"])
+        latest[alert["alert_id"]] = alert
+    merged = [a for a in latest.values() if a["status"] == "merged"]
+    open_ = [a for a in latest.values() if a["status"] == "open"]
+    assert len(merged) == 1 and len(open_) == 1 and merged[0]["merged_into"] == open_[0]["alert_id"]
+    assert open_[0]["primary_entity"] == POD and shell.finding_id in open_[0]["finding_ids"]
+    ocsf = [orjson.loads(s["value"]) for s in out.on(topics.OCSF)]
+    assert any(o["status"] == "Merged" and o["activity_id"] == 3 for o in ocsf)
