@@ -35,8 +35,10 @@ vulnerability joins that person's exposure alert. The correlate stage then forwa
 anchor (``forward_to``; on ``aiwarden.findings`` keyed by it, as a copy the sink skips), and with it every
 later finding of the finding's own anchor for ``correlation_window_s``: the reverse shell in the pod, the
 other replicas behind the same Service. One attack path, one alert, wherever its first finding landed. The
-alert's ``primary_entity`` becomes the attacked workload once a finding that is not a way in names one. An
-anchor whose own alert is already open keeps the finding: an alert, once raised, is not moved.
+alert's ``primary_entity`` becomes the attacked workload once a finding that is not a way in names one. If
+the finding's own anchor already had an alert open (Falco alone sees a server in use only when it
+misbehaves), that alert goes along and is merged (``merge``): its last version has status ``merged`` and
+``merged_into`` names the alert it joined.
 
 **Window.** A finding within ``correlation_window_s`` of the open alert's ``first_seen`` ..
 ``last_seen`` span joins it: the alert's ``version`` goes up by one, ``last_seen`` moves, entities,

@@ -83,7 +83,8 @@ class Correlation:
                 dead_letter(self.out, topics.DLQ, message, f"correlation failed: {exc!r}", "findings", "correlate")
                 continue
             for alert in alerts:
-                leading[alert.detectors[0] if alert.detectors else "unknown"] += alert.status != "merged"
+                if alert.status != "merged":
+                    leading[alert.detectors[0] if alert.detectors else "unknown"] += 1
                 try:
                     self.out.send(topics.OCSF, alert.alert_id.encode(), encode(detection_finding(alert)))
                 except Exception as exc:  # noqa: BLE001 - the alert is out; its OCSF copy is dead-lettered

@@ -49,7 +49,17 @@ import orjson
 from infra.estate import load
 from streams.simulator import formats as F
 from streams.simulator.rename import Renaming
-from streams.simulator.scenarios import ALL_SCENARIOS, SCENARIOS, Build, Ctx, Plan, Step, falco_names
+from streams.simulator.scenarios import (
+    ALL_SCENARIOS,
+    PATCHED_TAG,
+    SCENARIOS,
+    VULNERABLE_SERVERS,
+    Build,
+    Ctx,
+    Plan,
+    Step,
+    falco_names,
+)
 from streams.simulator.variation import Variation
 from streams.simulator.world import SANCTIONED, SOURCE_SHARES, Benign, World, falco_view
 
@@ -138,6 +148,9 @@ class Simulator:
         ctx = Ctx(self.world, rng, cfg.start_ms, self.duration_ms, self.total, cfg.rate, vary=cfg.other_estate,
                   variation=self.variation)
         plans: list[tuple[Plan, str]] = []
+        if "vulnerable_model_server" in cfg.scenarios:
+            reservation = random.Random(cfg.seed * 7_919 + 101)  # noqa: S311 - a simulation, not a secret
+            ctx.reserve(reservation, *VULNERABLE_SERVERS, self._instances(), PATCHED_TAG)
         for name in cfg.scenarios:
             for n in range(self._instances()):
                 plan = SCENARIOS[name](ctx)

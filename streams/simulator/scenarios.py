@@ -82,6 +82,22 @@ class Ctx:
     used: set[str] = field(default_factory=set)
     vary: bool = False  # other organisations: attacks may be diluted, miners renamed (see ``variation``)
     variation: Variation = field(default_factory=Variation.familiar)
+    reserved: set[str] = field(default_factory=set)  # Deployments kept for the attacks that expose them
+
+    def reserve(self, rng: random.Random, apps: tuple[str, ...], namespaces: tuple[str, ...], n: int,
+                patched_tag: str) -> None:
+        """Keep ``n`` Deployments for the scenarios that take them with ``own_deployment`` (the vulnerable
+        server), and move the rest of the fleet of ``apps`` to ``patched_tag``: only the kept ones run the
+        vulnerable image. An attack through an exposed Service may land on any replica behind it, and any
+        Deployment of a vulnerable image behind a public Service is that story: another attack there at
+        the same time would be part of it, not an attack of its own. ``rng`` is the reservation's own, so
+        the other scenarios' draws stay as they were unless a reserved Deployment was in their pool."""
+        pool = [w for w in self.world.by_app(*apps) if w.namespace in namespaces] or self.world.by_app(*apps)
+        deployments = sorted({_deployment(w) for w in pool})
+        self.reserved.update(rng.sample(deployments, min(n, len(deployments))))
+        for w in self.world.by_app(*apps):
+            if _deployment(w) not in self.reserved:
+                w.image, w.image_tag = f"{w.image_repo}:{patched_tag}", patched_tag
 
     def diluted(self) -> bool:
         """Whether this attack hides in its target's usual traffic (never in the familiar world: no draw)."""
@@ -150,13 +166,15 @@ class Ctx:
 
     def take_workload(self, apps: tuple[str, ...], namespaces: tuple[str, ...] = (), *,
                       own_deployment: bool = False) -> Workload:
-        """A workload no other scenario took; with ``own_deployment``, of a Deployment no other scenario
-        touched (while one is free): an attack through an exposed Service may land on any replica behind it,
-        so the Deployment is its target, and another attack in it would be part of the same story."""
+        """A workload no other scenario took, outside the ``reserved`` Deployments (while one is free); with
+        ``own_deployment``, of a reserved Deployment no other scenario touched (``reserve``)."""
         pool = [w for w in self.world.by_app(*apps) if not namespaces or w.namespace in namespaces]
         pool = pool or self.world.by_app(*apps)
         if own_deployment:
-            pool = [w for w in pool if _deployment(w) not in self.used] or pool
+            mine = [w for w in pool if _deployment(w) in self.reserved and _deployment(w) not in self.used]
+            pool = mine or [w for w in pool if _deployment(w) not in self.used] or pool
+        else:
+            pool = [w for w in pool if _deployment(w) not in self.reserved] or pool
         workload = self.take(pool, lambda w: w.container_id)
         self.used.add(_deployment(workload))
         return workload
@@ -466,7 +484,8 @@ def exposed_inference(ctx: Ctx) -> Plan:
     name = f"{target.deployment}-public"
     lb = F.k8s_service(name, ns, {"app": target.deployment}, "LoadBalancer", port)
     other = rng.choice(
-        [w for w in world.by_app("vllm", "tgi", "triton", "ollama") if w is not target] or [target]
+        [w for w in world.by_app("vllm", "tgi", "triton", "ollama") if w is not target
+         and _deployment(w) not in ctx.reserved] or [target]
     )
     ctx.used.add(_deployment(other))  # exposed too: no other attack's way in
     nodeport = F.k8s_service(
@@ -1319,16 +1338,23 @@ def cost_harvesting(ctx: Ctx) -> Plan:
 # 13. a vulnerable model server, exposed and in use, then a reverse shell (Trivy + k8s audit + runtime)
 
 
+# apps and namespaces of the vulnerable model servers, and the patched tag of the rest (``Ctx.reserve``)
+VULNERABLE_SERVERS = (("vllm",), ("ml-prod", "inference"))
+PATCHED_TAG = "v0.6.5"
+
+
 def vulnerable_model_server(ctx: Ctx) -> Plan:
     """A Trivy scan names a critical vllm CVE in a model server's image; someone opens the server with a
     LoadBalancer; the server (re)starts, so vllm is in use; an attacker's payload spawns a reverse shell."""
     from schemas.sources import SOURCES  # noqa: PLC0415 - the report is sent as `aiwarden publish` splits it
 
     rng, world = ctx.rng, ctx.world
-    w = ctx.take_workload(("vllm",), ("ml-prod", "inference"), own_deployment=True)
-    engineers = [u for u in world.k8s_users if u.username.endswith("@acme.example") and u.username not in ctx.used]
+    w = ctx.take_workload(*VULNERABLE_SERVERS, own_deployment=True)
+    engineers = [u for u in world.k8s_users if u.username.endswith("@acme.example") and u.username not in ctx.used
+                 and not ctx.person_used(u.username)]
     user = rng.choice(engineers or [u for u in world.k8s_users if "@" in u.username])
     ctx.used.add(user.username)
+    ctx.use_person(user.username)
     version = dict(IMAGE_PACKAGES["vllm"])["vllm"]
     rce = F.trivy_vulnerability("CVE-2024-11041", "vllm", version, "0.6.5", "CRITICAL", 9.8,
                                 "vllm: remote code execution via pickle deserialization in MessageQueue",

@@ -26,6 +26,7 @@ from streams.simulator import (
     read_labels,
     write_labels,
 )
+from streams.simulator.scenarios import person_of
 
 pytestmark = pytest.mark.unit
 
@@ -426,3 +427,38 @@ def test_varied_attacks_hide_some_miners_and_dilute_some_attacks() -> None:
     assert {"model_extraction", "cost_harvesting", "prompt_injection", "stolen_api_key"} <= set(diluted)
     familiar = Simulator(SimConfig(seed=7, duration_s=60, rate=500))
     assert not any("diluted" in label.description or "renamed" in label.description for label in familiar.labels())
+
+
+@pytest.mark.parametrize("seed", [7, 8, 11])
+def test_an_exposed_vulnerable_deployment_is_no_other_attacks_target(seed: int) -> None:
+    """Every replica behind an exposed Service is the vulnerable server's story: each of its attacks has a
+    Deployment of its own, that no other attack's pod is in (the world has enough model servers for it)."""
+    sim = Simulator(SimConfig(seed=seed, duration_s=300, rate=200, instances=3, other_estate=True))
+    labels = sim.labels()
+
+    def deployments(label: AttackLabel) -> set[str]:
+        pods = [e.split(":", 1)[1] for e in label.entities if e.startswith("pod:")]
+        return {pod.rsplit("-", 2)[0] for pod in pods}  # ns/<deployment>-<replica set hash>-<suffix>
+
+    vulnerable = [deployments(label) for label in labels if label.scenario == "vulnerable_model_server"]
+    others = set().union(*(deployments(label) for label in labels if label.scenario != "vulnerable_model_server"))
+    assert len(vulnerable) == 3 and all(len(d) == 1 for d in vulnerable)
+    assert len(set().union(*vulnerable)) == 3 and not set().union(*vulnerable) & others
+    # the rest of the fleet moved past the vulnerable version: the scanned image runs in those Deployments only
+    scanned = {e for label in labels if label.scenario == "vulnerable_model_server" for e in label.entities
+               if e.startswith("image:")}
+    running = {f"{w.namespace}/{w.deployment}" for w in sim.world.workloads if f"image:{w.image}" in scanned}
+    assert len(running) == 3
+
+
+@pytest.mark.parametrize("seed", [8, 10])
+def test_one_person_is_in_one_attack_only(seed: int) -> None:
+    """A person's cluster user, AWS session and keys are one story: no two attacks share a person (seeds 8 and
+    10 once gave the vulnerable server's engineer a prompt-injection campaign of their own)."""
+    sim = Simulator(SimConfig(seed=seed, duration_s=300, rate=200, instances=3, other_estate=True))
+    owners: dict[str, str] = {}
+    for label in sim.labels():
+        for entity in label.entities:
+            name = person_of(entity.split(":", 1)[1]) if entity.startswith("principal:") else ""
+            if name:
+                assert owners.setdefault(name, label.attack_id) == label.attack_id, (name, label.scenario)
