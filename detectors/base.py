@@ -43,7 +43,8 @@ from detectors.policy import Policy
 from schemas.envelope import Event
 from schemas.findings import MATURITIES, SEVERITIES, SEVERITY_RANK, Finding, stable_id
 
-# Every detector keeps its per-key state under this many bytes of ``orjson.dumps(state)``.
+# Every detector keeps its per-key state under this many bytes of ``orjson.dumps(state)`` (or under its own
+# ``state_bound_bytes``, where a key is not one entity but something an estate has few of).
 STATE_BOUND_BYTES = 2048
 
 State = dict[str, Any]
@@ -76,6 +77,8 @@ class Detector(ABC):
     # a key equal to the event's entity, and callers call ``observe`` (findings, forwards, rows) instead of
     # ``detect``, delivering each forward to its key.
     joins: ClassVar[bool] = False
+    # Its bound on one key's state (``STATE_BOUND_BYTES`` unless it says why a key needs more).
+    state_bound_bytes: ClassVar[int] = STATE_BOUND_BYTES
 
     def __init__(self, config: DetectionConfig) -> None:
         self.config = config

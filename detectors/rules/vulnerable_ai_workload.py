@@ -36,9 +36,10 @@ sorted vulnerability ids, remembered as hashes), so redelivery and repeats raise
 **Rows** (``VulnerabilityRow``, the ``vulnerabilities`` table) whenever one changes: a scan, a new
 workload or package in use, an exposure, the last-seen time (every ``vuln_in_use_refresh_s``).
 
-Bounded state: 4 AI packages per image (the most severe first), 3 vulnerabilities each (the worst), 3
-workloads (exposed ones kept, else the least recently seen replaced), 2 exposing Services per image and 2
-per namespace, 8 images per namespace; strings cut.
+Bounded state: 4 AI packages per image (the most severe first), 3 vulnerabilities each (the worst), 16
+workloads (exposed ones kept, else the least recently seen replaced: enough for the replicas of the
+Deployments an exposure may front, whose in-use may have been seen long before it), 2 exposing Services per
+image and 2 per namespace, 8 images per namespace, 16 findings remembered; strings cut.
 Packages outside the AI list give rows at scan time and no state.
 """
 
@@ -50,7 +51,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from detectors.base import Detector, Observed, State, clean, h32, lru_add
+from detectors.base import STATE_BOUND_BYTES, Detector, Observed, State, clean, h32, lru_add
 from detectors.config import DetectionConfig
 from detectors.correlation import CONTINUES
 from detectors.policy import glob_matcher
@@ -76,7 +77,7 @@ EXPOSED_BY = "vulns_exposed_by"  # extra key: who created or changed that Servic
 SERVICE_SUFFIXES = ("-public", "-external", "-ext", "-lb", "-loadbalancer", "-nodeport", "-svc", "-service",
                     "-ingress", "-internal")
 
-MAX_PACKAGES, MAX_VULNS, MAX_WORKLOADS, MAX_EXPOSURES, MAX_IMAGES, MAX_REPORTED = 4, 3, 3, 2, 8, 8
+MAX_PACKAGES, MAX_VULNS, MAX_WORKLOADS, MAX_EXPOSURES, MAX_IMAGES, MAX_REPORTED = 4, 3, 16, 2, 8, 16
 NAME_CHARS, VERSION_CHARS, ID_CHARS, IMAGE_CHARS, HOW_CHARS = 32, 16, 20, 80, 56
 NAMESPACE_CHARS, WORKLOAD_CHARS, SERVICE_CHARS, PRINCIPAL_CHARS = 40, 80, 32, 160
 SEVERITY_POINTS = {"CRITICAL": 40, "HIGH": 30, "MEDIUM": 15, "LOW": 5, "UNKNOWN": 5}
@@ -182,6 +183,9 @@ class VulnerableAIWorkload(Detector):
     classes = frozenset({VULNERABILITY_FINDING, API_ACTIVITY, *RUNTIME_CLASSES})
     sources = frozenset({*vulns.SCANNER_SOURCES, *RUNTIME_SOURCES, "k8s_audit"})
     joins = True  # state under image and namespace keys, in the re-keyed store; observe() forwards events
+    # A key is an image or a namespace, not an entity: an estate has hundreds, and an image's state keeps the
+    # replicas it runs in (16), so an exposure that comes later still finds the one that will be attacked.
+    state_bound_bytes = 8 * STATE_BOUND_BYTES
     description = __doc__ or ""
 
     def __init__(self, config: DetectionConfig) -> None:
@@ -459,7 +463,10 @@ class VulnerableAIWorkload(Detector):
         if not critical or workload[2] is None:
             return None
         ids = sorted({c[0] for c in critical})
-        marker = h32(f"{workload[0]}|{','.join(ids)}")
+        by = self._exposing(state, workload)[3:] if how else []
+        # who exposed it is part of the marker: an exposure learned later (the inventory's word came first)
+        # raises the finding again, now naming whom, so the workload's alert joins that exposure's
+        marker = h32(f"{workload[0]}|{','.join(ids)}|{by[0] if by else ''}")
         reported: list[int] = state.setdefault("rp", [])
         if marker in reported:
             return None
@@ -483,14 +490,13 @@ class VulnerableAIWorkload(Detector):
             "priority": prio.level, "priority_score": str(prio.score), "reasons": "; ".join(prio.reasons),
             "top_vulnerability": vuln_id, "image": image,
         }
-        by = self._exposing(state, workload)[3:] if how else []
         if by and by[0]:  # the exposure's alert is whom exposed it: this workload's story continues there
             entities.append(ent.principal(by[0]))
             attributes[CONTINUES] = ent.principal(by[0])
         return self.finding(
             event=event,
             entity_id=str(workload[0]),
-            discriminator=",".join(ids),
+            discriminator=",".join(ids) + (f"|{by[0]}" if by and by[0] else ""),
             summary=f"Workload {str(workload[0]).split(':', 1)[-1]} {phrase}: {'; '.join(prio.reasons)}",
             entities=entities,
             severity="critical",

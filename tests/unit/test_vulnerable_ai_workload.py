@@ -261,4 +261,19 @@ def test_state_stays_bounded_under_hostile_scans_and_workloads() -> None:
         events.append(serving(T0 + i, ns=f"ns-{i}{hostile}", seq=i))
     join_run(det, events, states)
     sizes = {key: len(orjson.dumps(state)) for key, state in states.items()}
-    assert max(sizes.values()) < STATE_BOUND_BYTES, max(sizes.items(), key=lambda kv: kv[1])
+    assert max(sizes.values()) < VulnerableAIWorkload.state_bound_bytes, max(sizes.items(), key=lambda kv: kv[1])
+    assert all(size < STATE_BOUND_BYTES for key, size in sizes.items() if not key.startswith("image:"))
+
+
+def test_an_exposer_learned_after_the_inventory_said_exposed_raises_the_finding_again_naming_whom() -> None:
+    """The inventory's word (no Service, nobody named) made the first finding; the Service change that names
+    who exposed it comes later: a second finding, which continues at that person's alert. Once each."""
+    event = falco("Terminal shell in container", image=IMAGE)
+    event.process_cmdline = "python3 -m vllm.entrypoints.openai.api_server"
+    event.extra.update({"ai_asset": "pod:ml-prod/vllm-0", "ai_exposed": "true"})
+    det = detector()
+    first, _ = join_run(det, [*scan(), event])
+    assert len(first) == 1 and CONTINUES not in first[0].attributes
+    findings, _ = join_run(det, [*scan(), event, exposure(T0 + 5_000), exposure(T0 + 6_000)])
+    named = [f for f in findings if CONTINUES in f.attributes]
+    assert len(findings) == 2 and len(named) == 1 and named[0].finding_id != first[0].finding_id
