@@ -16,7 +16,8 @@ Guards (fire regardless of the model):
   ``extraction_mix_min_pairs`` near-duplicate pairs or more whose
   share of the window's pairs is ``extraction_mix_share`` over the key's usual share (EWMA over its
   windows) and three times it: a sweep diluted in the key's ordinary traffic, which the mean distance
-  averages away;
+  averages away. Counted also over this window and the one before it (when that one did not fire): a
+  sweep that a window boundary cuts in two halves, each under the count, is still one sweep;
 * **template** (mix-ready key): one prompt template (digits removed) repeated ``extraction_mix_min_pairs``
   times or more in the window, its share of the window's prompts ``extraction_template_share`` over the
   key's usual top-template share (EWMA) and three times it: a diluted sweep whose prompts are too far
@@ -82,6 +83,14 @@ class ModelExtraction(WindowedAnomalyDetector):
 
     def reset_window(self, state: State) -> None:
         state.update(r=0, ti=0, to=0, np=0, pc=0, ds=0.0, dm=1.0, dd=0, tb=0, tk=[])
+
+    def open_window(self, state: State, window: int) -> None:
+        previous = state.get("w")
+        # the window just closed, if it is the one before and did not fire: its near-duplicate pairs and pairs
+        carried = [int(state.get("dd", 0)), int(state.get("pc", 0))] \
+            if previous == window - 1 and state.get("fw") != previous else [0, 0]
+        super().open_window(state, window)
+        state["cd"], state["cp"] = carried
 
     def accumulate(self, event: Event, state: State) -> None:
         state["r"] += 1
@@ -164,15 +173,20 @@ class ModelExtraction(WindowedAnomalyDetector):
         if pairs == 0:
             return None
         near = int(state["dd"]) / pairs
-        if self.mix_ready(state) and int(state["dd"]) >= c.extraction_mix_min_pairs:
+        if self.mix_ready(state):
             usual = float(state.get("bd", 0.0))
-            if near >= usual + c.extraction_mix_share and near >= 3 * usual:
-                return (
-                    f"{int(state['dd'])} near-identical prompt pairs, {near:.0%} of {pairs} (usually {usual:.0%}): "
-                    "a systematic sweep inside the key's usual traffic",
-                    self.severity,
-                    strength(near, usual + c.extraction_mix_share),
-                )
+            for dups, of, span in ((int(state["dd"]), pairs, ""),
+                                   (int(state["dd"]) + int(state.get("cd", 0)), pairs + int(state.get("cp", 0)),
+                                    " over this window and the one before")):
+                share = dups / of
+                if dups >= c.extraction_mix_min_pairs and share >= usual + c.extraction_mix_share \
+                        and share >= 3 * usual:
+                    return (
+                        f"{dups} near-identical prompt pairs, {share:.0%} of {of}{span} (usually {usual:.0%}): "
+                        "a systematic sweep inside the key's usual traffic",
+                        self.severity,
+                        strength(share, usual + c.extraction_mix_share),
+                    )
         repeats, prompts = top_count(state), int(state["np"])
         if self.mix_ready(state) and "bt" in state and repeats >= c.extraction_mix_min_pairs:
             top, usual_top = repeats / prompts, float(state["bt"])

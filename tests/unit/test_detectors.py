@@ -388,6 +388,24 @@ def test_model_extraction_sweep_diluted_in_a_busy_keys_traffic() -> None:
     assert found[0].attributes["window_start_ms"] == str(T0 // MIN * MIN + 6 * MIN)
 
 
+def test_model_extraction_diluted_sweep_cut_in_two_by_a_window_boundary() -> None:
+    """The same diluted sweep, half in one window and half in the next: neither half has the near-duplicate
+    pairs the mix guard needs, the two windows together do (the finding says so)."""
+    rng = random.Random(7)
+    events: list[Event] = []
+    for w in range(6):
+        events += busy_window("key-busy", w, rng)
+    sweep = [(f"Label the intent of support ticket {20_000 + i:05d}. One word.", 25, 2) for i in range(40)]
+    events += busy_window("key-busy", 6, rng, n=30, extra=sweep[:20])
+    events += busy_window("key-busy", 7, rng, n=30, extra=sweep[20:])
+    events += busy_window("key-busy", 8, rng, n=3)
+    one_window = with_config(extraction_template_share=1.0)
+    halves = [e for e in events if e.time_ms < T0 + 7 * MIN] + busy_window("key-busy", 7, random.Random(1), n=30)
+    assert feed("model_extraction", halves, one_window) == []  # half a sweep alone: under the count
+    found = feed("model_extraction", events, one_window)
+    assert len(found) == 1 and "over this window and the one before" in found[0].attributes["reason"], found
+
+
 def test_model_extraction_sweep_too_sparse_for_near_duplicate_pairs() -> None:
     """A slow sweep spread through a busy key's traffic: its prompts are rarely within three of each other, so
     the near-duplicate pairs stay at the key's usual share; one template repeated 45 times in the window shows."""
