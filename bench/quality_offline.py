@@ -65,14 +65,11 @@ def alerts_of(settings: Settings, sim: Simulator) -> tuple[list[dict[str, Any]],
     def flush(raw: Sequence[Message]) -> None:
         normalization.raw_batch(raw)
         detection.events_batch(out.take(topics.EVENTS))
-        rekeyed = out.take(detection.rekey)
-        while rekeyed:  # a join's hop to another key (namespace → image) crosses the re-key topic again
-            detection.rekeyed_batch(rekeyed)
-            rekeyed = out.take(detection.rekey)
-        findings = out.take(topics.FINDINGS)
-        while findings:  # the correlate stage's re-keyed copies come back through the findings topic
-            correlation.findings_batch(findings)
-            findings = out.take(topics.FINDINGS)
+        # a stage's output to its own input (a join's hop namespace → image, the correlate stage's re-keyed
+        # copies) is consumed again until nothing more comes
+        for topic, stage in ((detection.rekey, detection.rekeyed_batch), (topics.FINDINGS, correlation.findings_batch)):
+            while pending := out.take(topic):
+                stage(pending)
         commit(*stores.values(), correlation_state)
         for message in out.take(topics.ALERTS):
             alert = orjson.loads(message.value() or b"{}")

@@ -85,6 +85,7 @@ ANCHOR_KINDS = ("pod", "container", "apikey", "principal", "ip")
 WORKLOAD_KINDS = ("pod", "container")
 SEVERITY_BASE = {"info": 5.0, "low": 15.0, "medium": 35.0, "high": 55.0, "critical": 75.0}
 MAX_EVIDENCE = 20
+MAX_MERGED = 20  # ids of the alerts merged into one, remembered so a redelivered merge changes nothing
 MAX_PHRASES = 6
 MATURITY_RANK = {name: rank for rank, name in enumerate(reversed(MATURITIES))}  # sandbox 0 .. stable 2
 # Findings that say how the way in looked (exposed, vulnerable and in use): an attack path's summary tells
@@ -203,25 +204,12 @@ class Correlator:
             return None
         lru = state["mg"]
         lru.append(carried["id"])
-        del lru[:-MAX_EVIDENCE]
-        state["v"] = int(state["v"]) + 1
-        state["fs"] = min(int(state["fs"]), int(carried["fs"]))
-        state["ls"] = max(int(state["ls"]), int(carried["ls"]))
-        if SEVERITY_RANK[carried["sev"]] > SEVERITY_RANK[state["sev"]]:
-            state["sev"] = carried["sev"]
-        if MATURITY_RANK[carried["mat"]] > MATURITY_RANK[state["mat"]]:
-            state["mat"] = carried["mat"]
-        for flag in ("pub", "ai", "aw"):
-            state[flag] = bool(state.get(flag)) or bool(carried.get(flag))
-        state["am"] = max(float(state["am"]), float(carried["am"]))
-        for name, cap in (("det", 32), ("tac", 16), ("atl", 32), ("att", 32), ("ent", self.max_entities)):
-            _merge(state[name], carried[name], cap)
-        for name, cap in (("ev", self.max_evidence), ("fi", self.max_findings)):
-            _merge(state[name], carried[name], len(state[name]) + len(carried[name]))
-            del state[name][:-cap]
-        for phrase in carried["ph"]:
-            if all(p[1] != phrase[1] for p in state["ph"]) and len(state["ph"]) < MAX_PHRASES:
-                state["ph"].append(phrase)
+        del lru[:-MAX_MERGED]
+        self._absorb(state, first_ms=int(carried["fs"]), last_ms=int(carried["ls"]), severity=carried["sev"],
+                     maturity=carried["mat"], public=bool(carried["pub"]), ai=bool(carried["ai"]),
+                     ai_workload=bool(carried.get("aw")), anomaly=float(carried["am"]), detectors=carried["det"],
+                     tactics=carried["tac"], atlas=carried["atl"], attack=carried["att"], entities=carried["ent"],
+                     evidence=carried["ev"], finding_ids=carried["fi"], phrases=carried["ph"], summary=carried["sm"])
         attacked = kind_of(str(carried["pe"])) if any(d not in WAY_IN_DETECTORS for d in carried["det"]) else ""
         if attacked in WORKLOAD_KINDS and kind_of(str(state["pe"])) not in WORKLOAD_KINDS:
             state["pe"] = carried["pe"]  # the attacked workload, as in ``add``
@@ -263,36 +251,46 @@ class Correlator:
         return self.alert(state, finding.time_ms)
 
     def _fold(self, finding: Finding, state: dict[str, Any]) -> None:
+        phrase = (finding.attributes.get("phrase", "") or finding.title.lower())[:160]
+        self._absorb(state, first_ms=finding.time_ms, last_ms=finding.time_ms, severity=finding.severity,
+                     maturity=finding.maturity, public=finding.public_exposure, ai=finding.ai_asset,
+                     ai_workload=finding.attributes.get("ai_workload") == "true", anomaly=finding.anomaly_score,
+                     detectors=[finding.detector], tactics=finding.tactics, atlas=finding.atlas_techniques,
+                     attack=finding.attack_techniques, entities=[finding.entity_id, *finding.entities],
+                     evidence=finding.evidence_event_ids, finding_ids=[finding.finding_id],
+                     phrases=[[finding.detector, phrase]], summary=finding.summary[:400])
+
+    def _absorb(self, state: dict[str, Any], *, first_ms: int, last_ms: int, severity: str, maturity: str,
+                public: bool, ai: bool, ai_workload: bool, anomaly: float, detectors: list[str], tactics: list[str],
+                atlas: list[str], attack: list[str], entities: list[str], evidence: list[str],
+                finding_ids: list[str], phrases: list[list[str]], summary: str) -> None:
+        """One more version of the open alert, with a finding's parts or another alert's (``merge``)."""
         state["v"] = int(state["v"]) + 1
-        state["fs"] = min(int(state["fs"]), finding.time_ms)
-        state["ls"] = max(int(state["ls"]), finding.time_ms)
-        if SEVERITY_RANK[finding.severity] > SEVERITY_RANK[state["sev"]]:
-            state["sev"] = finding.severity
-        if MATURITY_RANK[finding.maturity] > MATURITY_RANK[state["mat"]]:
-            state["mat"] = finding.maturity
-        state["pub"] = bool(state["pub"]) or finding.public_exposure
-        state["ai"] = bool(state["ai"]) or finding.ai_asset
-        state["aw"] = bool(state.get("aw")) or finding.attributes.get("ai_workload") == "true"
-        state["am"] = max(float(state["am"]), finding.anomaly_score)
-        _merge(state["det"], [finding.detector], 32)
-        _merge(state["tac"], finding.tactics, 16)
-        _merge(state["atl"], finding.atlas_techniques, 32)
-        _merge(state["att"], finding.attack_techniques, 32)
-        _merge(state["ent"], [finding.entity_id, *finding.entities], self.max_entities)
-        evidence: list[str] = state["ev"]
-        for event_id in finding.evidence_event_ids:
-            if event_id not in evidence:
-                evidence.append(event_id)
-        del evidence[: -self.max_evidence]
-        ids: list[str] = state["fi"]
-        ids.append(finding.finding_id)
-        del ids[: -self.max_findings]
-        phrase = finding.attributes.get("phrase", "") or finding.title.lower()
-        phrases: list[list[str]] = state["ph"]
-        if all(p[1] != phrase[:160] for p in phrases) and len(phrases) < MAX_PHRASES:
-            phrases.append([finding.detector, phrase[:160]])
+        state["fs"] = min(int(state["fs"]), first_ms)
+        state["ls"] = max(int(state["ls"]), last_ms)
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[state["sev"]]:
+            state["sev"] = severity
+        if MATURITY_RANK[maturity] > MATURITY_RANK[state["mat"]]:
+            state["mat"] = maturity
+        state["pub"] = bool(state["pub"]) or public
+        state["ai"] = bool(state["ai"]) or ai
+        state["aw"] = bool(state.get("aw")) or ai_workload
+        state["am"] = max(float(state["am"]), anomaly)
+        _merge(state["det"], detectors, 32)
+        _merge(state["tac"], tactics, 16)
+        _merge(state["atl"], atlas, 32)
+        _merge(state["att"], attack, 32)
+        _merge(state["ent"], entities, self.max_entities)
+        for name, values, cap in (("ev", evidence, self.max_evidence), ("fi", finding_ids, self.max_findings)):
+            kept: list[str] = state[name]  # the newest ``cap``
+            _merge(kept, values, len(kept) + len(values))
+            del kept[:-cap]
+        kept_phrases: list[list[str]] = state["ph"]
+        for detector, phrase in phrases:
+            if all(p[1] != phrase for p in kept_phrases) and len(kept_phrases) < MAX_PHRASES:
+                kept_phrases.append([detector, phrase])
         if not state["sm"]:
-            state["sm"] = finding.summary[:400]
+            state["sm"] = summary
 
     def alert(self, state: dict[str, Any], updated_ms: int) -> Alert:
         """The ``Alert`` a correlation state describes."""

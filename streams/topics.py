@@ -51,14 +51,14 @@ MERGE_HEADER = "aiwarden-merge"
 
 def forwarded(message: Any) -> bool:
     """Whether a record of aiwarden.findings is the correlate stage's re-keyed copy (``FORWARDED_HEADER``)."""
-    return header(message, FORWARDED_HEADER) is not None
+    return header(message.headers(), FORWARDED_HEADER) is not None
 
 
-def header(message: Any, name: str) -> bytes | None:
-    """The value of a record's header ``name`` (the first), or ``None``."""
-    for key, value in message.headers() or ():
+def header(headers: Any, name: str) -> bytes | None:
+    """The value of header ``name`` (the first) among a record's ``headers`` (pairs, or a dict), or ``None``."""
+    for key, value in (headers.items() if isinstance(headers, dict) else headers or ()):
         if key == name:
-            return bytes(value) if value is not None else b""
+            return value.encode() if isinstance(value, str) else bytes(value or b"")
     return None
 
 

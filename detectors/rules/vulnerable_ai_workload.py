@@ -357,7 +357,7 @@ class VulnerableAIWorkload(Detector):
             row = [clean(workload, WORKLOAD_CHARS), namespace, event.time_ms, event.time_ms, 0, False, False, container]
             workloads.append(row)
             # the exposed workloads stay, then the most recently seen
-            workloads.sort(key=lambda w: (not self._exposure_of(state, w), -int(w[3])))
+            workloads.sort(key=lambda w: (not self._exposure_of(state, w)[0], -int(w[3])))
             del workloads[MAX_WORKLOADS:]
             changed = True
         elif event.time_ms >= int(row[3]) + self.refresh_ms:
@@ -408,22 +408,15 @@ class VulnerableAIWorkload(Detector):
         level = next((name for threshold, name in self.thresholds if score >= threshold), "none")
         return Priority(score, level, tuple(reasons))
 
-    def _exposure_of(self, state: State, workload: list[Any]) -> str:
-        """How a workload is exposed ('' when it is not): a public Service named after it in its namespace,
-        else the inventory's word."""
-        exposure = self._exposing(state, workload)
-        if exposure:
-            return str(exposure[2])
-        return "inventory: exposed" if workload[6] else ""
-
     @staticmethod
-    def _exposing(state: State, workload: list[Any]) -> list[str]:
-        """The exposure ``[namespace, base, how, by whom]`` of a Service named after the workload, or []."""
+    def _exposure_of(state: State, workload: list[Any]) -> tuple[str, str]:
+        """How a workload is exposed ('' when it is not) and by whom ('' when unknown): a public Service named
+        after it in its namespace, else the inventory's word."""
         for exposure in state.get("xn", []):
             namespace, base = exposure[0], exposure[1]
             if namespace and namespace == workload[1] and fronts(str(base), str(workload[0])):
-                return [*exposure, ""][:4]  # kept from before "by whom" was: three items
-        return []
+                return str(exposure[2]), str(exposure[3]) if len(exposure) > 3 else ""  # 3 items: kept from before
+        return ("inventory: exposed" if workload[6] else ""), ""
 
     def _changed(self, event: Event, state: State, workloads: list[list[Any]], only: str = "") -> Observed:
         """Rows of the AI packages (``only`` one) for ``workloads`` (the image itself when none runs it),
@@ -433,7 +426,7 @@ class VulnerableAIWorkload(Detector):
         targets: list[list[Any]] = workloads or ([] if state.get("wl") else [[ent.image(str(state.get("im", ""))),
                                                                               "", None, None, 0, False, False, ""]])
         for workload in targets:
-            how = self._exposure_of(state, workload)
+            how, by = self._exposure_of(state, workload)
             for package in state.get("pk", []):
                 if only and package[0] != only:
                     continue
@@ -443,7 +436,7 @@ class VulnerableAIWorkload(Detector):
                         if vuln_id else Priority(0, "none", ())
                     rows.append(self._row(event, state, workload, package, [vuln_id, rank, cvss, fixed], used,
                                           bool(how), prio))
-            finding = self._finding(event, state, workload, self._critical(state, workload, how), how)
+            finding = self._finding(event, state, workload, self._critical(state, workload, how), how, by)
             if finding is not None:
                 findings.append(finding)
         return Observed(findings, [], rows)
@@ -459,14 +452,13 @@ class VulnerableAIWorkload(Detector):
         return out
 
     def _finding(self, event: Event, state: State, workload: list[Any],
-                 critical: list[tuple[str, list[Any], Priority]], how: str) -> Finding | None:
+                 critical: list[tuple[str, list[Any], Priority]], how: str, by: str) -> Finding | None:
         if not critical or workload[2] is None:
             return None
         ids = sorted({c[0] for c in critical})
-        by = self._exposing(state, workload)[3:] if how else []
         # who exposed it is part of the marker: an exposure learned later (the inventory's word came first)
         # raises the finding again, now naming whom, so the workload's alert joins that exposure's
-        marker = h32(f"{workload[0]}|{','.join(ids)}|{by[0] if by else ''}")
+        marker = h32(f"{workload[0]}|{','.join(ids)}|{by}")
         reported: list[int] = state.setdefault("rp", [])
         if marker in reported:
             return None
@@ -490,13 +482,13 @@ class VulnerableAIWorkload(Detector):
             "priority": prio.level, "priority_score": str(prio.score), "reasons": "; ".join(prio.reasons),
             "top_vulnerability": vuln_id, "image": image,
         }
-        if by and by[0]:  # the exposure's alert is whom exposed it: this workload's story continues there
-            entities.append(ent.principal(by[0]))
-            attributes[CONTINUES] = ent.principal(by[0])
+        if by:  # the exposure's alert is whom exposed it: this workload's story continues there
+            entities.append(ent.principal(by))
+            attributes[CONTINUES] = ent.principal(by)
         return self.finding(
             event=event,
             entity_id=str(workload[0]),
-            discriminator=",".join(ids) + (f"|{by[0]}" if by and by[0] else ""),
+            discriminator=",".join(ids) + (f"|{by}" if by else ""),
             summary=f"Workload {str(workload[0]).split(':', 1)[-1]} {phrase}: {'; '.join(prio.reasons)}",
             entities=entities,
             severity="critical",
@@ -530,7 +522,7 @@ class VulnerableAIWorkload(Detector):
         targets = workloads or [[ent.image(str(state.get("im", ""))), "", None, None, 0, False, False, ""]]
         rows = []
         for workload in targets:
-            how = self._exposure_of(state, workload)
+            how, _ = self._exposure_of(state, workload)
             listed: list[vulns.Vulnerability | None] = [*found] or [None]
             for vuln in listed:
                 prio = self.priority(vuln.severity_rank, vuln.cvss, vuln.fixed_version, False, bool(how),

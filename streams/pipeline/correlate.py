@@ -62,7 +62,7 @@ class Correlation:
                     continue
                 copy = topics.forwarded(message)
                 key = (copy and (message.key() or b"").decode()) or anchor(finding)
-                carried = topics.header(message, topics.MERGE_HEADER) if copy else None
+                carried = topics.header(message.headers(), topics.MERGE_HEADER) if copy else None
                 result = self.states.apply(key, message.partition(), _correlate, self.correlator, finding, key, copy,
                                            orjson.loads(carried) if carried else None)
                 if isinstance(result, tuple):  # to the partition of the alert it joins, as a copy the sink skips

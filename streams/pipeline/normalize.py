@@ -16,13 +16,8 @@ from streams.pipeline.records import Out, OversizedOutput, count_into, dead_lett
 
 def header_source(headers: Any) -> str | None:
     """The ``aiwarden-source`` header, if the producer set one."""
-    if not headers:
-        return None
-    items = headers.items() if isinstance(headers, dict) else headers
-    for key, value in items:
-        if key == topics.SOURCE_HEADER and value:
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return None
+    value = topics.header(headers, topics.SOURCE_HEADER)
+    return value.decode() if value else None
 
 
 class Normalization:

@@ -196,6 +196,16 @@ def test_rekeyed_events_keep_state_under_their_key(settings: Settings) -> None:
 # --- correlation ----------------------------------------------------------------------------------
 
 
+def correlate_until_settled(correlation: Correlation, out: Out, findings: list[Message]) -> None:
+    """``findings`` through the correlate stage, and the re-keyed copies it sends back to aiwarden.findings
+    after them, as the engine would deliver them, until none is left."""
+    while findings:
+        done = len(out.on(topics.FINDINGS))
+        correlation.findings_batch(findings)
+        findings = [Message(s["value"], s["key"], topic=topics.FINDINGS, headers=s["headers"])
+                    for s in out.on(topics.FINDINGS)[done:]]
+
+
 def test_replayed_findings_do_not_duplicate_alerts(settings: Settings) -> None:
     detect, out, _ = detection(settings)
     detect.events_batch([event_message(miner(1))])
@@ -301,12 +311,8 @@ def test_the_simulated_vulnerable_model_server_is_one_critical_attack_path(setti
             detect.rekeyed_batch([Message(r["value"], r["key"], topic="rekey", headers=r["headers"]) for r in batch])
     alerts = Out()
     correlation = Correlation(settings, alerts, states=memory_store("correlation"))
-    pending = [Message(s["value"], s["key"], topic=topics.FINDINGS) for s in out.on(topics.FINDINGS)]
-    while pending:  # the re-keyed copies come back through aiwarden.findings
-        done = len(alerts.on(topics.FINDINGS))
-        correlation.findings_batch(pending)
-        pending = [Message(s["value"], s["key"], topic=topics.FINDINGS, headers=s["headers"])
-                   for s in alerts.on(topics.FINDINGS)[done:]]
+    correlate_until_settled(correlation, alerts,
+                            [Message(s["value"], s["key"], topic=topics.FINDINGS) for s in out.on(topics.FINDINGS)])
     forwarded = alerts.on(topics.FINDINGS)
     assert forwarded and all(s["headers"][0][0] == topics.FORWARDED_HEADER for s in forwarded)
     (label,) = simulator.labels()
@@ -339,12 +345,8 @@ def test_an_open_pod_alert_goes_along_with_the_forwarded_finding_and_is_merged(s
     vulnerable.attributes[CONTINUES] = engineer
     out, states = Out(), memory_store("correlation")
     correlation = Correlation(settings, out, states=states)
-    pending = [Message(encode(f), anchor(f).encode(), topic=topics.FINDINGS) for f in (exposure, shell, vulnerable)]
-    while pending:
-        done = len(out.on(topics.FINDINGS))
-        correlation.findings_batch(pending)
-        pending = [Message(s["value"], s["key"], topic=topics.FINDINGS, headers=s["headers"])
-                   for s in out.on(topics.FINDINGS)[done:]]
+    correlate_until_settled(correlation, out, [Message(encode(f), anchor(f).encode(), topic=topics.FINDINGS)
+                                               for f in (exposure, shell, vulnerable)])
     (copy,) = out.on(topics.FINDINGS)
     assert [name for name, _ in copy["headers"]] == [topics.FORWARDED_HEADER, topics.MERGE_HEADER]
     latest: dict[str, dict[str, Any]] = {}
