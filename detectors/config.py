@@ -502,7 +502,8 @@ class DetectionConfig(BaseModel):
     extraction_template_share: float = Field(
         0.08, gt=0, le=1, description="Template guard (warm key): one prompt template (digits aside) repeated "
         "extraction_mix_min_pairs times or more, making a share of the window's prompts at least this much over the "
-        "key's usual top-template share (EWMA), and at least three times it: a sweep diluted in the key's traffic."
+        "key's usual top-template share (EWMA), and at least three times it unless the key does not usually send "
+        "that template: a sweep diluted in the key's traffic."
     )
 
     # --- vulnerable AI packages (vulnerable_ai_workload) ------------------------------------------------

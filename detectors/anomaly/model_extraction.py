@@ -20,13 +20,16 @@ Guards (fire regardless of the model):
   sweep that a window boundary cuts in two halves, each under the count, is still one sweep;
 * **template** (mix-ready key): one prompt template (digits removed) repeated ``extraction_mix_min_pairs``
   times or more in the window, its share of the window's prompts ``extraction_template_share`` over the
-  key's usual top-template share (EWMA) and three times it: a diluted sweep whose prompts are too far
-  apart in the key's traffic for the near-duplicate pairs to show (counted in a 64-counter sketch);
+  key's usual top-template share (EWMA), and three times it unless the key does not usually send that
+  template (a 64-bit map of the templates its earlier windows repeated, learned a window late): a diluted
+  sweep whose prompts are too far apart in the key's traffic for the near-duplicate pairs to show, or a
+  templated service key sweeping with another template (counted in a 64-counter sketch);
 * **volume** (after the key's warm-up): requests over ``extraction_volume_factor`` x the key's EWMA
   with mean distance under ``extraction_max_distance``.
 
 State per key (bounded, ~1.1 KiB, < 2 KiB whatever the prompts): window counters, the last 3
-prompts' 64-char views, two EWMAs (requests, near-duplicate share), an 8-id evidence ring and 5 entities.
+prompts' 64-char views, three EWMAs (requests, near-duplicate share, top-template share), the map of
+the key's usual templates, an 8-id evidence ring and 5 entities.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from schemas.envelope import Event
 RECENT_PROMPTS = 3
 FEATURES = ("rel_requests", "tokens_in", "tokens_out", "ratio", "distinct", "distance", "near_dup", "rel_near_dup")
 TEMPLATE_BUCKETS = 64
+USUAL_MIN_REPEATS = 3
 
 
 def count_template(counters: list[int], shape: int) -> None:
@@ -59,14 +63,31 @@ def count_template(counters: list[int], shape: int) -> None:
     counters[(shape >> 8) % TEMPLATE_BUCKETS] += 1
 
 
-def top_count(state: State) -> int:
-    """The most repeated template's count in the window, less what the other templates put in its bucket on
-    average (count-mean-min): about 0 for varied prompts, the sweep's size for a sweep."""
+def repeats(state: State, count: int) -> int:
+    """A template bucket's count in the window less what the other templates put in it on average
+    (count-mean-min): about 0 for varied prompts, the sweep's size for a sweep."""
+    return max(0, round(count - (int(state["np"]) - count) / (TEMPLATE_BUCKETS - 1)))
+
+
+def top_template(state: State) -> tuple[int, int]:
+    """``(bucket, repeats)`` of the window's most repeated template (``(-1, 0)`` with no prompt)."""
     counters: list[int] = state.get("tk") or []
     if not counters:
-        return 0
+        return -1, 0
     top = max(counters)
-    return max(0, round(top - (int(state["np"]) - top) / (TEMPLATE_BUCKETS - 1)))
+    return counters.index(top), repeats(state, top)
+
+
+def substantial_buckets(state: State, share: float) -> int:
+    """A bitmap of the window's template buckets repeated at least ``USUAL_MIN_REPEATS`` times and making
+    ``share`` of its prompts or more: the templates the key sends, as opposed to one-off prompts."""
+    prompts = int(state["np"])
+    bits = 0
+    for bucket, count in enumerate(state.get("tk") or ()):
+        n = repeats(state, count)
+        if n >= USUAL_MIN_REPEATS and n >= share * prompts:
+            bits |= 1 << bucket
+    return bits
 
 
 class ModelExtraction(WindowedAnomalyDetector):
@@ -144,14 +165,38 @@ class ModelExtraction(WindowedAnomalyDetector):
         if pairs:
             c, near = self.config, int(state["dd"])
             usual = float(state.get("bd", 0.0))
+            # half-way to firing is not the key's usual
             suspicious = (self.mix_ready(state) and 2 * near >= c.extraction_mix_min_pairs
-                          and near / pairs >= usual + c.extraction_mix_share)
+                          and near / pairs >= usual + c.extraction_mix_share / 2)
             self.learn_mix(state, "bd", near / pairs, pairs, suspicious)
         prompts = int(state["np"])
-        if prompts and state.get("fw") != state["w"]:
-            top, usual_top = top_count(state) / prompts, float(state.get("bt", 0.0))
-            if top < usual_top + self.config.extraction_template_share / 2:  # half-way to firing is not usual
-                state["bt"] = round(usual_top + self.alpha * (top - usual_top), 4) if "bt" in state else round(top, 4)
+        if not prompts:
+            return
+        half = self.config.extraction_template_share / 2
+        bucket, count = top_template(state)
+        top = count / prompts
+        fired = state.get("fw") == state["w"]
+        if not fired:
+            if "bt" not in state:  # a templated key's first window sets its usual, however templated
+                state["bt"] = round(top, 4)
+            elif top < (usual_top := float(state["bt"])) + half:
+                state["bt"] = round(usual_top + self.alpha * (top - usual_top), 4)
+        # the templates a window repeated become usual one window later, if that one is not half-way to
+        # firing on a new template: the window before a sweep may hold its first prompts
+        repeated = substantial_buckets(state, half)
+        if "bu" not in state:
+            state["bu"], state["bc"] = repeated, 0
+        elif fired or (self.novel(state, bucket) and 2 * count >= self.config.extraction_mix_min_pairs
+                       and top >= half):
+            state["bc"] = 0
+        else:
+            state["bu"], state["bc"] = int(state["bu"]) | int(state.get("bc", 0)), repeated
+
+    @staticmethod
+    def novel(state: State, bucket: int) -> bool:
+        """Template ``bucket`` is not one the key usually sends (``bu``: the buckets its earlier windows
+        repeated; a key's first window has none to judge by)."""
+        return bucket >= 0 and "bu" in state and not int(state["bu"]) >> bucket & 1
 
     def confirm(self, state: State) -> bool:
         """The model may fire on a big enough window that also leans towards extraction: similar
@@ -187,12 +232,16 @@ class ModelExtraction(WindowedAnomalyDetector):
                         self.severity,
                         strength(share, usual + c.extraction_mix_share),
                     )
-        repeats, prompts = top_count(state), int(state["np"])
-        if self.mix_ready(state) and "bt" in state and repeats >= c.extraction_mix_min_pairs:
-            top, usual_top = repeats / prompts, float(state["bt"])
-            if top >= usual_top + c.extraction_template_share and top >= 3 * usual_top:
+        bucket, repeated = top_template(state)
+        if self.mix_ready(state) and "bt" in state and repeated >= c.extraction_mix_min_pairs:
+            top, usual_top, prompts = repeated / int(state["np"]), float(state["bt"]), int(state["np"])
+            novel = self.novel(state, bucket)
+            # three times the usual top share only for a template the key sends anyway: a key that always
+            # sends one template at 10% sweeping with another at 25% is not three times its usual
+            if top >= usual_top + c.extraction_template_share and (novel or top >= 3 * usual_top):
+                which = "a prompt template the key does not usually send" if novel else "one prompt template"
                 return (
-                    f"one prompt template repeated {repeats} times, {top:.0%} of {prompts} prompts (usually "
+                    f"{which} repeated {repeated} times, {top:.0%} of {prompts} prompts (top template usually "
                     f"{usual_top:.0%}): a systematic sweep inside the key's usual traffic",
                     self.severity,
                     strength(top, usual_top + c.extraction_template_share),

@@ -416,7 +416,42 @@ def test_model_extraction_sweep_too_sparse_for_near_duplicate_pairs() -> None:
     events += busy_window("key-busy", 7, rng, n=3)
     assert feed("model_extraction", events, with_config(extraction_template_share=1.0)) == []
     found = feed("model_extraction", events)
-    assert len(found) == 1 and "one prompt template repeated" in found[0].attributes["reason"]
+    assert len(found) == 1 and "prompt template the key does not usually send repeated" in found[0].attributes["reason"]
+
+
+def test_model_extraction_sweep_by_a_key_whose_own_traffic_is_templated() -> None:
+    """A service key that always sends one template among its prompts (9% of them) sweeps with another at 21%,
+    not three times its usual top share: the sweep's template is not one the key sends, which shows. Its
+    usual is learned from the key's first window on, however templated; a template becomes the key's own a
+    window late, so a sweep's first prompts at the end of the window before do not make it usual."""
+    rng = random.Random(11)
+    usual = [(f"Summarize support ticket {i:05d} in one line.", 60, 30) for i in range(10)]
+    sweep = [(f"Return the top-1 category for product SKU-{300_000 + i:06d}. One word only.", 25, 2) for i in range(38)]
+
+    def windows(before: list[tuple[str, int, int]]) -> list[Event]:
+        """Six windows of the key's traffic, ``before`` late in the sixth, the sweep in the seventh."""
+        spec = [[(synthetic_prompt(rng), rng.randint(200, 900), rng.randint(50, 700)) for _ in range(100)] + usual
+                for _ in range(7)]
+        for w in spec:
+            rng.shuffle(w)
+        spec[5] += before
+        spec[6] += sweep[len(before):]
+        rng.shuffle(spec[6])
+        start = T0 - T0 % MIN  # the detector's own windows
+        return [gateway(key="key-service", t=start + w * MIN + (i + 1) * (MIN // (len(items) + 1)), prompt=p,
+                        tokens_in=ti, tokens_out=to, seq=w * 1000 + i)
+                for w, items in enumerate(spec) for i, (p, ti, to) in enumerate(items)] + \
+            [gateway(key="key-service", t=start + 7 * MIN + 5, prompt="close", seq=9999)]
+
+    no_pairs = with_config(extraction_mix_share=1.0)  # the near-duplicate pairs aside: the template alone
+    events = windows([])
+    assert feed("model_extraction", events[:-len(sweep) - 111], no_pairs) == []
+    for events in (windows([]), windows(sweep[:8])):
+        found = feed("model_extraction", events, no_pairs)
+        assert len(found) == 1, found
+        reason = found[0].attributes["reason"]
+        assert "a prompt template the key does not usually send" in reason
+        assert "(top template usually 9%)" in reason or "(top template usually 10%)" in reason, reason
 
 
 def test_model_extraction_mix_guard_quiet_on_benign_keys() -> None:
