@@ -69,7 +69,10 @@ def read_alerts(
 def render(console: Console, alert: dict[str, Any]) -> None:
     severity = str(alert.get("severity", "info"))
     stamp = time.strftime("%H:%M:%S", time.gmtime(int(alert.get("last_seen", 0)) / 1000))
-    update = " [dim]↻ update[/]" if int(alert.get("version", 1)) > 1 else ""
+    if alert.get("status") == "merged":
+        update = f" [dim]⤷ merged into {escape(str(alert.get('merged_into', '')))}[/]"
+    else:
+        update = " [dim]↻ update[/]" if int(alert.get("version", 1)) > 1 else ""
     techniques = " ".join([*alert.get("atlas_techniques", ()), *alert.get("attack_techniques", ())])
     console.print(
         f"[dim]{stamp}Z[/] [{STYLES.get(severity, '')}]{severity.upper():>8}[/] "

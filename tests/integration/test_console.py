@@ -300,6 +300,13 @@ def test_console_shows_a_simulated_attack_in_chromium(service_settings: Settings
             assert link.get_attribute("title") == "Command and Scripting Interpreter"
             page.screenshot(path=str(ARTIFACTS / "console.png"))
 
+            # merged into another alert (a story that continues elsewhere): off the list, which shows the other
+            alert_id = row.get_attribute("data-alert-id")
+            merged = make_alert(pod, 0, version=10**6) | {"alert_id": alert_id, "status": "merged",
+                                                           "merged_into": "another-alert"}
+            produce_alerts(service_settings, [merged])
+            page.locator(f'tr.alert[data-alert-id="{alert_id}"]').wait_for(state="detached", timeout=60_000)
+
             page.click('nav .tab[data-tab="inventory"]')
             page.wait_for_selector("#inventory tr.asset", timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "console-inventory.png"))

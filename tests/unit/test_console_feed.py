@@ -7,8 +7,10 @@ from typing import Any
 
 import orjson
 import pytest
+from rich.console import Console
 
 from infra.settings import Settings
+from streams.alerts_tail import render
 from streams.console.feed import HEARTBEAT, AlertFeed, CursorError, FeedItem, Overflow, encode_cursor, parse_cursor
 from streams.console.filters import AlertFilter, FilterError
 from streams.console.views import sse_frame
@@ -140,3 +142,14 @@ def test_filters() -> None:
 def test_sse_frames() -> None:
     assert sse_frame("0:1", "alert", b'{"a":1}') == b'id: 0:1\nevent: alert\ndata: {"a":1}\n\n'
     assert sse_frame(None, "overflow", b"{}") == b"event: overflow\ndata: {}\n\n"
+
+
+def test_alerts_tail_says_what_a_merged_alert_joined() -> None:
+    console = Console(record=True, width=200, color_system=None)
+    base = {"severity": "high", "risk_score": 70, "primary_entity": "pod:ml/a", "summary": "s", "last_seen": 0}
+    render(console, base | {"version": 1, "status": "open"})
+    render(console, base | {"version": 2, "status": "open"})
+    render(console, base | {"version": 3, "status": "merged", "merged_into": "alert-42"})
+    lines = [line for line in console.export_text().splitlines() if "pod:ml/a" in line]
+    assert "update" not in lines[0] and "↻ update" in lines[1]
+    assert "merged into alert-42" in lines[2] and "update" not in lines[2]

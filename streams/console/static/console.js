@@ -86,6 +86,10 @@ async function connect() {
     const alert = JSON.parse(message.data);
     const known = alerts.get(alert.alert_id);
     if (known && known.version > alert.version) return;
+    if (alert.status === "merged") {  // it joined alert.merged_into, which the list shows instead
+      if (known) { alerts.delete(alert.alert_id); renderAlerts(); }
+      return;
+    }
     for (const field of ["triage_status", "resolution", "assignee", "comments"]) {
       if (known && known[field] !== undefined) alert[field] = known[field];
     }
