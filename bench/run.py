@@ -144,9 +144,10 @@ def new_rows(results: dict[str, Any], when: Any) -> list[str]:
                     f"{lat['lag_at_end']} records{when(lat)} |")
     if quality := results.get("quality"):
         worst = min(quality["classes"].values(), key=lambda c: c["recall"], default=None)
+        which = "every class" if worst is None or worst["recall"] >= 1 else worst["class"]
         rows.append(f"| detection quality ({quality['events']} simulated events, {quality['attacks']} attacks, "
                     f"{len(quality['classes'])} classes) | recall min {_fmt(worst and worst['recall'])} "
-                    f"({worst and worst['class']}), precision {quality['precision']}, "
+                    f"({which}), precision {quality['precision']}, "
                     f"{quality['false_alerts']} false alerts = {quality['false_per_100k']} per 100k benign; "
                     f"per class below{when(quality)} |")
     if memory := results.get("memory"):
