@@ -127,6 +127,7 @@ def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0
     from confluent_kafka import Consumer, TopicPartition
 
     from infra.kafka.clients import confluent_config, partition_ids
+    from infra.kafka.lag import watermarks
     from streams import topics
     from streams.pipeline.build import pipeline_groups
 
@@ -137,24 +138,10 @@ def start_groups_at_end(settings: Settings, app_id: str, timeout_s: float = 30.0
             if not ends:
                 for name in topics.ALL_TOPICS:
                     for partition in partition_ids(consumer, name, timeout_s):
-                        ends.append(TopicPartition(name, partition, _high(consumer, name, partition, timeout_s)))
+                        high = watermarks(consumer, name, partition, timeout_s)[1]
+                        ends.append(TopicPartition(name, partition, high))
             consumer.commit(offsets=ends, asynchronous=False)
         finally:
             consumer.close()
 
 
-def _high(consumer: Any, topic: str, partition: int, timeout_s: float) -> int:
-    """The high watermark, waiting out a topic created a moment ago whose leader is still being elected."""
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-    # librdkafka does not flag these retriable here, yet they only mean "leader not elected yet"
-    electing = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1])
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not (error.retriable() or error.code() in electing) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

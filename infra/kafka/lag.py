@@ -12,13 +12,31 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from infra.kafka.clients import confluent_config
 from infra.settings import Settings
 
 CHECKED_REMAINDER = 8  # a remainder at most this long is read to tell markers from records
+# librdkafka does not flag these retriable when reading watermarks, yet they only mean "leader not elected yet"
+ELECTING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def watermarks(consumer: Any, topic: str, partition: int, timeout_s: float) -> tuple[int, int]:
+    """``(low, high)`` watermarks of a partition, waiting out a topic created a moment ago whose leader is
+    still being elected (at most ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in ELECTING) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def group_lag(settings: Settings, group: str, topic_names: Iterable[str],
@@ -31,7 +49,7 @@ def group_lag(settings: Settings, group: str, topic_names: Iterable[str],
                       for p in consumer.list_topics(name, timeout=timeout_s).topics[name].partitions]
         lag: dict[tuple[str, int], int] = {}
         for tp in consumer.committed(partitions, timeout=timeout_s):
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s)
+            low, high = watermarks(consumer, tp.topic, tp.partition, timeout_s)
             lag[(tp.topic, tp.partition)] = high - max(tp.offset, low, 0)
     finally:
         consumer.close()
@@ -52,7 +70,7 @@ def _records_after(settings: Settings, remainders: dict[tuple[str, int], int],
     try:
         assignment = []
         for (topic, partition), n in remainders.items():
-            high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1]
+            high = watermarks(probe, topic, partition, timeout_s)[1]
             assignment.append(TopicPartition(topic, partition, high - n))
         probe.assign(assignment)
         pending = set(remainders)
