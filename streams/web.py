@@ -24,7 +24,7 @@ def register(app: faust.App, settings: Settings) -> None:
     app.aiwarden_feed = feed  # type: ignore[attr-defined]
     console.register(app, feed, queries)
     soc_topics = {name: app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
-                  for name in (*topics.SOC_TOPICS, topics.ACTIONS, topics.ACTION_LOG)}
+                  for name in (*topics.SOC_TOPICS, topics.ACTIONS, topics.ACTION_LOG, topics.OCSF)}
 
     async def send(topic: str, key: bytes, value: bytes | None) -> None:
         """Write one SOC record and wait until the broker has it (a human's action is never lost silently)."""

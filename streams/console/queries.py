@@ -91,10 +91,14 @@ class ConsoleQueries:
             "since": since_ms, "limit": limit,
         }, limit)
 
+    def latest(self, alert_ids: list[str]) -> list[dict[str, Any]]:
+        """The latest stored version of each of ``alert_ids`` (those the sink has stored)."""
+        sql = f"SELECT {ALERT_COLUMNS} FROM {self.db}.alerts FINAL WHERE alert_id IN {{ids:Array(String)}}"  # noqa: S608
+        return self._rows(sql, {"ids": alert_ids}, MAX_LIMIT)
+
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         """One alert with its findings and evidence events (as far as the sink has stored them)."""
-        sql = f"SELECT {ALERT_COLUMNS} FROM {self.db}.alerts FINAL WHERE alert_id = {{id:String}}"  # noqa: S608
-        found = self._rows(sql, {"id": alert_id}, 1)
+        found = self.latest([alert_id])
         if not found:
             return None
         alert = found[0]

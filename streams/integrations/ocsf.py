@@ -3,9 +3,15 @@
 One record per alert version, on ``aiwarden.ocsf`` (the correlate stage sends it in the same Kafka
 transaction as the alert): ``activity_id`` 1 Create for version 1, 2 Update for every later version
 (correlation folded another finding in), 3 Close for an alert whose ``status`` is ``closed`` or ``merged``
-(its findings went on in another alert: ``status`` Other "Merged", ``status_detail`` names that alert). aiwarden has
-no triage yet, so nothing closes an alert today; an alert that stops growing simply gets no more records
-(a new alert replaces it when its anchor's next finding falls outside the correlation window).
+(its findings went on in another alert: ``status`` Other "Merged", ``status_detail`` names that alert). An
+alert that stops growing simply gets no more records (a new alert replaces it when its anchor's next
+finding falls outside the correlation window).
+
+Triage (``triage_finding``, sent by the worker that takes the change, ``POST /alerts/triage``): the alert's
+latest version again, with ``activity_id`` 2 Update and ``status`` In Progress once acknowledged, New when
+reopened, and 3 Close with ``status`` Resolved and ``status_detail`` (resolution and who) once resolved;
+``metadata.uid`` = ``<alert id>:<version>:triage:<triage id>``, ``time`` the change's. A SIEM that follows
+``aiwarden.ocsf`` sees the SOC's decisions; assignments and comments alone send nothing.
 
 What goes where:
 
@@ -267,3 +273,35 @@ def validate(record: dict[str, Any]) -> list[str]:
     if model.class_uid != CLASS_UID:  # pragma: no cover - the model pins it
         problems.append(f"class_uid {model.class_uid} is not {CLASS_UID}")
     return problems
+
+
+TRIAGE_STATUS = {  # triage status → (activity, OCSF status_id, status)
+    "open": (UPDATE, 1, "New"),
+    "acknowledged": (UPDATE, 2, "In Progress"),
+    "resolved": (CLOSE, 4, "Resolved"),
+}
+
+
+def triage_finding(alert: Alert, change: dict[str, Any]) -> dict[str, Any] | None:
+    """The OCSF Detection Finding of a triage ``change`` (``streams.soc.triage.triage_records``) to ``alert``'s
+    latest version, or None for a change without a status (an assignment or a comment)."""
+    mapped = TRIAGE_STATUS.get(change.get("status") or "")
+    if mapped is None:
+        return None
+    activity_id, status_id, status = mapped
+    record = detection_finding(alert)
+    when = int(change["time_ms"])
+    record.update(activity_id=activity_id, activity_name=ACTIVITY_NAMES[activity_id],
+                  type_uid=CLASS_UID * 100 + activity_id,
+                  type_name=f"Detection Finding: {ACTIVITY_NAMES[activity_id]}",
+                  time=when, status_id=status_id, status=status)
+    record.pop("status_detail", None)
+    if change["status"] == "resolved":
+        record["status_detail"] = f"resolved as {change['resolution']} by {change['actor']}"
+    elif change["status"] == "acknowledged":
+        record["status_detail"] = f"acknowledged by {change['actor']}"
+    record["finding_info"]["modified_time"] = when
+    record["metadata"].update(uid=f"{alert.alert_id}:{alert.version}:triage:{change['triage_id']}", logged_time=when)
+    record["unmapped"].update(triage_status=change["status"], triage_resolution=change.get("resolution") or "",
+                              triage_actor=change["actor"])
+    return record

@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from infra.settings import Settings
+from schemas.findings import Alert
 from streams import topics
 from streams.agents.containment import log_row
 from streams.console.feed import AlertFeed
@@ -27,6 +28,7 @@ from streams.console.filters import FilterError
 from streams.console.queries import ConsoleQueries
 from streams.console.views import query_int, read_forever, sse
 from streams.hunt import HuntError
+from streams.integrations.ocsf import triage_finding
 from streams.soc import triage
 from streams.soc.approvals import ApprovalError, Approvals, record
 from streams.soc.compacted import TopicView
@@ -43,6 +45,32 @@ async def _read(fn: Any, *args: Any) -> web.Response:
         return json_response({"error": str(exc)}, 400)
     except HuntError as exc:
         return json_response({"error": f"ClickHouse: {exc}"}, 503)
+
+
+async def send_ocsf(guard: Guard, queries: ConsoleQueries, records: list[dict[str, Any]]) -> list[str]:
+    """Status changes as OCSF records on ``aiwarden.ocsf`` (``ocsf.triage_finding``); the ids of alerts it could
+    not send (not in ClickHouse yet, or ClickHouse unreachable), which the response names."""
+    changes = {r["alert_id"]: r for r in records if r["status"]}
+    if not changes:
+        return []
+    try:
+        stored = {row["alert_id"]: row for row in await asyncio.to_thread(queries.latest, list(changes))}
+    except Exception as exc:  # noqa: BLE001 - the triage is recorded; the response names what OCSF missed
+        log.warning("triage: no OCSF records for %d alerts, ClickHouse: %s", len(changes), exc)
+        return list(changes)
+    missing = [alert_id for alert_id in changes if alert_id not in stored]
+    if missing:
+        log.warning("triage: no OCSF record for %d alerts not in ClickHouse yet: %s", len(missing), missing[:5])
+    for alert_id, row in stored.items():
+        record = triage_finding(Alert.from_dict(row), changes[alert_id])
+        if record is None:
+            continue
+        try:
+            await guard.send(topics.OCSF, alert_id.encode(), orjson.dumps(record))
+        except Exception as exc:  # noqa: BLE001 - as above: named in the response
+            log.warning("triage: OCSF record of alert %s not sent: %s", alert_id, exc)
+            missing.append(alert_id)
+    return missing
 
 
 def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQueries,
@@ -62,8 +90,10 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
             changed["assignee"] = records[0]["assignee"]
         for row in records:
             await guard.audit(principal, "triage", row["alert_id"], changed)
+        unstored = await send_ocsf(guard, queries, records)
         return json_response({"changed": [r["alert_id"] for r in records], "triage_ids": [r["triage_id"]
-                                                                                            for r in records]})
+                                                                                            for r in records],
+                              **({"ocsf_not_sent": unstored} if unstored else {})})
 
     async def get_queue(request: web.Request) -> web.Response:
         statuses = [s for value in request.query.getall("status", []) for s in value.split(",") if s]

@@ -18,11 +18,15 @@ import pytest
 from infra.services import free_port
 from infra.settings import Settings
 from schemas.findings import Finding
+from streams import topics
+from streams.integrations.ocsf import CLOSE, UPDATE, validate
 from streams.soc.guard import ROUTE_ROLES
 from streams.soc.sessions import COOKIE, SessionCodec
 from streams.worker_process import WorkerProcess, settings_env, start_groups_at_end
+from tests.integration.invariants import topic_ends
 from tests.integration.signin import Account, make_accounts, sign_in, wait_healthy
 from tests.integration.test_console import chromium, make_alert, produce_alerts
+from tests.integration.test_ocsf_e2e import read_committed
 
 pytestmark = pytest.mark.integration
 
@@ -201,6 +205,7 @@ def test_triage_from_the_cli_with_a_token_lands_in_the_queue_and_the_audit(
     old["first_seen"] = old["last_seen"] = int(time.time() * 1000) - 40 * 86_400_000  # 40 days old, still open
     produce_alerts(service_settings, [old])
     wait_queue(soc, old["alert_id"], {"triage_status": "open"}, status="open")
+    ocsf_from = topic_ends(service_settings, topics.OCSF)
 
     analyst = soc.accounts["analyst"]
     steps = [("ack", old["alert_id"]), ("assign", old["alert_id"], "--to", analyst.name),
@@ -214,6 +219,16 @@ def test_triage_from_the_cli_with_a_token_lands_in_the_queue_and_the_audit(
     assert row["summary"] == old["summary"]
     assert old["alert_id"] not in queue(soc, status="open,acknowledged")
     assert old["alert_id"] in queue(soc, status="resolved", assignee=analyst.name)
+
+    # the SIEM following aiwarden.ocsf sees the decisions: acknowledged (Update), resolved (Close); the assignment
+    # and the comment send nothing
+    deadline = time.monotonic() + 60
+    while len(ocsf := [r for r in read_committed(service_settings, topics.OCSF, ocsf_from)
+                       if r["finding_info"]["uid"] == old["alert_id"]]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [(r["activity_id"], r["status"]) for r in ocsf] == [(UPDATE, "In Progress"), (CLOSE, "Resolved")], ocsf
+    assert ocsf[1]["status_detail"] == f"resolved as benign by {analyst.name}"
+    assert ocsf[1]["finding_info"]["desc"] == old["summary"] and not [p for r in ocsf if (p := validate(r))]
 
     refused = cli(service_settings, soc.base, soc.accounts["viewer"].token, "alerts", "ack", old["alert_id"])
     assert refused.returncode == 1 and "403" in refused.stderr and "analyst" in refused.stderr

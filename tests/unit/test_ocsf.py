@@ -13,8 +13,17 @@ from infra.settings import Settings
 from schemas import entities as ent
 from schemas.findings import Alert
 from streams import topics
-from streams.integrations.ocsf import CLOSE, CREATE, OCSF_VERSION, UPDATE, detection_finding, validate
+from streams.integrations.ocsf import (
+    CLOSE,
+    CREATE,
+    OCSF_VERSION,
+    UPDATE,
+    detection_finding,
+    triage_finding,
+    validate,
+)
 from streams.pipeline.correlate import Correlation
+from streams.soc.triage import triage_records
 from tests.contract.events import mixed_stream
 from tests.unit.pipeline_fakes import Message, Out, event_message, memory_store
 from tests.unit.test_stages import detection
@@ -73,6 +82,38 @@ def test_activity_follows_the_alert_version_and_status() -> None:
     closed = detection_finding(alert(version=4, status="closed"))
     assert (closed["activity_id"], closed["type_uid"], closed["status_id"]) == (CLOSE, 200403, 4)
     assert validate(closed) == []
+
+
+def test_triage_status_changes_are_ocsf_updates_and_a_close() -> None:
+    latest = alert(version=3)
+
+    def change(**body: object) -> dict[str, object]:
+        (record,) = triage_records("ana", {"alert_ids": [latest.alert_id], **body})
+        return record
+
+    acknowledged = triage_finding(latest, change(status="acknowledged"))
+    resolved_change = change(status="resolved", resolution="false_positive")
+    resolved = triage_finding(latest, resolved_change)
+    reopened = triage_finding(latest, change(status="open"))
+    assert acknowledged is not None and resolved is not None and reopened is not None
+    assert (acknowledged["activity_id"], acknowledged["status_id"]) == (UPDATE, 2)
+    assert acknowledged["status"] == "In Progress" and acknowledged["status_detail"] == "acknowledged by ana"
+    assert (resolved["activity_id"], resolved["type_uid"], resolved["status_id"]) == (CLOSE, 200403, 4)
+    assert resolved["status_detail"] == "resolved as false_positive by ana"
+    assert (reopened["activity_id"], reopened["status_id"]) == (UPDATE, 1) and "status_detail" not in reopened
+    assert resolved["time"] == resolved["finding_info"]["modified_time"] == resolved_change["time_ms"]
+    # a record of its own: consumers deduplicate on metadata.uid, and the alert's version 3 was sent already
+    assert resolved["metadata"]["uid"] == f"4f1c:3:triage:{resolved_change['triage_id']}"
+    assert resolved["metadata"]["correlation_uid"] == "4f1c"
+    assert resolved["unmapped"]["triage_resolution"] == "false_positive"
+    for record in (acknowledged, resolved, reopened):
+        assert validate(record) == []
+    # an assignment or a comment alone is no status change
+    assert triage_finding(latest, change(assignee="ana")) is None
+    assert triage_finding(latest, change(comment="looking")) is None
+    # a merged alert resolved later is still closed as resolved, not as merged
+    merged = triage_finding(alert(status="merged", merged_into="9b2e"), resolved_change)
+    assert merged is not None and merged["status"] == "Resolved" and "merged" not in merged["status_detail"]
 
 
 def test_minimal_alerts_validate() -> None:
