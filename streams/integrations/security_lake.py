@@ -38,14 +38,15 @@ _ref = pa.struct([("uid", pa.string()), ("name", pa.string()), ("src_url", pa.st
 _product = pa.struct([("name", pa.string()), ("vendor_name", pa.string()), ("version", pa.string())])
 _analytic = pa.struct([("uid", pa.string()), ("name", pa.string()), ("type_id", pa.int32()), ("type", pa.string())])
 
-# The Arrow schema of the records ``streams.integrations.ocsf.detection_finding`` writes (every attribute it
-# sets; a test round-trips records through it). Times are OCSF timestamp_t: epoch milliseconds.
+# The Arrow schema of the records ``streams.integrations.ocsf.detection_finding`` and ``triage_finding`` write
+# (every attribute they set; a test round-trips records through it). Times are OCSF timestamp_t: epoch ms.
 SCHEMA = pa.schema([
     ("class_uid", pa.int32()), ("class_name", pa.string()), ("category_uid", pa.int32()),
     ("category_name", pa.string()), ("activity_id", pa.int32()), ("activity_name", pa.string()),
     ("type_uid", pa.int64()), ("type_name", pa.string()), ("time", pa.int64()), ("start_time", pa.int64()),
     ("end_time", pa.int64()), ("severity_id", pa.int32()), ("severity", pa.string()), ("status_id", pa.int32()),
-    ("status", pa.string()), ("message", pa.string()), ("is_alert", pa.bool_()), ("confidence_id", pa.int32()),
+    ("status", pa.string()), ("status_detail", pa.string()), ("message", pa.string()), ("is_alert", pa.bool_()),
+    ("confidence_id", pa.int32()),
     ("confidence", pa.string()), ("risk_score", pa.int32()), ("risk_level_id", pa.int32()),
     ("risk_level", pa.string()),
     ("metadata", pa.struct([
@@ -74,7 +75,8 @@ SCHEMA = pa.schema([
     ]))])),
     ("unmapped", pa.struct([
         ("alert_version", pa.string()), ("maturity", pa.string()), ("primary_entity", pa.string()),
-        ("finding_ids", pa.string()),
+        ("finding_ids", pa.string()), ("triage_status", pa.string()), ("triage_resolution", pa.string()),
+        ("triage_actor", pa.string()),
     ])),
 ])
 

@@ -10,8 +10,9 @@ import pytest
 
 from detectors.registry import DETECTORS
 from infra.settings import SecurityLakeSettings
-from streams.integrations.ocsf import detection_finding
+from streams.integrations.ocsf import detection_finding, triage_finding
 from streams.integrations.security_lake import LakeWriter, event_day, partition_prefix, to_parquet
+from streams.soc.triage import triage_records
 from tests.unit.test_ocsf import alert
 
 pytestmark = pytest.mark.unit
@@ -29,7 +30,11 @@ def without_nulls(value: Any) -> Any:
 
 
 def records() -> list[dict[str, Any]]:
-    out = [detection_finding(alert()), detection_finding(alert(version=5, status="closed"))]
+    out = [detection_finding(alert()), detection_finding(alert(version=5, status="closed")),
+           detection_finding(alert(version=6, status="merged", merged_into="9b2e"))]
+    for body in ({"status": "acknowledged"}, {"status": "resolved", "resolution": "benign"}):
+        (change,) = triage_records("ana", {"alert_ids": ["4f1c"], **body})
+        out.append(triage_finding(alert(version=6), change))
     for name, cls in DETECTORS.items():
         out.append(detection_finding(alert(detectors=[name], atlas_techniques=list(cls.atlas),
                                            attack_techniques=list(cls.attack), entities=[])))
