@@ -204,8 +204,11 @@ class ModelExtraction(WindowedAnomalyDetector):
         r = int(state["r"])
         if r < self.config.anomaly_min_requests:
             return False
-        pairs = int(state["pc"])
-        if pairs and (float(state["ds"]) / pairs <= 0.6 or int(state["dd"]) / pairs >= 0.3):
+        pairs, near = int(state["pc"]), int(state["dd"])
+        # a share of near-duplicates only with enough of them: 6 in a quiet key's 20 happen by chance
+        # (its own prompts repeat: a prompt library, retries)
+        if pairs and (float(state["ds"]) / pairs <= 0.6
+                      or (near / pairs >= 0.3 and 2 * near >= self.config.extraction_mix_min_pairs)):
             return True
         return self.warmed(state) and r >= 3 * max(float(state.get("b", 0.0)), 1.0)
 

@@ -358,6 +358,17 @@ def test_model_extraction_model_fires_on_a_closed_window() -> None:
     assert "moved: " in found[0].attributes["reason"]
 
 
+def test_model_extraction_model_needs_enough_near_duplicates_to_lean_towards_extraction() -> None:
+    """6 near-duplicate pairs in a quiet key's 20 requests (its own prompts repeat) do not let the model fire;
+    10 at the same share do."""
+    detector = DETECTORS["model_extraction"](CONFIG)
+    quiet = {"r": 20, "pc": 20, "dd": 6, "ds": 14.0, "nw": 10, "b": 19.0}
+    assert not detector.confirm(quiet)
+    assert detector.confirm(quiet | {"r": 34, "pc": 33, "dd": 10, "ds": 23.0})
+    assert detector.confirm(quiet | {"ds": 11.0})  # similar prompts throughout (mean distance 0.55)
+    assert detector.confirm(quiet | {"r": 60})  # 3x the key's usual requests
+
+
 def busy_window(key: str, w: int, rng: random.Random, n: int = 150,
                 extra: list[tuple[str, int, int]] | None = None) -> list[Event]:
     """One minute of a busy key's ordinary traffic (varied prompts, 50..700 output tokens), with ``extra``
