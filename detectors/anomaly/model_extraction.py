@@ -235,10 +235,12 @@ class ModelExtraction(WindowedAnomalyDetector):
                         self.severity,
                         strength(share, usual + c.extraction_mix_share),
                     )
-        bucket, repeated = top_template(state)
+        counters: list[int] = state.get("tk") or []
+        most = max(counters, default=0)
+        repeated = repeats(state, most)
         if self.mix_ready(state) and "bt" in state and repeated >= c.extraction_mix_min_pairs:
             top, usual_top, prompts = repeated / int(state["np"]), float(state["bt"]), int(state["np"])
-            novel = self.novel(state, bucket)
+            novel = self.novel(state, counters.index(most))  # which bucket, only past the count (every event)
             # three times the usual top share only for a template the key sends anyway: a key that always
             # sends one template at 10% sweeping with another at 25% is not three times its usual
             if top >= usual_top + c.extraction_template_share and (novel or top >= 3 * usual_top):
