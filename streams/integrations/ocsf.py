@@ -97,8 +97,7 @@ def attack(technique_id: str, wanted_tactics: list[str]) -> dict[str, Any]:
     sub-technique); ``tactic`` is the technique's tactic the alert names, else its first."""
     entry = techniques.technique(technique_id)
     if entry is None:
-        msg = f"technique {technique_id!r} is not in MITRE's data (schemas/techniques/mitre.json)"
-        raise ValueError(msg)
+        return _unknown_attack(technique_id)
     out: dict[str, Any] = {"version": techniques.version(entry["framework"])}
     parent_id = entry.get("parent")
     if parent_id:
@@ -116,6 +115,17 @@ def attack(technique_id: str, wanted_tactics: list[str]) -> dict[str, Any]:
         out["tactic"] = _ref(*chosen)
         out["tactics"] = [_ref(tid, t) for tid, t in found]
     return out
+
+
+def _unknown_attack(technique_id: str) -> dict[str, Any]:
+    """An ``attack`` for an id MITRE's pinned data does not have (a rule tagged with a newer technique, or a
+    custom one): the id itself, under its known parent when it is a sub-technique; no tactic, no version."""
+    parent_id, dot, _ = technique_id.rpartition(".")
+    parent = techniques.technique(parent_id) if dot and parent_id.rsplit(".", 1)[-1].startswith("T") else None
+    if parent is not None:
+        return {"version": techniques.version(parent["framework"]), "technique": _ref(parent_id, parent),
+                "sub_technique": {"uid": technique_id}}
+    return {"technique": {"uid": technique_id}}
 
 
 def _resource(entity: str) -> dict[str, Any]:

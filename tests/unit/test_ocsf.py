@@ -11,6 +11,7 @@ import pytest
 from detectors.registry import DETECTORS
 from infra.settings import Settings
 from schemas import entities as ent
+from schemas import techniques
 from schemas.findings import Alert
 from streams import topics
 from streams.integrations.ocsf import (
@@ -138,9 +139,18 @@ def test_the_validator_refuses_what_the_schema_does_not_define() -> None:
     assert any("uid" in p for p in validate(nested))
 
 
-def test_an_unknown_technique_is_an_error_naming_it() -> None:
-    with pytest.raises(ValueError, match="T9999"):
-        detection_finding(alert(attack_techniques=["T9999"]))
+def test_a_technique_newer_than_mitres_pinned_data_keeps_its_id_and_the_record_stays_valid() -> None:
+    """A vendor's rule may tag a technique MITRE published after the pinned data (or a custom id): the alert
+    still reaches OCSF, the id as the technique's uid, under its known parent when it is a sub-technique."""
+    record = detection_finding(alert(attack_techniques=["T9999", "T1059.999"], atlas_techniques=["AML.T9999.001"],
+                                     tactics=["execution"]))
+    assert validate(record) == []
+    attacks = record["finding_info"]["attacks"]
+    assert attacks[0] == {"technique": {"uid": "T9999"}}
+    assert attacks[1]["technique"] == {"uid": "T1059", "name": "Command and Scripting Interpreter",
+                                       "src_url": "https://attack.mitre.org/techniques/T1059"}
+    assert attacks[1]["sub_technique"] == {"uid": "T1059.999"} and attacks[1]["version"] == techniques.version("attack")
+    assert attacks[2] == {"technique": {"uid": "AML.T9999.001"}}
 
 
 def test_correlate_sends_every_alert_version_as_ocsf_with_the_alert(tmp_path: Path) -> None:
