@@ -387,6 +387,12 @@ class DetectionConfig(BaseModel):
         50, ge=1, description="Requests a key's usual mix (output-token buckets, near-duplicate share) must be "
         "learned from before the mix guards judge it (a busy key is ready within a window, whatever warmup_windows)."
     )
+    mix_drift_windows: int = Field(
+        30, ge=1, description="Active windows in a row an entity must fire in before the level it fires on becomes "
+        "its usual (its mix, top template and templates are learned from the window anyway): a key that changed its "
+        "traffic for good stops raising a finding every window; its alert stays, and the class model never learns "
+        "a window that fired."
+    )
     extraction_mix_min_pairs: int = Field(
         20, ge=2, description="Mix guard (warm key): near-duplicate prompt pairs in one window needed ..."
     )

@@ -175,19 +175,20 @@ class ModelExtraction(WindowedAnomalyDetector):
         half = self.config.extraction_template_share / 2
         bucket, count = top_template(state)
         top = count / prompts
-        fired = state.get("fw") == state["w"]
+        drifted = self.drifted(state)
+        fired = state.get("fw") == state["w"] and not drifted
         if not fired:
             if "bt" not in state:  # a templated key's first window sets its usual, however templated
                 state["bt"] = round(top, 4)
-            elif top < (usual_top := float(state["bt"])) + half:
+            elif top < (usual_top := float(state["bt"])) + half or drifted:
                 state["bt"] = round(usual_top + self.alpha * (top - usual_top), 4)
         # the templates a window repeated become usual one window later, if that one is not half-way to
         # firing on a new template: the window before a sweep may hold its first prompts
         repeated = substantial_buckets(state, half)
         if "bu" not in state:
             state["bu"], state["bc"] = repeated, 0
-        elif fired or (self.novel(state, bucket) and 2 * count >= self.config.extraction_mix_min_pairs
-                       and top >= half):
+        elif fired or (not drifted and self.novel(state, bucket)
+                       and 2 * count >= self.config.extraction_mix_min_pairs and top >= half):
             state["bc"] = 0
         else:
             state["bu"], state["bc"] = int(state["bu"]) | int(state.get("bc", 0)), repeated

@@ -12,7 +12,9 @@ window, the previous one is closed:
    that moved (``moved``: more than 2 sd from the mean of the windows the model learned);
 2. the model then **learns** the window, unless the window fired (a detected attack is not taught
    to the model as normal);
-3. the entity's baseline is updated.
+3. the entity's baseline is updated. Its usual mix (``learn_mix``) is not learned from a window that
+   fired or was half-way to firing, unless the entity fired in ``mix_drift_windows`` windows in a row
+   (``drifted``): a key that changed its traffic for good gets a new usual instead of a finding a window.
 
 Guards (``guard``) run on every event against the open window, so a blatant burst fires at once
 rather than when the entity's next window opens. One finding per entity and window, whichever of
@@ -139,6 +141,11 @@ class WindowedAnomalyDetector(Detector):
         """The entity's own baseline is trusted (enough closed windows)."""
         return int(state.get("nw", 0)) >= self.warmup_windows
 
+    def drifted(self, state: State) -> bool:
+        """The entity fired in its last ``mix_drift_windows`` active windows (this one included, at close):
+        what it fires on is its usual now."""
+        return int(state.get("fs", 0)) >= self.config.mix_drift_windows
+
     def mix_ready(self, state: State) -> bool:
         """The entity's usual mix (``learn_mix``) was learned from enough requests."""
         return int(state.get("bn", 0)) >= self.config.mix_baseline_requests
@@ -147,8 +154,9 @@ class WindowedAnomalyDetector(Detector):
                   suspicious: bool = False) -> None:
         """EWMA of the window's mix ``value`` (a share, or a list of shares) into ``slot``, unless the window
         fired or was half-way to firing (``suspicious``: an attack, or the start of one spilling over a
-        window boundary, does not become the entity's usual); counts the requests it was learned from."""
-        if state.get("fw") == state["w"] or suspicious or requests <= 0:
+        window boundary, does not become the entity's usual) and the entity has not ``drifted``; counts the
+        requests it was learned from."""
+        if requests <= 0 or ((state.get("fw") == state["w"] or suspicious) and not self.drifted(state)):
             return
         old = state.get(slot)
         if isinstance(value, list):
@@ -230,6 +238,10 @@ class WindowedAnomalyDetector(Detector):
                                       {"moved": ",".join(name for name, _ in moved)})
         if not fired:
             self.model.learn_one(x)
+        if fired:
+            state["fs"] = min(MAX_WINDOWS, int(state.get("fs", 0)) + 1)
+        else:
+            state.pop("fs", None)
         self.update_baselines(state)
         state["nw"] = min(MAX_WINDOWS, int(state.get("nw", 0)) + 1)
         return found

@@ -7,6 +7,7 @@ import doctest
 import importlib
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -503,6 +504,27 @@ def test_cost_harvesting_mix_guard_quiet_on_benign_keys() -> None:
         extra = [(synthetic_prompt(rng), 1000, rng.randint(1500, 2900)) for _ in range(30)]
         events += busy_window("key-summaries", w, rng, n=10, extra=extra)
     assert feed("cost_harvesting", events) == []
+
+
+def test_a_key_that_changes_its_traffic_for_good_gets_a_new_usual_after_mix_drift_windows() -> None:
+    """A key that starts sending long completions (cost) or one new prompt template (extraction) in every
+    window fires on the change, then, once it fired mix_drift_windows windows in a row, learns it as its
+    usual and goes quiet; without the drift rule it would fire every window for good."""
+    def changed(extra: Callable[[int], list[tuple[str, int, int]]]) -> list[Event]:
+        rng = random.Random(12)
+        return [e for w in range(40) for e in busy_window("key-app", w, rng, extra=extra(w) if w >= 6 else [])]
+
+    summaries = changed(lambda w: [(f"Summarize call {w}-{i}", 300, 3000 + i) for i in range(20)])
+    templated = changed(lambda w: [(f"Extract the invoice total of document INV-{w:03d}{i:04d}. Number only.", 40, 4)
+                                   for i in range(40)])
+    for name, events in (("cost_harvesting", summaries), ("model_extraction", templated)):
+        drift = with_config(mix_drift_windows=4, extraction_sweep_pairs=10**6, anomaly_threshold=1.0)
+        found = sorted(int(f.attributes["window_start_ms"]) // MIN - T0 // MIN for f in feed(name, events, drift))
+        assert found and found[0] == 6, (name, found)  # the change itself is raised
+        assert max(found) < 25, (name, found)  # ... and it becomes the key's usual
+        never = with_config(mix_drift_windows=10**6, extraction_sweep_pairs=10**6, anomaly_threshold=1.0)
+        assert max(int(f.attributes["window_start_ms"]) // MIN - T0 // MIN
+                   for f in feed(name, events, never)) >= 37, name  # the key still fires near its end
 
 
 # --- 5. model_inversion --------------------------------------------------------------------------------
