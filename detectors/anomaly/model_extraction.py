@@ -11,7 +11,9 @@ Guards (fire regardless of the model):
 
 * **sweep**: at least ``extraction_sweep_pairs`` consecutive prompt pairs in the window, of which
   ``extraction_sweep_fraction`` are near-duplicates, mean distance under ``extraction_max_distance``
-  (no baseline needed: a key that asks the same templated question hundreds of times a minute);
+  (no baseline needed: a key that asks the same templated question hundreds of times a minute); once
+  the key has a usual share, also ``extraction_mix_share`` over it (a batch pipeline's near-identical
+  prompts are its usual: it fires in its first window, which is learned, and not again);
 * **mix** (once the key's usual share was learned from ``mix_baseline_requests`` prompt pairs):
   ``extraction_mix_min_pairs`` near-duplicate pairs or more whose
   share of the window's pairs is ``extraction_mix_share`` over the key's usual share (EWMA over its
@@ -255,7 +257,9 @@ class ModelExtraction(WindowedAnomalyDetector):
         mean = float(state["ds"]) / pairs
         if mean > c.extraction_max_distance:
             return None
-        if pairs >= c.extraction_sweep_pairs and near >= c.extraction_sweep_fraction:
+        # a key whose usual is near-identical prompts (a batch pipeline) sweeps only past its usual
+        if pairs >= c.extraction_sweep_pairs and near >= c.extraction_sweep_fraction and (
+                not self.mix_ready(state) or near >= float(state.get("bd", 0.0)) + c.extraction_mix_share):
             return "systematic sweep of near-identical prompts", self.severity, max(0.5, 1.0 - mean)
         requests = int(state["r"])
         baseline = float(state.get("b", 0.0))

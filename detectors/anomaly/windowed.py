@@ -13,8 +13,9 @@ window, the previous one is closed:
 2. the model then **learns** the window, unless the window fired (a detected attack is not taught
    to the model as normal);
 3. the entity's baseline is updated. Its usual mix (``learn_mix``) is not learned from a window that
-   fired or was half-way to firing, unless the entity fired in ``mix_drift_windows`` windows in a row
-   (``drifted``): a key that changed its traffic for good gets a new usual instead of a finding a window.
+   fired or was half-way to firing, unless the entity has no usual yet or fired in ``mix_drift_windows``
+   windows in a row (``drifted``): a key that changed its traffic for good gets a new usual instead of a
+   finding a window.
 
 Guards (``guard``) run on every event against the open window, so a blatant burst fires at once
 rather than when the entity's next window opens. One finding per entity and window, whichever of
@@ -154,9 +155,12 @@ class WindowedAnomalyDetector(Detector):
                   suspicious: bool = False) -> None:
         """EWMA of the window's mix ``value`` (a share, or a list of shares) into ``slot``, unless the window
         fired or was half-way to firing (``suspicious``: an attack, or the start of one spilling over a
-        window boundary, does not become the entity's usual) and the entity has not ``drifted``; counts the
+        window boundary, does not become the entity's usual), unless the entity has no usual yet (not
+        ``mix_ready``: its first windows are its usual, whatever they fired on, so a batch pipeline that
+        always sends near-identical prompts fires once, not every window) or has ``drifted``; counts the
         requests it was learned from."""
-        if requests <= 0 or ((state.get("fw") == state["w"] or suspicious) and not self.drifted(state)):
+        protected = self.mix_ready(state) and not self.drifted(state)
+        if requests <= 0 or (protected and (state.get("fw") == state["w"] or suspicious)):
             return
         old = state.get(slot)
         if isinstance(value, list):

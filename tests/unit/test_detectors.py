@@ -506,6 +506,29 @@ def test_cost_harvesting_mix_guard_quiet_on_benign_keys() -> None:
     assert feed("cost_harvesting", events) == []
 
 
+def test_a_batch_pipeline_of_near_identical_prompts_fires_in_its_first_window_only_and_is_still_watched() -> None:
+    """A classification pipeline sends the same instructions around varied tickets, 60 a minute: the sweep
+    guard needs no baseline, so its first window fires (a new key sweeping looks just like it), and that
+    window is its usual, not a finding every minute; ten times its usual volume still fires."""
+    rng = random.Random(3)
+
+    def window(w: int, n: int = 60) -> list[Event]:
+        items = [(f"Classify the following support ticket into billing, technical or other. Ticket: "
+                  f"{synthetic_prompt(rng)} {synthetic_prompt(rng)} Reply with the category name only.", 120, 3)
+                 for _ in range(n)]
+        step = MIN // (len(items) + 1)
+        return [gateway(key="key-pipe", t=T0 + w * MIN + (i + 1) * step, prompt=p, tokens_in=ti, tokens_out=to,
+                        seq=w * 10_000 + i) for i, (p, ti, to) in enumerate(items)]
+
+    quiet = [e for w in range(30) for e in window(w)]
+    found = feed("model_extraction", quiet)
+    assert [int(f.attributes["window_start_ms"]) // MIN - T0 // MIN for f in found] == [0], found
+    assert found[0].attributes["reason"] == "systematic sweep of near-identical prompts"
+    surge = feed("model_extraction", [*quiet, *window(30, n=600), *window(31)])
+    assert [int(f.attributes["window_start_ms"]) // MIN - T0 // MIN for f in surge] == [0, 30], surge
+    assert "the key's usual requests with near-identical prompts" in surge[1].attributes["reason"]
+
+
 def test_a_key_that_changes_its_traffic_for_good_gets_a_new_usual_after_mix_drift_windows() -> None:
     """A key that starts sending long completions (cost) or one new prompt template (extraction) in every
     window fires on the change, then, once it fired mix_drift_windows windows in a row, learns it as its
