@@ -21,6 +21,7 @@ from streams import topics
 from streams.integrations.ocsf import detection_finding
 from streams.metrics import ALERTS
 from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
+from streams.pipeline.state import StateSpoiled
 from streams.soc.exceptions import Exceptions
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Correlation:
                 alerts = result
                 for alert in alerts:
                     self.out.send(topics.ALERTS, alert.alert_id.encode(), encode(alert))
+            except StateSpoiled:  # the engine aborts and processes the records again
+                raise
             except OversizedOutput as exc:
                 dead_letter(self.out, topics.DLQ, message, str(exc), "findings", "correlate")
                 continue

@@ -35,6 +35,7 @@ from schemas.findings import Finding
 from streams import topics
 from streams.metrics import ESTATE_RELOADS, FINDINGS
 from streams.pipeline.records import Out, OversizedOutput, count_into, dead_letter, observe_latency
+from streams.pipeline.state import StateSpoiled
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,8 @@ class Detection:
                 continue
             try:
                 self.process(event, raw, partition, found)
+            except StateSpoiled:  # the engine aborts and processes the records again
+                raise
             except OversizedOutput as exc:
                 dead_letter(self.out, topics.DLQ, message, str(exc), event.source, "detect")
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
@@ -290,6 +293,8 @@ class Detection:
                 key = (message.key() or b"").decode()
                 run = self.run_join if detector.joins else self.run_detector
                 run(detector, event, key, message.partition(), self.rekeyed, found)
+            except StateSpoiled:  # the engine aborts and processes the records again
+                raise
             except OversizedOutput as exc:
                 dead_letter(self.out, topics.DLQ, message, str(exc), "events", "detect")
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker

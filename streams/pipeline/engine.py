@@ -19,6 +19,10 @@ offsets: all of them become visible to ``read_committed`` consumers together, or
 - The transactional id is stable per worker slot (``instance_id``), so a restarted worker fences
   its killed predecessor and aborts its open transaction at once instead of leaving consumers
   waiting for the transaction timeout.
+- A stage function that raises on a key's state (``StateSpoiled``: the engine's stores do not copy the
+  state before every call) aborts the transaction the same way; its records are processed again with
+  careful stores for ``CAREFUL_S``, so the record that raised is dead-lettered by its stage against the
+  state as it was, and nothing else is lost or counted twice.
 - Anything unexpected restarts the engine (new clients, stores restored) with backoff; the Faust
   worker around it keeps running.
 """
@@ -43,7 +47,7 @@ from infra.settings import Settings
 from streams import topics as names
 from streams.metrics import PIPELINE_COMMIT_SECONDS, PIPELINE_RECORDS, PIPELINE_TRANSACTIONS
 from streams.pipeline.records import check_fits
-from streams.pipeline.state import Store, StoreAccess
+from streams.pipeline.state import StateSpoiled, Store, StoreAccess
 from streams.pipeline.threads import ConsumerThread, skip_error
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Sequence[Message]], None]
 OUTPUT_TOPICS = (names.DLQ, names.EVENTS, names.FINDINGS, names.ALERTS, names.INVENTORY)
 TIMEOUT_S = 30.0  # transactional API calls and admin requests
+CAREFUL_S = 30.0  # after a StateSpoiled abort: stores copy the state around every call for this long
 
 
 class EngineError(RuntimeError):
@@ -150,6 +155,7 @@ class Engine(ConsumerThread):
         self._fatal = False
         self._committed: dict[tuple[str, int], int] = {}  # input offsets committed by this engine
         self._idle_check = 0.0
+        self._careful_until = 0.0  # stores are careful until then (after a StateSpoiled abort)
         self._reset_transaction()
         self.counters = {"records": 0, "transactions": 0, "aborted": 0, "restarts": 0, "restored": 0}
 
@@ -168,6 +174,7 @@ class Engine(ConsumerThread):
         """A store partitioned like ``input_topic``, with its changelog topic."""
         store = Store(name, input_topic, changelog_topic(self.settings, name), self.settings.worker.state_store,
                       Path())
+        store.set_careful(False)
         self.stores[name] = store
         return StoreAccess(store)
 
@@ -358,9 +365,23 @@ class Engine(ConsumerThread):
             return
         self._begin()
         for topic, batch in by_topic.items():
-            self.routes[topic](batch)
+            try:
+                self.routes[topic](batch)
+            except StateSpoiled as exc:
+                self._spoiled(exc)
+                return
             PIPELINE_RECORDS.labels(topic).inc(len(batch))
             self.counters["records"] += len(batch)
+
+    def _spoiled(self, exc: StateSpoiled) -> None:
+        """A stage function raised on a state it may have half-changed: abort, and process the transaction's
+        records again with careful stores (see the module docstring)."""
+        log.warning("pipeline transaction aborted: %s (%r); its records are processed again with state copies",
+                    exc, exc.__cause__)
+        self._abort()
+        self._careful_until = time.monotonic() + CAREFUL_S
+        for store in self.stores.values():
+            store.set_careful(True)
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, *, headers: Any = None,
                 partition: int = -1, on_delivery: Any = None) -> None:
@@ -414,6 +435,10 @@ class Engine(ConsumerThread):
             offset = self._changelog_offsets.get((store.changelog, partition))
             store[partition].commit(changed, offset if store.kind == "rocksdb" else None)
         self._reset_transaction()
+        if self._careful_until and time.monotonic() >= self._careful_until:
+            self._careful_until = 0.0
+            for store in self.stores.values():
+                store.set_careful(False)
         self.counters["transactions"] += 1
         PIPELINE_TRANSACTIONS.labels("committed").inc()
         PIPELINE_COMMIT_SECONDS.observe(time.perf_counter() - started)

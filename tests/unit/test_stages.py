@@ -19,7 +19,8 @@ from schemas.envelope import Event
 from streams import topics
 from streams.pipeline.correlate import Correlation
 from streams.pipeline.detect import Detection
-from tests.contract.events import T0, mixed_stream, runtime
+from streams.pipeline.state import StateSpoiled
+from tests.contract.events import T0, gateway, mixed_stream, runtime
 from tests.unit.pipeline_fakes import Message, Out, commit, committed, event_message, memory_store
 
 pytestmark = pytest.mark.unit
@@ -94,6 +95,40 @@ def test_state_is_put_back_when_the_code_using_it_raises() -> None:
     assert store.apply("a", 0, lambda state, k: state[k], "n") == 1
     assert commit(store) == [("state", 0, "a")]
     assert committed(store) == {"a": {"n": 1}}
+
+
+def test_a_store_that_is_not_careful_reports_a_raise_as_spoiled_state_for_the_engine_to_abort(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine's stores skip the copy before every call: a raise is StateSpoiled (the cause kept), and the
+    stages let it through to the engine instead of dead-lettering the record against half-made state."""
+    store = memory_store()
+    store.store.set_careful(False)
+    store.get("a", 0)["n"] = 1
+
+    def buggy(state: dict[str, Any]) -> None:
+        state["n"] = 99
+        raise RuntimeError("detector bug")
+
+    with pytest.raises(StateSpoiled) as spoiled:
+        store.apply("a", 0, buggy)
+    assert isinstance(spoiled.value.__cause__, RuntimeError) and spoiled.value.key == "a"
+    assert store.apply("a", 0, lambda state: state["n"]) == 99  # half-made: only an abort drops it
+    store.store.set_careful(True)
+    with pytest.raises(RuntimeError):
+        store.apply("a", 0, buggy)
+    assert store.get("a", 0) == {"n": 99}
+
+    settings = Settings(state_dir=Path("/nonexistent"))
+    detect, out, stores = detection(settings)
+    stores["states"].store.set_careful(False)
+    monkeypatch.setattr("streams.pipeline.detect._detect_all", lambda state, detector, event: buggy(state))
+    with pytest.raises(StateSpoiled):
+        detect.events_batch([event_message(gateway(key="key-a", t=T0))])
+    assert out.on(topics.DLQ) == []
+    stores["states"].store.set_careful(True)  # as the engine's stores are while it processes the records again
+    detect.events_batch([event_message(gateway(key="key-a", t=T0))])
+    assert "detection failed" in orjson.loads(out.on(topics.DLQ)[0]["value"])["reason"]
 
 
 def test_the_disk_store_keeps_state_and_its_changelog_offset(tmp_path: Path) -> None:
