@@ -78,6 +78,8 @@ from typing import Any
 
 from detectors.base import bump, short_principal
 from detectors.config import DetectionConfig
+from detectors.policy import caller_identity
+from schemas import entities as ent
 from schemas.entities import kind_of
 from schemas.findings import MATURITIES, SEVERITIES, SEVERITY_RANK, Alert, Finding, stable_id
 
@@ -99,13 +101,18 @@ CONTINUES = "continues"
 def person(principal_id: str) -> str:
     """Whom a ``principal:`` entity's story is about, or '' for a service name (which may hold many keys
     with different fates): the person of an IAM Identity Center session or an e-mail-form username (the
-    name before any ``@``), else the AWS session or IAM user ARN itself."""
+    name before any ``@``), the role of a session whose name an SDK made up (``caller_identity``), else the
+    AWS session, role or IAM user ARN itself."""
     name = principal_id.removeprefix("principal:")
     if name.startswith("arn:"):
         parts = name.split(":", 5)[-1].split("/")
-        if len(parts) == 3 and parts[0] == "assumed-role" and parts[1].startswith("AWSReservedSSO_"):
-            return f"principal:{parts[2].partition('@')[0] or parts[2]}"
-        return principal_id if parts[0] in ("assumed-role", "user") else ""
+        if len(parts) == 3 and parts[0] == "assumed-role":
+            if parts[1].startswith("AWSReservedSSO_"):
+                return f"principal:{parts[2].partition('@')[0] or parts[2]}"
+            identity = caller_identity(name)
+            if identity != name:
+                return ent.principal(identity)
+        return principal_id if parts[0] in ("assumed-role", "user", "role") else ""
     return f"principal:{name.partition('@')[0]}" if "@" in name.lstrip("@") else ""
 
 

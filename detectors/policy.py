@@ -59,6 +59,33 @@ def role_of(principal: str) -> str:
     return head.replace("arn:aws:sts::", "arn:aws:iam::", 1) + f":role/{role}"
 
 
+# Session names an AWS SDK or agent makes up when the caller sets none: a new one at every credential
+# refresh (boto3's botocore-session-<epoch>, the Go/Java/JS SDKs' own), or an instance, task or pod id.
+_GENERATED_SESSION = re.compile(
+    r"(?:botocore-session|aws-go-sdk|aws-sdk-[a-z]+(?:-session)?|aws-[a-z]+-sdk-session|boto3-session)-\d{9,}"
+    r"|\d{9,}|[0-9a-f]{32}|i-[0-9a-f]{8,17}|(?:.*-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=_CACHE)
+def caller_identity(principal: str) -> str:
+    """Whose usual behaviour a call belongs to: an assumed-role session whose name an SDK or agent made up
+    (``_GENERATED_SESSION``: a new session per credential refresh, instance or task) is its role
+    (``role_of``), so a service's baselines outlive its sessions; any other principal (a person's or a named
+    session, a user, a gateway user) is itself.
+
+    >>> caller_identity("arn:aws:sts::1:assumed-role/chat-app/botocore-session-1733140000")
+    'arn:aws:iam::1:role/chat-app'
+    >>> caller_identity("arn:aws:sts::1:assumed-role/AWSReservedSSO_Dev_0a1b/ana@example.com")
+    'arn:aws:sts::1:assumed-role/AWSReservedSSO_Dev_0a1b/ana@example.com'
+    """
+    if ":assumed-role/" not in principal:
+        return principal
+    session = principal.rsplit("/", 1)[-1]
+    return role_of(principal) if _GENERATED_SESSION.fullmatch(session) else principal
+
+
 class Policy:
     """Allowlists and vocabularies of one ``DetectionConfig``, compiled for the hot path."""
 

@@ -35,6 +35,7 @@ from typing import ClassVar
 from detectors.anomaly.model import AnomalyModel
 from detectors.base import Detector, State, clean, push
 from detectors.config import DetectionConfig
+from detectors.policy import caller_identity
 from schemas import entities as ent
 from schemas.envelope import API_ACTIVITY, Event
 from schemas.findings import Finding
@@ -46,11 +47,12 @@ MAX_WINDOWS = 1_000_000
 
 
 def inference_key(event: Event) -> str:
-    """The caller of a model invocation: the API key, else the principal ('' if neither)."""
+    """The caller of a model invocation: the API key, else the principal ('' if neither); a role's sessions
+    with made-up names are the role (``caller_identity``)."""
     if event.api_key_id:
         return ent.apikey(event.api_key_id)
     if event.principal:
-        return ent.principal(event.principal)
+        return ent.principal(caller_identity(event.principal))
     return ""
 
 

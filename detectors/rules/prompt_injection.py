@@ -16,6 +16,7 @@ from __future__ import annotations
 from detectors.anomaly.windowed import inference_key
 from detectors.base import Detector, State, caller_name, clean, push
 from detectors.config import DetectionConfig
+from detectors.policy import caller_identity
 from detectors.text import PhraseMatcher
 from schemas import entities as ent
 from schemas.envelope import API_ACTIVITY, Event
@@ -25,8 +26,9 @@ EVIDENCE_KEPT = 8
 
 
 def caller_key(event: Event) -> str:
-    """The principal behind a model invocation, else its API key ('' if neither)."""
-    return ent.principal(event.principal) if event.principal else inference_key(event)
+    """The principal behind a model invocation (a role for its sessions with made-up names,
+    ``caller_identity``), else its API key ('' if neither)."""
+    return ent.principal(caller_identity(event.principal)) if event.principal else inference_key(event)
 
 
 class PromptInjection(Detector):

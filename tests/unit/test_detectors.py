@@ -36,7 +36,18 @@ from schemas.envelope import Event
 from schemas.findings import Finding
 from schemas.sources import falco as falco_source
 from streams.simulator.estate import detection_config
-from tests.contract.events import T0, bedrock, cloudtrail, falco, gateway, k8s, mixed_stream, role_session, runtime
+from tests.contract.events import (
+    ACCOUNT,
+    T0,
+    bedrock,
+    cloudtrail,
+    falco,
+    gateway,
+    k8s,
+    mixed_stream,
+    role_session,
+    runtime,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -527,6 +538,38 @@ def test_a_batch_pipeline_of_near_identical_prompts_fires_in_its_first_window_on
     surge = feed("model_extraction", [*quiet, *window(30, n=600), *window(31)])
     assert [int(f.attributes["window_start_ms"]) // MIN - T0 // MIN for f in surge] == [0, 30], surge
     assert "the key's usual requests with near-identical prompts" in surge[1].attributes["reason"]
+
+
+def test_a_services_baselines_outlive_its_sdk_sessions() -> None:
+    """A Bedrock caller on IRSA gets a new session name (botocore-session-<epoch>) at every credential refresh:
+    its windows are its role's, so a batch pipeline's near-identical prompts fire once, not at every new
+    session, and a long-completion burst in a new session's first window is judged by the role's usual mix."""
+    rng = random.Random(4)
+    role = "ticket-classifier"
+
+    def session(w: int) -> str:
+        return role_session(role, f"botocore-session-{1_733_140_000 + (w // 8) * 2_700}")  # a new one every 8
+
+    def window(w: int, items: list[tuple[str, int, int]]) -> list[Event]:
+        step = MIN // (len(items) + 1)
+        return [bedrock(principal=session(w), t=T0 + w * MIN + (i + 1) * step, prompt=p, tokens_in=ti,
+                        tokens_out=to, seq=w * 10_000 + i) for i, (p, ti, to) in enumerate(items)]
+
+    classify = [e for w in range(40) for e in window(w, [
+        (f"Classify the following support ticket into billing, technical or other. Ticket: {synthetic_prompt(rng)}"
+         f" {synthetic_prompt(rng)} Reply with the category name only.", 120, 3) for _ in range(60)])]
+    found = feed("model_extraction", classify)
+    assert [int(f.attributes["window_start_ms"]) // MIN - T0 // MIN for f in found] == [0], found
+    assert found[0].entity_id == ent.principal(f"arn:aws:iam::{ACCOUNT}:role/{role}")
+    assert ent.principal(session(0)) in found[0].entities  # the session that called, as evidence
+
+    def usual() -> list[tuple[str, int, int]]:
+        return [(synthetic_prompt(rng), rng.randint(200, 900), rng.randint(50, 700)) for _ in range(150)]
+
+    burst = [(synthetic_prompt(rng), 300, rng.randint(2500, 3500)) for _ in range(20)]
+    events = [e for w in range(16) for e in window(w, usual())] + window(16, usual() + burst) + window(17, usual())
+    found = feed("cost_harvesting", events)
+    assert len(found) == 1 and "mix moved" in found[0].attributes["reason"], found
 
 
 def test_a_key_that_changes_its_traffic_for_good_gets_a_new_usual_after_mix_drift_windows() -> None:
