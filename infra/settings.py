@@ -172,6 +172,12 @@ class ContainmentSettings(_Group):
     max_action_age_s: float = Field(
         3600.0, gt=0, description="An action not delivered this long after its decision expires unexecuted."
     )
+    release_on_resolutions: tuple[Literal["true_positive", "false_positive", "benign", "duplicate"], ...] = Field(
+        ("false_positive", "benign"),
+        description="Resolving an alert as one of these, by a responder (or admin), releases the containment "
+        "carried out for it (its release webhooks are sent, as POST /actions/{id}/release does); an analyst's "
+        "resolution keeps it and says so. Empty: releases are only ever explicit.",
+    )
 
 
 class SigmaSettings(_Group):

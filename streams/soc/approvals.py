@@ -5,7 +5,8 @@ whole by every worker.
 States: ``awaiting_approval`` → ``approved`` (enough distinct approvers: handed to the policy's
 blast-radius budget, then the signed delivery) | ``denied`` (with a reason) | ``expired`` (not approved
 within ``containment.max_action_age_s``); ``sent`` (handed to delivery without approval) and ``approved``
-→ ``released`` (the matching release webhook is sent).
+→ ``released`` (the matching release webhook is sent: by a responder, or by resolving the alert as
+one of ``containment.release_on_resolutions``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ class Approvals:
             msg = "denying needs a reason"
             raise ApprovalError(msg, 400)
         return {**row, "state": "denied", "denied_by": user, "reason": reason[:1000], "denied_ms": now_ms()}
+
+    def releasable(self, alert_ids: set[str]) -> list[str]:
+        """The carried-out actions of ``alert_ids`` that have a release (oldest first)."""
+        rows = [r for r in self.rows.values() if r.get("alert_id") in alert_ids and r["action"] in RELEASES
+                and self.state(r) in ("sent", "approved")]
+        return [str(r["action_id"]) for r in sorted(rows, key=lambda r: int(r["decided_ms"]))]
 
     def release(self, action_id: str, user: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the row marked released, the release action for delivery)."""

@@ -265,7 +265,8 @@ def add_alert_commands(alerts_app: typer.Typer) -> None:
     @alerts_app.command("resolve")
     def resolve(ctx: typer.Context, alert_ids: IDS, resolution: Annotated[str, typer.Option(
             help="true_positive, false_positive, benign or duplicate.")]) -> None:
-        """Resolve alerts with a resolution."""
+        """Resolve alerts with a resolution; by a responder, false_positive or benign also releases their
+        containment (AIWARDEN_CONTAINMENT__RELEASE_ON_RESOLUTIONS)."""
         _triage(ctx, alert_ids, {"status": "resolved", "resolution": resolution})
 
     @alerts_app.command("comment")

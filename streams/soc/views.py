@@ -30,6 +30,7 @@ from streams.console.views import query_int, read_forever, sse
 from streams.hunt import HuntError
 from streams.integrations.ocsf import triage_finding
 from streams.soc import triage
+from streams.soc.accounts import allows
 from streams.soc.approvals import ApprovalError, Approvals, record
 from streams.soc.compacted import TopicView
 from streams.soc.exceptions import Exceptions, new_exception
@@ -91,9 +92,33 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
         for row in records:
             await guard.audit(principal, "triage", row["alert_id"], changed)
         unstored = await send_ocsf(guard, queries, records)
+        released, kept = await release_resolved(principal, records)
         return json_response({"changed": [r["alert_id"] for r in records], "triage_ids": [r["triage_id"]
                                                                                             for r in records],
-                              **({"ocsf_not_sent": unstored} if unstored else {})})
+                              **({"ocsf_not_sent": unstored} if unstored else {}),
+                              **({"released": released} if released else {}),
+                              **({"containment_kept": kept} if kept else {})})
+
+    async def release_resolved(principal: Principal, records: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+        """Resolved as one of ``release_on_resolutions``: the alerts' carried-out containment released if
+        ``principal`` may release (responder), else kept and said why; (released action ids, kept)."""
+        resolved = {r["alert_id"] for r in records
+                    if r["status"] == "resolved" and r["resolution"] in settings.containment.release_on_resolutions}
+        actions = approvals.releasable(resolved) if resolved else []
+        if not actions:
+            return [], {}
+        if not allows(principal.role, "responder"):
+            return [], {"actions": actions, "reason": f"releasing containment needs a responder; {principal.user} is "
+                                                      f"{principal.role}: POST /actions/{{id}}/release"}
+        released = []
+        for action_id in actions:
+            try:
+                await release_action(principal, action_id, f"{records[0]['resolution']} resolution")
+            except ApprovalError as exc:  # released meanwhile by someone else
+                log.warning("triage: action %s not released: %s", action_id, exc)
+                continue
+            released.append(action_id)
+        return released, {}
 
     async def get_queue(request: web.Request) -> web.Response:
         statuses = [s for value in request.query.getall("status", []) for s in value.split(",") if s]
@@ -166,30 +191,44 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
             elif verb == "deny":
                 row = approvals.deny(action_id, principal.user, str((body or {}).get("reason") or ""))
             else:
-                row, release = approvals.release(action_id, principal.user)
+                row = await release_action(principal, action_id)
         except ApprovalError as exc:
             await guard.audit(principal, f"action {verb}", action_id, {"refused": str(exc)}, "refused")
             return json_response({"error": str(exc)}, exc.status)
         except ValueError as exc:
             return json_response({"error": f"{verb}: body is not JSON ({exc})"}, 400)
-        await guard.send(topics.APPROVALS, *record(row))
-        approvals.apply(*record(row))  # here at once; on other workers through the topic
+        if verb != "release":
+            await guard.send(topics.APPROVALS, *record(row))
+            approvals.apply(*record(row))  # here at once; on other workers through the topic
         if verb == "approve" and row["state"] == "approved":
             decide = app.aiwarden_decide_topic  # type: ignore[attr-defined]
             await (await decide.send(key=b"policy", value=orjson.dumps({"approved_action": row})))
         elif verb == "deny":
             await guard.send(topics.ACTION_LOG, action_id.encode(), orjson.dumps(log_row(
                 row, "denied", detail=f"denied by {principal.user}: {row['reason']}"[:500])))
-        elif verb == "release":
-            await guard.send(topics.ACTIONS, release["action_id"].encode(), orjson.dumps(release))
-            await guard.send(topics.ACTION_LOG, release["action_id"].encode(), orjson.dumps(log_row(
-                release, "pending", detail=f"release of {action_id} by {principal.user}")))
+        if verb != "release":
+            await guard.audit(principal, f"action {verb}", action_id, action_detail(row))
+        return json_response({**row, "state": approvals.state(row)})
+
+    def action_detail(row: dict[str, Any]) -> dict[str, Any]:
         detail = {"action": row["action"], "target": row["target"], "state": row["state"],
                   "approvals": [a["user"] for a in row.get("approvals", [])]}
-        if verb == "deny":
+        if row["state"] == "denied":
             detail["reason"] = row["reason"]
-        await guard.audit(principal, f"action {verb}", action_id, detail)
-        return json_response({**row, "state": approvals.state(row)})
+        return detail
+
+    async def release_action(principal: Principal, action_id: str, why: str = "") -> dict[str, Any]:
+        """Release one carried-out action: the row marked released, its release webhook to delivery, audited."""
+        row, release = approvals.release(action_id, principal.user)
+        await guard.send(topics.APPROVALS, *record(row))
+        approvals.apply(*record(row))
+        await guard.send(topics.ACTIONS, release["action_id"].encode(), orjson.dumps(release))
+        by = f"{principal.user} ({why})" if why else principal.user
+        await guard.send(topics.ACTION_LOG, release["action_id"].encode(), orjson.dumps(log_row(
+            release, "pending", detail=f"release of {action_id} by {by}")))
+        detail = action_detail(row) | ({"why": why} if why else {})
+        await guard.audit(principal, "action release", action_id, detail)
+        return row
 
     router.add_get("/actions", list_actions)
     for verb in ("approve", "deny", "release"):

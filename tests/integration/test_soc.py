@@ -3,12 +3,17 @@ API, the CLI and the console in Debian's headless Chromium, and the audit log of
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
 import os
+import secrets
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -371,33 +376,19 @@ def json_loads(text: str) -> Any:
     return json.loads(text)
 
 
-def test_approve_in_the_console_sends_the_signed_quarantine_and_release_undoes_it(
-    service_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """Two distinct responders approve a held quarantine in Chromium: the reference receiver verifies and
-    gets it; releasing it sends release_workload; a denial with a reason sends nothing; all audited."""
-    import base64
-    import io
-    import re
-    import secrets
-
-    from playwright.sync_api import sync_playwright
-
+@contextlib.contextmanager
+def containing_worker(service_settings: Settings, tmp: Path, policy_yaml: str,
+                      accounts: dict[str, Account]) -> Iterator[tuple[Worker, io.StringIO, Any]]:
+    """A worker that delivers containment (policy ``policy_yaml``, not dry-run) to the reference receiver:
+    (the worker, what the receiver printed, the receiver)."""
     from streams.containment.receiver import Receiver
 
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    tmp = tmp_path_factory.mktemp("approvals")
     policy = tmp / "policy.yaml"
-    policy.write_text("rules:\n  - name: quarantine-with-two-approvers\n"
-                      "    when: {detectors: [model_server_shell]}\n"
-                      "    actions: [quarantine_workload]\n    approval_required: true\n    approvers: 2\n")
-    accounts = make_accounts(service_settings)
-    second = make_accounts(service_settings)["responder"]  # another responder: two distinct people
-    app_id = f"approve-{uuid.uuid4().hex[:6]}"
+    policy.write_text(policy_yaml)
+    app_id = f"contain-{uuid.uuid4().hex[:6]}"
     start_groups_at_end(service_settings, app_id)
     out = io.StringIO()
-    approved_pod = f"pod:ml-serving/vllm-{uuid.uuid4().hex[:6]}"
-    denied_pod = f"pod:ml-serving/vllm-{uuid.uuid4().hex[:6]}"
     with Receiver(secret, 0, out=out) as receiver:
         port = receiver.start_in_thread()
         web_port = free_port()
@@ -407,82 +398,150 @@ def test_approve_in_the_console_sends_the_signed_quarantine_and_release_undoes_i
                                 AIWARDEN_CONTAINMENT__SECRET=secret, AIWARDEN_CONTAINMENT__DRY_RUN="false",
                                 AIWARDEN_CONTAINMENT__POLICY_PATH=str(policy)).start()
         base = f"http://127.0.0.1:{web_port}"
-        worker = Worker(base, process, accounts)
         try:
             wait_healthy(base, process)
-            deadline = time.monotonic()
-            alerts = []
-            for pod in (approved_pod, denied_pod):
-                alert = make_alert(pod, 5, "critical")
-                alert["detectors"] = ["model_server_shell"]
-                alerts.append(alert)
-            produce_alerts(service_settings, alerts)
-            responder = accounts["responder"]
-
-            def waiting() -> dict[str, dict[str, Any]]:
-                rows = httpx.get(f"{base}/actions", params={"state": "awaiting_approval"}, headers=responder.bearer,
-                                 timeout=10).json()
-                return {row["target"]: row for row in rows}
-
-            while {approved_pod, denied_pod} - set(waiting()):
-                assert time.monotonic() < deadline + 180, (waiting(), process.log_tail())
-                time.sleep(0.5)
-            action_id = waiting()[approved_pod]["action_id"]
-            listed = cli(service_settings, base, responder.token, "actions", "list", "--pending")
-            assert listed.returncode == 0 and action_id in listed.stdout
-
-            denied_id = waiting()[denied_pod]["action_id"]
-            no_reason = httpx.post(f"{base}/actions/{denied_id}/deny", json={"reason": ""}, headers=responder.bearer,
-                                   timeout=10)
-            assert no_reason.status_code == 400
-            denied = cli(service_settings, base, responder.token, "actions", "deny", denied_id, "--reason",
-                         "the pod is the red team's")
-            assert denied.returncode == 0, denied.stderr
-            assert httpx.post(f"{base}/actions/{denied_id}/approve", headers=responder.bearer,
-                              timeout=10).status_code == 409
-
-            with sync_playwright() as playwright:
-                browser = chromium(playwright)
-                try:
-                    for n, person in enumerate((responder, second)):
-                        page = browser.new_page(viewport={"width": 1500, "height": 900})
-                        sign_in(page, base, person)
-                        page.click('nav .tab[data-tab="actions"]')
-                        row = page.locator(f'tr.action-row[data-action-id="{action_id}"]')
-                        row.locator("button.approve").click()
-                        want = "awaiting_approval" if n == 0 else "approved"
-                        page.wait_for_selector(f'tr.action-row[data-action-id="{action_id}"][data-state="{want}"]',
-                                               timeout=30_000)
-                        if n == 0:  # the same person cannot approve twice
-                            again = httpx.post(f"{base}/actions/{action_id}/approve", headers=responder.bearer,
-                                               timeout=10)
-                            assert again.status_code == 409 and "another person" in again.json()["error"]
-                    while "quarantine_workload " + approved_pod not in out.getvalue():
-                        assert time.monotonic() < deadline + 240, (out.getvalue(), process.log_tail())
-                        time.sleep(0.5)
-                    page.locator(f'tr.action-row[data-action-id="{action_id}"] button.release').click()
-                    page.wait_for_selector(f'tr.action-row[data-action-id="{action_id}"][data-state="released"]',
-                                           timeout=30_000)
-                    page.screenshot(path="tests/artifacts/console-actions.png")
-                finally:
-                    browser.close()
-            while "release_workload " + approved_pod not in out.getvalue():
-                assert time.monotonic() < deadline + 300, (out.getvalue(), process.log_tail())
-                time.sleep(0.5)
-            assert receiver.snapshot()["rejected_signature"] == 0
-            assert len(re.findall(rf"quarantine_workload {re.escape(approved_pod)} ", out.getvalue())) == 1
-            assert denied_pod not in out.getvalue()  # denied: nothing sent
-            wanted = {(responder.name, "action approve"), (second.name, "action approve"),
-                      (second.name, "action release"), (responder.name, "action deny")}
-            while True:  # each step lands in ClickHouse within seconds of the sink's batch
-                steps = {(r["actor"], r["action"]) for name in (responder.name, second.name)
-                         for r in audit_rows(worker, name, 1)}
-                if wanted <= steps:
-                    break
-                assert time.monotonic() < deadline + 360, steps
-                time.sleep(0.5)
+            yield Worker(base, process, accounts), out, receiver
         finally:
             process.stop()
+
+
+def test_approve_in_the_console_sends_the_signed_quarantine_and_release_undoes_it(
+    service_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two distinct responders approve a held quarantine in Chromium: the reference receiver verifies and
+    gets it; releasing it sends release_workload; a denial with a reason sends nothing; all audited."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    tmp = tmp_path_factory.mktemp("approvals")
+    accounts = make_accounts(service_settings)
+    second = make_accounts(service_settings)["responder"]  # another responder: two distinct people
+    approved_pod = f"pod:ml-serving/vllm-{uuid.uuid4().hex[:6]}"
+    denied_pod = f"pod:ml-serving/vllm-{uuid.uuid4().hex[:6]}"
+    policy = ("rules:\n  - name: quarantine-with-two-approvers\n    when: {detectors: [model_server_shell]}\n"
+              "    actions: [quarantine_workload]\n    approval_required: true\n    approvers: 2\n")
+    with containing_worker(service_settings, tmp, policy, accounts) as (worker, out, receiver):
+        base, process = worker.base, worker.process
+        deadline = time.monotonic()
+        alerts = []
+        for pod in (approved_pod, denied_pod):
+            alert = make_alert(pod, 5, "critical")
+            alert["detectors"] = ["model_server_shell"]
+            alerts.append(alert)
+        produce_alerts(service_settings, alerts)
+        responder = accounts["responder"]
+
+        def waiting() -> dict[str, dict[str, Any]]:
+            rows = httpx.get(f"{base}/actions", params={"state": "awaiting_approval"}, headers=responder.bearer,
+                             timeout=10).json()
+            return {row["target"]: row for row in rows}
+
+        while {approved_pod, denied_pod} - set(waiting()):
+            assert time.monotonic() < deadline + 180, (waiting(), process.log_tail())
+            time.sleep(0.5)
+        action_id = waiting()[approved_pod]["action_id"]
+        listed = cli(service_settings, base, responder.token, "actions", "list", "--pending")
+        assert listed.returncode == 0 and action_id in listed.stdout
+
+        denied_id = waiting()[denied_pod]["action_id"]
+        no_reason = httpx.post(f"{base}/actions/{denied_id}/deny", json={"reason": ""}, headers=responder.bearer,
+                               timeout=10)
+        assert no_reason.status_code == 400
+        denied = cli(service_settings, base, responder.token, "actions", "deny", denied_id, "--reason",
+                     "the pod is the red team's")
+        assert denied.returncode == 0, denied.stderr
+        assert httpx.post(f"{base}/actions/{denied_id}/approve", headers=responder.bearer,
+                          timeout=10).status_code == 409
+
+        with sync_playwright() as playwright:
+            browser = chromium(playwright)
+            try:
+                for n, person in enumerate((responder, second)):
+                    page = browser.new_page(viewport={"width": 1500, "height": 900})
+                    sign_in(page, base, person)
+                    page.click('nav .tab[data-tab="actions"]')
+                    row = page.locator(f'tr.action-row[data-action-id="{action_id}"]')
+                    row.locator("button.approve").click()
+                    want = "awaiting_approval" if n == 0 else "approved"
+                    page.wait_for_selector(f'tr.action-row[data-action-id="{action_id}"][data-state="{want}"]',
+                                           timeout=30_000)
+                    if n == 0:  # the same person cannot approve twice
+                        again = httpx.post(f"{base}/actions/{action_id}/approve", headers=responder.bearer,
+                                           timeout=10)
+                        assert again.status_code == 409 and "another person" in again.json()["error"]
+                while "quarantine_workload " + approved_pod not in out.getvalue():
+                    assert time.monotonic() < deadline + 240, (out.getvalue(), process.log_tail())
+                    time.sleep(0.5)
+                page.locator(f'tr.action-row[data-action-id="{action_id}"] button.release').click()
+                page.wait_for_selector(f'tr.action-row[data-action-id="{action_id}"][data-state="released"]',
+                                       timeout=30_000)
+                page.screenshot(path="tests/artifacts/console-actions.png")
+            finally:
+                browser.close()
+        while "release_workload " + approved_pod not in out.getvalue():
+            assert time.monotonic() < deadline + 300, (out.getvalue(), process.log_tail())
+            time.sleep(0.5)
+        assert receiver.snapshot()["rejected_signature"] == 0
+        assert len(re.findall(rf"quarantine_workload {re.escape(approved_pod)} ", out.getvalue())) == 1
+        assert denied_pod not in out.getvalue()  # denied: nothing sent
+        wanted = {(responder.name, "action approve"), (second.name, "action approve"),
+                  (second.name, "action release"), (responder.name, "action deny")}
+        while True:  # each step lands in ClickHouse within seconds of the sink's batch
+            steps = {(r["actor"], r["action"]) for name in (responder.name, second.name)
+                     for r in audit_rows(worker, name, 1)}
+            if wanted <= steps:
+                break
+            assert time.monotonic() < deadline + 360, steps
+            time.sleep(0.5)
+
+
+def test_a_responder_resolving_a_false_positive_releases_its_containment(
+    service_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An alert quarantined by policy, then resolved as false_positive: by an analyst the quarantine stays and
+    the response says so; by a responder the signed release_workload reaches the receiver, audited with why."""
+    accounts = make_accounts(service_settings)
+    analyst, responder = accounts["analyst"], accounts["responder"]
+    pod = f"pod:ml-serving/vllm-{uuid.uuid4().hex[:6]}"
+    policy = ("rules:\n  - name: quarantine-shells\n    when: {detectors: [model_server_shell]}\n"
+              "    actions: [quarantine_workload]\n")
+    with containing_worker(service_settings, tmp_path_factory.mktemp("release-on-resolve"), policy,
+                           accounts) as (worker, out, receiver):
+        base = worker.base
+        alert = make_alert(pod, 7, "critical")
+        alert["detectors"] = ["model_server_shell"]
+        produce_alerts(service_settings, [alert])
+        deadline = time.monotonic() + 240
+
+        def carried_out() -> list[dict[str, Any]]:
+            rows = httpx.get(f"{base}/actions", params={"state": "sent"}, headers=responder.bearer, timeout=10).json()
+            return [r for r in rows if r["alert_id"] == alert["alert_id"]]
+
+        while "quarantine_workload " + pod not in out.getvalue() or not carried_out():
+            assert time.monotonic() < deadline, (out.getvalue(), worker.process.log_tail())
+            time.sleep(0.5)
+        action_id = carried_out()[0]["action_id"]
+
+        def resolve(account: Account) -> dict[str, Any]:
+            response = httpx.post(f"{base}/alerts/triage", headers=account.bearer, timeout=30, json={
+                "alert_ids": [alert["alert_id"]], "status": "resolved", "resolution": "false_positive"})
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        kept = resolve(analyst)
+        assert kept["containment_kept"]["actions"] == [action_id] and "released" not in kept
+        assert "needs a responder" in kept["containment_kept"]["reason"]
+        assert [r["action_id"] for r in carried_out()] == [action_id]  # still quarantined
+        done = resolve(responder)
+        assert done["released"] == [action_id] and "containment_kept" not in done
+        while "release_workload " + pod not in out.getvalue():
+            assert time.monotonic() < deadline, (out.getvalue(), worker.process.log_tail())
+            time.sleep(0.5)
+        assert receiver.snapshot()["rejected_signature"] == 0
+        assert carried_out() == [] and "released" not in resolve(responder)  # released once
+        row = audit_rows(worker, responder.name, 1, "action release", action_id)[0]
+        assert "false_positive resolution" in str(row)
 
 
 def test_single_sign_on_with_openid_connect_maps_groups_to_roles_in_chromium(

@@ -156,6 +156,23 @@ def test_approvals_need_distinct_people_expire_and_release_what_was_done() -> No
     assert approvals.deny("a3", "ana", "red team")["state"] == "denied"
 
 
+def test_the_releasable_actions_of_resolved_alerts_are_those_carried_out_with_a_release() -> None:
+    from streams.soc.approvals import Approvals, now_ms, record
+
+    approvals = Approvals(max_age_s=60)
+    base = {"alert_id": "x", "target": "pod:ns/p", "rule": "r", "decided_ms": now_ms()}
+    for action_id, action, state, alert in (("sent-q", "quarantine_workload", "sent", "x"),
+                                            ("approved-b", "block_egress", "approved", "x"),
+                                            ("held", "quarantine_workload", "awaiting_approval", "x"),
+                                            ("gone", "quarantine_workload", "released", "x"),
+                                            ("no-undo", "notify", "sent", "x"),
+                                            ("other", "quarantine_workload", "sent", "y")):
+        approvals.apply(*record({**base, "action_id": action_id, "action": action, "state": state,
+                                 "alert_id": alert}))
+    assert sorted(approvals.releasable({"x"})) == ["approved-b", "sent-q"]
+    assert approvals.releasable({"z"}) == []
+
+
 def test_a_rule_may_require_two_approvers() -> None:
     from streams.containment.policy import parse_policy
 

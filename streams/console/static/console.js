@@ -204,7 +204,11 @@ async function triage(change) {
   $("#triage-error").textContent = "";
   if (!ids.length) { $("#triage-error").textContent = "select alerts first (click a row, or x)"; return; }
   try {
-    await postJSON("/alerts/triage", { alert_ids: ids, ...change });
+    const result = await postJSON("/alerts/triage", { alert_ids: ids, ...change });
+    // a resolution that releases containment says what it released, or why it kept it
+    if (result && result.released) $("#triage-note").textContent = `released ${result.released.length} containment action(s)`;
+    else if (result && result.containment_kept) $("#triage-note").textContent = `containment kept: ${result.containment_kept.reason}`;
+    else $("#triage-note").textContent = "";
     for (const id of ids) {  // the triage stream confirms; show it at once
       const alert = alerts.get(id);
       if (!alert) continue;
