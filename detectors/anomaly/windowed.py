@@ -242,11 +242,10 @@ class WindowedAnomalyDetector(Detector):
                     reason += "; moved: " + ", ".join(f"{name} {z:+.1f} sd" for name, z in moved)
                 found = self._finding(None, key, state, reason, self.severity, score,
                                       {"moved": ",".join(name for name, _ in moved)})
-        if not fired:
-            self.model.learn_one(x)
         if fired:
             state["fs"] = min(MAX_WINDOWS, int(state.get("fs", 0)) + 1)
         else:
+            self.model.learn_one(x)
             state.pop("fs", None)
         self.update_baselines(state)
         state["nw"] = min(MAX_WINDOWS, int(state.get("nw", 0)) + 1)

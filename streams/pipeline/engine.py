@@ -378,10 +378,10 @@ class Engine(ConsumerThread):
         records again with careful stores (see the module docstring)."""
         log.warning("pipeline transaction aborted: %s (%r); its records are processed again with state copies",
                     exc, exc.__cause__)
-        self._abort()
         self._careful_until = time.monotonic() + CAREFUL_S
-        for store in self.stores.values():
+        for store in self.stores.values():  # before the abort: it may restart the engine
             store.set_careful(True)
+        self._abort()
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, *, headers: Any = None,
                 partition: int = -1, on_delivery: Any = None) -> None:

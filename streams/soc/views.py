@@ -197,17 +197,17 @@ def register(app: faust.App, settings: Settings, guard: Guard, queries: ConsoleQ
             return json_response({"error": str(exc)}, exc.status)
         except ValueError as exc:
             return json_response({"error": f"{verb}: body is not JSON ({exc})"}, 400)
-        if verb != "release":
-            await guard.send(topics.APPROVALS, *record(row))
-            approvals.apply(*record(row))  # here at once; on other workers through the topic
+        if verb == "release":  # release_action sent, logged and audited it
+            return json_response({**row, "state": approvals.state(row)})
+        await guard.send(topics.APPROVALS, *record(row))
+        approvals.apply(*record(row))  # here at once; on other workers through the topic
         if verb == "approve" and row["state"] == "approved":
             decide = app.aiwarden_decide_topic  # type: ignore[attr-defined]
             await (await decide.send(key=b"policy", value=orjson.dumps({"approved_action": row})))
         elif verb == "deny":
             await guard.send(topics.ACTION_LOG, action_id.encode(), orjson.dumps(log_row(
                 row, "denied", detail=f"denied by {principal.user}: {row['reason']}"[:500])))
-        if verb != "release":
-            await guard.audit(principal, f"action {verb}", action_id, action_detail(row))
+        await guard.audit(principal, f"action {verb}", action_id, action_detail(row))
         return json_response({**row, "state": approvals.state(row)})
 
     def action_detail(row: dict[str, Any]) -> dict[str, Any]:
