@@ -119,9 +119,9 @@ def attack(technique_id: str, wanted_tactics: list[str]) -> dict[str, Any]:
 
 def _unknown_attack(technique_id: str) -> dict[str, Any]:
     """An ``attack`` for an id MITRE's pinned data does not have (a rule tagged with a newer technique, or a
-    custom one): the id itself, under its known parent when it is a sub-technique; no tactic, no version."""
-    parent_id, dot, _ = technique_id.rpartition(".")
-    parent = techniques.technique(parent_id) if dot and parent_id.rsplit(".", 1)[-1].startswith("T") else None
+    custom one): the id itself, with no tactic; under its known parent (and that framework's version) when it
+    is a sub-technique."""
+    parent = techniques.technique(parent_id := technique_id.rpartition(".")[0])  # "AML" of AML.T…: none
     if parent is not None:
         return {"version": techniques.version(parent["framework"]), "technique": _ref(parent_id, parent),
                 "sub_technique": {"uid": technique_id}}
